@@ -1,0 +1,248 @@
+"""Object store access: durable loose-object writes and cached tree edits."""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import os
+import stat as statmod
+import zlib
+from pathlib import Path
+
+from dulwich.objects import Blob, Commit, ShaFile, Tree
+from dulwich.repo import Repo
+
+from ..fsutil import TMP_SUFFIX, fsync_dir
+
+FILE_MODE = 0o100644
+TREE_MODE = 0o040000
+
+# A change set maps a tracked path (posix, relative to the KB root) to its new
+# content, or to None when the path is deleted.
+ChangeSet = dict[str, "bytes | None"]
+
+
+class ObjectStore:
+    """Reads objects through dulwich and writes new loose objects durably.
+
+    Parsed trees are cached by id: a tree id names immutable content, so the cache
+    never goes stale, and editing a path only re-reads the trees on its way.
+    """
+
+    def __init__(self, repo: Repo):
+        self.repo = repo
+        self.objects_dir = Path(repo.object_store.path)
+        self._trees: dict[bytes, dict[bytes, tuple[int, bytes]]] = {}
+
+    # -- reading -----------------------------------------------------------
+    def __contains__(self, sha: bytes) -> bool:
+        return sha in self.repo.object_store
+
+    def get(self, sha: bytes) -> ShaFile:
+        return self.repo.object_store[sha]
+
+    def blob_bytes(self, sha: bytes) -> bytes:
+        return self.repo.object_store[sha].as_raw_string()
+
+    def tree_entries(self, sha: bytes) -> dict[bytes, tuple[int, bytes]]:
+        """Entries of the tree ``sha`` as {name: (mode, sha)} (cached; do not mutate)."""
+        entries = self._trees.get(sha)
+        if entries is None:
+            tree = self.repo.object_store[sha]
+            if not isinstance(tree, Tree):
+                raise ValueError(f"object {sha.decode()} is not a tree")
+            entries = {name: (mode, child) for name, mode, child in tree.iteritems()}
+            if len(self._trees) > 4096:
+                self._trees.clear()
+            self._trees[sha] = entries
+        return entries
+
+    def lookup(self, tree_sha: bytes | None, path: str) -> tuple[int, bytes] | None:
+        """(mode, sha) of ``path`` inside ``tree_sha``, or None when absent."""
+        if tree_sha is None:
+            return None
+        current: tuple[int, bytes] = (TREE_MODE, tree_sha)
+        for part in path.encode("utf-8").split(b"/"):
+            if not statmod.S_ISDIR(current[0]):
+                return None
+            found = self.tree_entries(current[1]).get(part)
+            if found is None:
+                return None
+            current = found
+        return current
+
+    def read_path(self, tree_sha: bytes | None, path: str) -> bytes | None:
+        """Content of the file ``path`` in ``tree_sha``, or None when absent or not a file."""
+        entry = self.lookup(tree_sha, path)
+        if entry is None or statmod.S_ISDIR(entry[0]):
+            return None
+        return self.blob_bytes(entry[1])
+
+    def list_dir(self, tree_sha: bytes | None, path: str) -> dict[str, tuple[int, bytes]]:
+        """Entries directly under directory ``path`` ("" is the root) as {name: (mode, sha)}."""
+        if tree_sha is None:
+            return {}
+        if path:
+            entry = self.lookup(tree_sha, path)
+            if entry is None or not statmod.S_ISDIR(entry[0]):
+                return {}
+            tree_sha = entry[1]
+        return {name.decode("utf-8", "surrogateescape"): value for name, value in self.tree_entries(tree_sha).items()}
+
+    def walk_files(self, tree_sha: bytes | None, prefix: str = ""):
+        """Yield (path, mode, sha) for every file below ``prefix`` in ``tree_sha``."""
+        for name, (mode, sha) in sorted(self.list_dir(tree_sha, prefix).items()):
+            path = f"{prefix}/{name}" if prefix else name
+            if statmod.S_ISDIR(mode):
+                yield from self.walk_files(tree_sha, path)
+            else:
+                yield path, mode, sha
+
+    # -- writing -----------------------------------------------------------
+    def build_tree(self, base_tree: bytes | None, changes: ChangeSet) -> tuple[bytes, list["RawObject"], dict[str, bytes]]:
+        """Apply ``changes`` to ``base_tree`` without touching unchanged subtrees.
+
+        Returns (new root tree id, new objects to write, {path: blob id} of written paths).
+        Directories left empty by deletions disappear, as in Git.
+        """
+        new_objects: list[RawObject] = []
+        blob_ids: dict[str, bytes] = {}
+        nested: dict = {}
+        for path, data in changes.items():
+            parts = path.split("/")
+            node = nested
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ValueError(f"path {path!r} runs through a file")
+            if data is None:
+                node[parts[-1]] = None
+            else:
+                blob = RawObject(b"blob", data)
+                new_objects.append(blob)
+                blob_ids[path] = blob.id
+                node[parts[-1]] = blob.id
+        root = self._edit_tree(base_tree, nested, new_objects)
+        if root is None:
+            empty = RawObject(b"tree", b"")
+            new_objects.append(empty)
+            root = empty.id
+        return root, new_objects, blob_ids
+
+    def _edit_tree(self, tree_sha: bytes | None, edits: dict, out: list["RawObject"]) -> bytes | None:
+        entries = dict(self.tree_entries(tree_sha)) if tree_sha else {}
+        for name, edit in edits.items():
+            key = name.encode("utf-8")
+            if isinstance(edit, dict):
+                current = entries.get(key)
+                sub = current[1] if current and statmod.S_ISDIR(current[0]) else None
+                new_sub = self._edit_tree(sub, edit, out)
+                if new_sub is None:
+                    entries.pop(key, None)
+                else:
+                    entries[key] = (TREE_MODE, new_sub)
+            elif edit is None:
+                entries.pop(key, None)
+            else:
+                entries[key] = (FILE_MODE, edit)
+        if not entries:
+            return None
+        tree = RawObject(b"tree", serialize_tree(entries))
+        if tree.id != tree_sha:
+            out.append(tree)
+            self._trees[tree.id] = entries
+        return tree.id
+
+    def remove_temporaries(self) -> int:
+        """Delete temporary object files a killed writer left in the objects directory."""
+        removed = 0
+        for tmp in self.objects_dir.glob(f"tmp_obj_*{TMP_SUFFIX}"):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+    def write_durably(self, objects: list) -> None:
+        """Write ``objects`` (RawObject or dulwich ShaFile) as loose objects, each fsynced, then
+        fsync the fan-out directories. Objects already present are skipped. When this
+        returns, every object is on disk.
+        """
+        touched_dirs: set[Path] = set()
+        new_fanout = False
+        for obj in objects:
+            hexsha = obj.id.decode("ascii")
+            directory = self.objects_dir / hexsha[:2]
+            path = directory / hexsha[2:]
+            if path.exists():
+                continue
+            if not directory.exists():
+                try:
+                    os.mkdir(directory)
+                    new_fanout = True
+                except FileExistsError:
+                    pass
+            tmp = self.objects_dir / f"tmp_obj_{hexsha[:12]}_{os.getpid()}{TMP_SUFFIX}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+            try:
+                for chunk in obj.as_legacy_object_chunks():
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            touched_dirs.add(directory)
+        if new_fanout:
+            fsync_dir(self.objects_dir)
+        for directory in touched_dirs:
+            fsync_dir(directory)
+
+
+class RawObject:
+    """A loose object built from its type and raw content, without dulwich's parsing."""
+
+    __slots__ = ("type_name", "raw", "id")
+
+    def __init__(self, type_name: bytes, raw: bytes):
+        self.type_name = type_name
+        self.raw = raw
+        self.id = hashlib.sha1(self._header() + raw).hexdigest().encode("ascii")
+
+    def _header(self) -> bytes:
+        return b"%s %d\0" % (self.type_name, len(self.raw))
+
+    def as_legacy_object_chunks(self):
+        compressor = zlib.compressobj(1)
+        yield compressor.compress(self._header())
+        yield compressor.compress(self.raw)
+        yield compressor.flush()
+
+
+def _tree_sort_key(item: tuple[bytes, tuple[int, bytes]]) -> bytes:
+    name, (mode, _sha) = item
+    return name + b"/" if statmod.S_ISDIR(mode) else name
+
+
+def serialize_tree(entries: dict[bytes, tuple[int, bytes]]) -> bytes:
+    """Git's tree encoding: entries sorted with directories compared as `name/`."""
+    unhex = binascii.unhexlify
+    return b"".join(b"%o %s\0%s" % (mode, name, unhex(sha))
+                    for name, (mode, sha) in sorted(entries.items(), key=_tree_sort_key))
+
+
+def make_commit(tree: bytes, parent: bytes | None, message: str, identity: bytes, when: int, tz: int) -> Commit:
+    """A commit object with the given tree, parent and message (author = committer = identity)."""
+    commit = Commit()
+    commit.tree = tree
+    commit.parents = [parent] if parent else []
+    commit.author = commit.committer = identity
+    commit.author_time = commit.commit_time = when
+    commit.author_timezone = commit.commit_timezone = tz
+    commit.encoding = None
+    commit.message = message.encode("utf-8")
+    return commit
+
+
+def blob_id(data: bytes) -> bytes:
+    """The Git blob id (hex) of ``data``."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest().encode("ascii")
