@@ -1,22 +1,62 @@
-"""The Git index (.git/index), updated entry by entry so `git status` stays clean."""
+"""The Git index (.git/index), updated entry by entry so `git status` stays clean.
+
+Kept in memory as one serialized version-2 record per path, so writing the
+index after a commit costs a join and a checksum rather than re-encoding every
+entry (dulwich's writer takes ~60 ms at 20,000 entries).
+"""
 
 from __future__ import annotations
 
+import bisect
+import binascii
 import hashlib
-import io
 import os
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 
-from dulwich.index import ConflictedIndexEntry, IndexEntry, index_entry_from_stat, read_index_dict, write_index_dict
+from dulwich.index import ConflictedIndexEntry, read_index_dict
 
 from ..errors import OpenKBError
 from ..fsutil import fsync_dir
 
 FILE_MODE = 0o100644
+_ENTRY = struct.Struct(">LLLLLLLLLL20sH")  # ctime s/ns, mtime s/ns, dev, ino, mode, uid, gid, size, sha, flags
 
 
 class IndexLockedError(OpenKBError):
     """Another process (a plain `git` command?) holds .git/index.lock."""
+
+
+class IndexConflictError(OpenKBError):
+    """The Git index holds an unresolved merge; openkb will not write over it."""
+
+
+@dataclass(frozen=True)
+class Stat:
+    """The parts of an index entry openkb compares with the working tree."""
+
+    sha: bytes  # hex
+    size: int
+    mtime: tuple[int, int]
+    ino: int
+
+
+def encode_entry(path: bytes, st: os.stat_result, hexsha: bytes, mode: int = FILE_MODE) -> bytes:
+    """One index-v2 entry for ``path`` with ``st``'s stat data, NUL-padded to 8 bytes."""
+    head = _ENTRY.pack(
+        int(st.st_ctime) & 0xFFFFFFFF, st.st_ctime_ns % 1_000_000_000,
+        int(st.st_mtime) & 0xFFFFFFFF, st.st_mtime_ns % 1_000_000_000,
+        st.st_dev & 0xFFFFFFFF, st.st_ino & 0xFFFFFFFF, mode, st.st_uid & 0xFFFFFFFF, st.st_gid & 0xFFFFFFFF,
+        st.st_size & 0xFFFFFFFF, binascii.unhexlify(hexsha), min(len(path), 0xFFF),
+    )
+    length = len(head) + len(path)
+    return head + path + b"\0" * (8 - length % 8)
+
+
+def decode_stat(record: bytes) -> Stat:
+    fields = _ENTRY.unpack_from(record)
+    return Stat(sha=binascii.hexlify(fields[10]), size=fields[9], mtime=(fields[2], fields[3]), ino=fields[5])
 
 
 class GitIndex:
@@ -24,7 +64,8 @@ class GitIndex:
 
     def __init__(self, git_dir: Path):
         self.path = git_dir / "index"
-        self._entries: dict[bytes, IndexEntry | ConflictedIndexEntry] | None = None
+        self._records: dict[bytes, bytes] | None = None
+        self._order: list[bytes] = []
         self._stamp: tuple | None = None
 
     def _file_stamp(self) -> tuple | None:
@@ -34,21 +75,32 @@ class GitIndex:
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
-    def entries(self) -> dict[bytes, IndexEntry | ConflictedIndexEntry]:
-        """Current entries, {path bytes: entry}; re-read when another process rewrote the file."""
+    def _load(self) -> dict[bytes, bytes]:
         stamp = self._file_stamp()
-        if self._entries is None or stamp != self._stamp:
-            if stamp is None:
-                self._entries = {}
-            else:
+        if self._records is None or stamp != self._stamp:
+            records: dict[bytes, bytes] = {}
+            if stamp is not None:
                 with open(self.path, "rb") as fh:
-                    self._entries = read_index_dict(fh)
+                    entries = read_index_dict(fh)
+                for path, entry in entries.items():
+                    if isinstance(entry, ConflictedIndexEntry):
+                        raise IndexConflictError(
+                            f"the Git index has an unresolved merge conflict at {path.decode(errors='replace')}; "
+                            "resolve or abort it with git first")
+                    records[path] = _encode_dulwich_entry(path, entry)
+            self._records = records
+            self._order = sorted(records)
             self._stamp = stamp
-        return self._entries
+        return self._records
 
-    def get(self, path: str) -> IndexEntry | None:
-        entry = self.entries().get(path.encode("utf-8"))
-        return entry if isinstance(entry, IndexEntry) else None
+    def paths(self) -> list[bytes]:
+        self._load()
+        return list(self._order)
+
+    def stat(self, path: str) -> Stat | None:
+        """The index entry of ``path`` (sha and stat data), or None."""
+        record = self._load().get(path.encode("utf-8"))
+        return decode_stat(record) if record is not None else None
 
     def update(self, worktree: Path, blob_ids: dict[str, bytes | None], *, sync: bool) -> None:
         """Set the entries of ``blob_ids`` ({path: blob id, or None to drop}) from the files on disk.
@@ -56,20 +108,22 @@ class GitIndex:
         The stat data comes from the projected file, so Git sees it as unchanged.
         Written through index.lock and a rename, like Git does.
         """
-        entries = self.entries()
+        records = self._load()
         for path, sha in blob_ids.items():
             key = path.encode("utf-8")
             if sha is None:
-                entries.pop(key, None)
+                if records.pop(key, None) is not None:
+                    del self._order[bisect.bisect_left(self._order, key)]
                 continue
-            st = os.lstat(worktree / path)
-            entries[key] = index_entry_from_stat(st, sha, mode=FILE_MODE)
-        self.write(entries, sync=sync)
+            if key not in records:
+                bisect.insort(self._order, key)
+            records[key] = encode_entry(key, os.lstat(worktree / path), sha)
+        self._write(sync=sync)
 
-    def replace_all(self, entries: dict[bytes, IndexEntry]) -> None:
-        self.write(dict(entries), sync=True)
-
-    def write(self, entries: dict, *, sync: bool) -> None:
+    def _write(self, *, sync: bool) -> None:
+        records = self._records or {}
+        body = b"DIRC" + struct.pack(">LL", 2, len(records)) + b"".join(records[k] for k in self._order)
+        data = body + hashlib.sha1(body).digest()
         lock = self.path.with_name("index.lock")
         try:
             fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -79,19 +133,29 @@ class GitIndex:
                 "if none is running, remove that file and run `openkb recover`"
             ) from None
         try:
-            buffer = io.BytesIO()
-            write_index_dict(buffer, entries, version=2)
-            data = buffer.getvalue()
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data + hashlib.sha1(data).digest())
-                fh.flush()
-                if sync:
-                    os.fsync(fh.fileno())
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if sync:
+                os.fsync(fd)
+            os.close(fd)
+            fd = -1
             os.replace(lock, self.path)
         except BaseException:
+            if fd >= 0:
+                os.close(fd)
             lock.unlink(missing_ok=True)
             raise
         if sync:
             fsync_dir(self.path.parent)
-        self._entries = entries
         self._stamp = self._file_stamp()
+
+
+def _encode_dulwich_entry(path: bytes, entry) -> bytes:
+    ctime = entry.ctime if isinstance(entry.ctime, tuple) else (int(entry.ctime), 0)
+    mtime = entry.mtime if isinstance(entry.mtime, tuple) else (int(entry.mtime), 0)
+    head = _ENTRY.pack(ctime[0] & 0xFFFFFFFF, ctime[1], mtime[0] & 0xFFFFFFFF, mtime[1], entry.dev & 0xFFFFFFFF,
+                       entry.ino & 0xFFFFFFFF, entry.mode, entry.uid & 0xFFFFFFFF, entry.gid & 0xFFFFFFFF,
+                       entry.size & 0xFFFFFFFF, binascii.unhexlify(entry.sha), min(len(path), 0xFFF))
+    length = len(head) + len(path)
+    return head + path + b"\0" * (8 - length % 8)
