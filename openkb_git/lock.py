@@ -1,0 +1,94 @@
+"""The KB mutation lock: `.openkb/ingest.lock`, the same file OpenKB flocks.
+
+The holder records its pid and command in `.openkb/ingest.lock.holder` so a
+writer that gives up can say who is in the way. Reads never take this lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import filelock
+
+from .errors import EXIT_LOCKED, OpenKBError
+
+LOCK_NAME = "ingest.lock"
+HOLDER_NAME = "ingest.lock.holder"
+
+
+class LockBusyError(OpenKBError):
+    """Another process holds the KB lock and did not release it within the wait."""
+
+    exit_code = EXIT_LOCKED
+
+
+class KBLock:
+    """Exclusive, re-entrant-per-object lock on a KB. Use as a context manager."""
+
+    def __init__(self, openkb_dir: Path):
+        self.openkb_dir = openkb_dir
+        self.path = openkb_dir / LOCK_NAME
+        self.holder_path = openkb_dir / HOLDER_NAME
+        self._lock = filelock.FileLock(str(self.path), preserve_lock_file=True, thread_local=False)
+
+    def acquire(self, wait: float = 0.0) -> None:
+        """Take the lock, waiting up to ``wait`` seconds; raises LockBusyError naming the holder."""
+        try:
+            self._lock.acquire(timeout=max(wait, 0) if wait > 0 else 0, poll_interval=0.02)
+        except filelock.Timeout:
+            raise LockBusyError(self._busy_message(wait)) from None
+        if self._lock.lock_counter == 1:
+            info = {"pid": os.getpid(), "command": " ".join(["openkb", *sys.argv[1:]]) or "openkb",
+                    "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            try:
+                tmp = self.holder_path.with_name(HOLDER_NAME + f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(info), encoding="utf-8")
+                os.replace(tmp, self.holder_path)
+            except OSError:
+                pass
+
+    def release(self) -> None:
+        self._lock.release()
+
+    @property
+    def held(self) -> bool:
+        return self._lock.is_locked
+
+    def __enter__(self) -> "KBLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._lock.is_locked:
+            self.release()
+
+    def holder(self) -> dict | None:
+        """What the holder wrote about itself, or None when unknown."""
+        try:
+            return json.loads(self.holder_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def probe(self) -> dict | None:
+        """Who holds the lock right now ({} when unknown), or None when it is free. Takes nothing."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return self.holder() or {}
+        finally:
+            os.close(fd)
+        return None
+
+    def _busy_message(self, wait: float) -> str:
+        info = self.holder() or {}
+        who = f"another openkb process (pid {info.get('pid', '?')}, `{info.get('command', 'unknown command')}`)"
+        waited = f" after waiting {wait:g} s" if wait > 0 else ""
+        return f"{who} holds the knowledge-base lock{waited}; wait for it to finish or pass --wait SECONDS"

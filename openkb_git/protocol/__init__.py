@@ -1,0 +1,1 @@
+"""The commit protocol of DESIGN §4: journal, compare-and-swap, projection, recovery."""

@@ -1,0 +1,147 @@
+"""One mutation = one commit, following DESIGN §4 step by step.
+
+The caller holds the KB lock, has run recovery, and has computed the change set
+against ``base`` (the HEAD it read). This module makes it durable and visible:
+
+ 3. blobs, trees and the commit object written and fsynced;
+ 4. the journal written and fsynced;
+ 5. refs/heads/main moved from base to new by compare-and-swap — the commit point;
+ 6. the change set projected into the working tree and the Git index;
+ 7. the views brought up to date;
+ 8. projected files fsynced, then the journal removed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ..faults import checkpoint
+from ..fsutil import fsync_dir, fsync_file, makedirs, prune_empty_dirs, remove_file, write_file
+from ..git.objects import ChangeSet, blob_id, make_commit
+from ..git.refs import compare_and_swap
+from ..kb import KB, local_tz_offset
+from ..registry import Registry
+from ..views import update_views
+from .journal import Journal, new_journal_id, remove_journal, write_journal
+
+
+@dataclass
+class Mutation:
+    """What to commit: operation name, message parts and the full change set."""
+
+    op: str
+    subject: str
+    changes: ChangeSet
+    trailers: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+    project: bool = True  # False for `edit` commits: the working tree already holds the content
+
+    def message(self, journal_id: str) -> str:
+        trailers = {"OpenKB-Op": self.op, **self.trailers, "OpenKB-Journal": journal_id}
+        lines = [self.subject, ""]
+        if self.body:
+            lines += [self.body.rstrip("\n"), ""]
+        lines += [f"{k}: {v}" for k, v in trailers.items()]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Committed:
+    sha: bytes
+    base: bytes | None
+    paths: list[str]
+
+
+def effective_changes(kb: KB, base_tree: bytes | None, changes: ChangeSet) -> ChangeSet:
+    """Drop entries that would not change anything (same bytes, or deleting an absent path)."""
+    out: ChangeSet = {}
+    for path, data in changes.items():
+        entry = kb.objects.lookup(base_tree, path)
+        if data is None:
+            if entry is not None:
+                out[path] = None
+        elif entry is None or entry[1] != blob_id(data):
+            out[path] = data
+    return out
+
+
+def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mutation) -> Committed | None:
+    """Commit ``mutation`` on top of ``base``; returns None when it changes nothing.
+
+    Raises RefMovedError (nothing changed) if the branch is no longer at ``base``.
+    """
+    base_tree = kb.head_tree(base)
+    changes = effective_changes(kb, base_tree, mutation.changes)
+    if not changes:
+        return None
+    paths = sorted(changes)
+    journal_id = new_journal_id()
+
+    checkpoint("objects:start")
+    tree, objects, blob_ids = kb.objects.build_tree(base_tree, changes)
+    identity = kb.identity().as_bytes()
+    now = int(time.time())
+    message = mutation.message(journal_id)
+    commit = make_commit(tree, base, message, identity, now, local_tz_offset(now))
+    objects.append(commit)
+    kb.objects.write_durably(objects)
+    checkpoint("objects:durable")
+
+    journal = Journal(id=journal_id, op=mutation.op, base=base.decode() if base else None,
+                      new=commit.id.decode(), paths=paths)
+    journal_path = write_journal(kb.journal_dir, journal)
+    checkpoint("journal:durable")
+
+    try:
+        compare_and_swap(kb.git_dir, base, commit.id, identity=identity, message=f"openkb {mutation.subject}")
+    except BaseException:
+        remove_journal(journal_path)
+        raise
+    checkpoint("ref:moved")
+
+    project(kb, changes, blob_ids, write=mutation.project)
+    checkpoint("projected")
+    update_views(kb, registry)
+    checkpoint("views")
+    make_durable(kb, paths)
+    remove_journal(journal_path)
+    checkpoint("journal:removed")
+    return Committed(sha=commit.id, base=base, paths=paths)
+
+
+def project(kb: KB, changes: ChangeSet, blob_ids: dict[str, bytes], *, write: bool = True) -> None:
+    """Write (or delete) each changed path in the working tree, then set its Git index entry."""
+    index_updates: dict[str, bytes | None] = {}
+    for path, data in changes.items():
+        target = kb.root / path
+        if data is None:
+            remove_file(target, sync=False)
+            prune_empty_dirs(target.parent, kb.root)
+            index_updates[path] = None
+        else:
+            if write:
+                makedirs(target.parent, sync=False)
+                write_file(target, data, sync=False)
+            index_updates[path] = blob_ids[path]
+        checkpoint("project:path")
+    kb.index.update(kb.root, index_updates, sync=False)
+
+
+def make_durable(kb: KB, paths: list[str]) -> None:
+    """fsync every projected file and the directories that changed, then the Git index."""
+    dirs = set()
+    for path in paths:
+        target = kb.root / path
+        fsync_file(target)
+        parent = target.parent
+        while parent != kb.root and not parent.exists():
+            parent = parent.parent
+        while parent != kb.root:
+            dirs.add(parent)
+            parent = parent.parent
+    dirs.add(kb.root)
+    for directory in dirs:
+        fsync_dir(directory)
+    fsync_file(kb.index.path)
+    fsync_dir(kb.git_dir)

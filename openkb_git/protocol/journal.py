@@ -1,0 +1,77 @@
+"""Journals of in-flight mutations: `.openkb/journal/<id>.json`.
+
+A journal names the base commit, the new commit and every touched path. It is
+written durably before the branch moves and removed once the working tree,
+the Git index and the views match the new HEAD. Any journal found by a process
+that just took the lock belongs to a crashed writer: recovery resets its paths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..fsutil import fsync_dir, makedirs, write_file
+
+
+@dataclass
+class Journal:
+    id: str
+    op: str
+    base: str | None
+    new: str
+    paths: list[str] = field(default_factory=list)
+    pid: int = field(default_factory=os.getpid)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"id": self.id, "op": self.op, "base": self.base, "new": self.new,
+                           "paths": self.paths, "pid": self.pid}, ensure_ascii=False, indent=1).encode("utf-8")
+
+
+def new_journal_id() -> str:
+    return uuid.uuid4().hex
+
+
+def write_journal(journal_dir: Path, journal: Journal) -> Path:
+    """Write the journal durably (file fsync, then directory fsync) and return its path."""
+    makedirs(journal_dir, sync=True)
+    path = journal_dir / f"{journal.id}.json"
+    write_file(path, journal.to_bytes(), sync=True)
+    return path
+
+
+def remove_journal(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+class CorruptJournal(Exception):
+    """A journal file that cannot be parsed; carries the path and reason."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path.name}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def list_journals(journal_dir: Path) -> list[Path]:
+    """Journal files present (including ones that may be corrupt), oldest name order."""
+    if not journal_dir.is_dir():
+        return []
+    return sorted(p for p in journal_dir.iterdir() if p.suffix == ".json")
+
+
+def read_journal(path: Path) -> Journal:
+    """Parse a journal; raises CorruptJournal when it is truncated or malformed."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+        paths = data["paths"]
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise ValueError("paths is not a list of strings")
+        return Journal(id=str(data["id"]), op=str(data["op"]), base=data.get("base"), new=str(data["new"]),
+                       paths=paths, pid=int(data.get("pid", 0)))
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise CorruptJournal(path, str(exc) or type(exc).__name__) from None

@@ -1,0 +1,182 @@
+"""Recovery: bring the working tree, the Git index and the views back to HEAD.
+
+Runs on every acquisition of the mutation lock and as `openkb recover`. For each
+journal left by a crashed writer it resets the journal's touched paths to
+whatever HEAD holds now — which finishes the mutation if the branch moved and
+undoes it if it did not — then removes the journal. Cost is proportional to the
+touched paths; running it twice, or interrupting it, is harmless.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import stat as statmod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..faults import checkpoint
+from ..fsutil import TMP_SUFFIX, fsync_dir, makedirs, prune_empty_dirs, remove_file, write_file
+from ..kb import KB
+from ..registry import Registry
+from ..views import update_views, views_are_current
+from .commit import make_durable
+from .journal import CorruptJournal, list_journals, read_journal, remove_journal
+
+STAGING_OWNER = "owner.lock"
+
+
+@dataclass
+class RecoveryReport:
+    journals: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)
+    paths_reset: int = 0
+    staging_removed: int = 0
+    views_rebuilt: bool = False
+
+    @property
+    def did_anything(self) -> bool:
+        return bool(self.journals or self.corrupt or self.paths_reset or self.staging_removed or self.views_rebuilt)
+
+
+def recover(kb: KB, registry: Registry) -> RecoveryReport:
+    """Finish or undo every in-flight mutation; the caller holds the KB lock."""
+    report = RecoveryReport()
+    journals = list_journals(kb.journal_dir)
+    for tmp in kb.journal_dir.glob(f"*{TMP_SUFFIX}") if kb.journal_dir.is_dir() else []:
+        tmp.unlink(missing_ok=True)
+    tree = kb.head_tree()
+    for path in journals:
+        try:
+            journal = read_journal(path)
+        except CorruptJournal as exc:
+            report.corrupt.append(f"{path.name}: {exc.reason}")
+            report.paths_reset += reset_all(kb, tree)
+        else:
+            report.journals.append(journal.id)
+            report.paths_reset += reset_paths(kb, tree, journal.paths)
+        checkpoint("recover:reset")
+        if not views_are_current(kb):
+            update_views(kb, registry)
+            report.views_rebuilt = True
+        remove_journal(path)
+        checkpoint("recover:journal-removed")
+    if not views_are_current(kb):
+        update_views(kb, registry)
+        report.views_rebuilt = True
+    kb.objects.remove_temporaries()
+    report.staging_removed = remove_orphaned_staging(kb.staging_dir)
+    return report
+
+
+def reset_paths(kb: KB, tree: bytes | None, paths: list[str]) -> int:
+    """Make each path in the working tree and the index equal HEAD's; returns how many changed."""
+    changed = 0
+    index_updates: dict[str, bytes | None] = {}
+    for path in paths:
+        target = kb.root / path
+        _remove_temporaries_near(target)
+        entry = kb.objects.lookup(tree, path)
+        if entry is None or statmod.S_ISDIR(entry[0]):
+            if remove_file(target, sync=False):
+                changed += 1
+            prune_empty_dirs(target.parent, kb.root)
+            index_updates[path] = None
+            continue
+        data = kb.objects.blob_bytes(entry[1])
+        if _read(target) != data:
+            makedirs(target.parent, sync=False)
+            write_file(target, data, sync=False)
+            changed += 1
+        index_updates[path] = entry[1]
+    if index_updates:
+        kb.index.update(kb.root, index_updates, sync=False)
+        make_durable(kb, list(index_updates))
+    return changed
+
+
+def reset_all(kb: KB, tree: bytes | None) -> int:
+    """Reset every tracked path (HEAD's and the index's) to HEAD: the answer to a journal we cannot read."""
+    paths = {path for path, _mode, _sha in kb.objects.walk_files(tree)}
+    paths |= {key.decode("utf-8", "surrogateescape") for key in kb.index.paths()}
+    return reset_paths(kb, tree, sorted(paths))
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def _remove_temporaries_near(target: Path) -> None:
+    parent = target.parent
+    try:
+        for tmp in parent.glob(f".{target.name}.*{TMP_SUFFIX}"):
+            tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def staging_run_dir(staging_dir: Path, run_id: str) -> tuple[Path, int]:
+    """Create the staging folder of one add run, holding its owner lock ``<run_id>.lock``.
+
+    The lock file is created and locked before the folder exists, so recovery in another
+    process never mistakes a folder being set up for an orphan. Returns (folder, lock fd);
+    the fd must stay open for as long as the run uses the folder.
+    """
+    makedirs(staging_dir, sync=False)
+    fd = os.open(staging_dir / f"{run_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    run_dir = staging_dir / run_id
+    makedirs(run_dir, sync=False)
+    return run_dir, fd
+
+
+def release_staging(staging_dir: Path, run_id: str, fd: int) -> None:
+    """Remove a run's staging folder and its owner lock."""
+    shutil.rmtree(staging_dir / run_id, ignore_errors=True)
+    (staging_dir / f"{run_id}.lock").unlink(missing_ok=True)
+    os.close(fd)
+
+
+def remove_orphaned_staging(staging_dir: Path) -> int:
+    """Delete staging folders whose owning process is gone (their owner lock is free)."""
+    if not staging_dir.is_dir():
+        return 0
+    removed = 0
+    for entry in sorted(staging_dir.iterdir()):
+        if entry.suffix == ".lock":
+            continue
+        lock = staging_dir / f"{entry.name}.lock"
+        fd = None
+        try:
+            fd = os.open(lock, os.O_RDWR)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except FileNotFoundError:
+            pass
+        except BlockingIOError:
+            os.close(fd)
+            continue  # a live add run owns it
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        lock.unlink(missing_ok=True)
+        if fd is not None:
+            os.close(fd)
+        removed += 1
+    for lock in staging_dir.glob("*.lock"):
+        if not (staging_dir / lock.stem).exists():
+            fd = os.open(lock, os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                lock.unlink(missing_ok=True)
+            except BlockingIOError:
+                pass
+            finally:
+                os.close(fd)
+    if removed:
+        fsync_dir(staging_dir)
+    return removed

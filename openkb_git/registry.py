@@ -1,0 +1,106 @@
+"""Per-document registry records (`.openkb/registry/<doc>.json`) and OpenKB's doc-name rules."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .git.objects import ObjectStore
+from .kb import REGISTRY_DIR
+
+_SAFE_STEM_RE = re.compile(r"[^\w\-]+")
+SUFFIX_LEN = 8
+
+
+def record_path(doc: str) -> str:
+    return f"{REGISTRY_DIR}/{doc}.json"
+
+
+def encode_record(record: dict) -> bytes:
+    """Deterministic bytes of a record (sorted keys, two-space indent, final newline)."""
+    return (json.dumps(record, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def source_key(src: Path, kb_root: Path) -> str:
+    """OpenKB's identity key for a source: KB-relative posix when inside the KB, else absolute."""
+    resolved = src.resolve()
+    root = kb_root.resolve()
+    if resolved.is_relative_to(root):
+        return resolved.relative_to(root).as_posix()
+    return resolved.as_posix()
+
+
+def sanitize_stem(stem: str) -> str:
+    """OpenKB's sanitized stem: NFKC, runs of characters other than word/dash become '-'."""
+    normalized = unicodedata.normalize("NFKC", stem)
+    return _SAFE_STEM_RE.sub("-", normalized).strip("-") or "document"
+
+
+def suffixed_name(candidate: str, key: str) -> str:
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:SUFFIX_LEN]
+    return f"{candidate}-{digest}"
+
+
+@dataclass
+class RegistryView:
+    """All records at one tree, indexed by doc name, by source key and by content hash."""
+
+    records: dict[str, dict] = field(default_factory=dict)
+    by_key: dict[str, str] = field(default_factory=dict)
+    by_sha: dict[str, str] = field(default_factory=dict)
+
+    def name_for(self, key: str, stem: str, reserved: dict[str, str] | None = None) -> str:
+        """The stable doc name for the source ``key``: its existing name if seen before;
+        else the sanitized stem; else, when another source owns that name (in the
+        registry or in ``reserved``: {name: key}), a deterministic ``-<sha256(key)[:8]>`` suffix.
+        """
+        known = self.by_key.get(key)
+        if known:
+            return known
+        candidate = sanitize_stem(stem)
+        reserved = reserved or {}
+        owner = reserved.get(candidate)
+        if candidate in self.records or (owner is not None and owner != key):
+            return suffixed_name(candidate, key)
+        return candidate
+
+    def owner_of(self, doc: str) -> str | None:
+        record = self.records.get(doc)
+        return record.get("path") if record else None
+
+
+class Registry:
+    """Builds RegistryViews for trees, reading only record blobs it has not parsed before."""
+
+    def __init__(self, objects: ObjectStore):
+        self.objects = objects
+        self._parsed: dict[bytes, dict] = {}
+        self._last: tuple[dict, RegistryView] | None = None
+
+    def view(self, tree: bytes | None) -> RegistryView:
+        entries = self.objects.list_dir(tree, REGISTRY_DIR)
+        if self._last is not None and self._last[0] == entries:
+            return self._last[1]
+        view = RegistryView()
+        for name, (_mode, sha) in sorted(entries.items()):
+            if not name.endswith(".json"):
+                continue
+            record = self._parsed.get(sha)
+            if record is None:
+                try:
+                    record = json.loads(self.objects.blob_bytes(sha))
+                except ValueError:
+                    continue
+                self._parsed[sha] = record
+            doc = name[: -len(".json")]
+            view.records[doc] = record
+            if record.get("path"):
+                view.by_key[record["path"]] = doc
+            if record.get("sha256"):
+                view.by_sha[record["sha256"]] = doc
+        self._last = (entries, view)
+        return view

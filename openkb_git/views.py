@@ -1,0 +1,116 @@
+"""Untracked views rebuilt from the history: `.openkb/hashes.json` (OpenKB's registry format)
+and `wiki/log.md` (OpenKB's operations log).
+
+`.openkb/views.json` records the commit the views reflect and the size of log.md at that
+commit, so an update after a commit costs only the new commits, and an interrupted
+update is repaired by truncating log.md back to the recorded size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from .fsutil import makedirs, write_file
+from .history import Entry, iter_entries
+from .kb import KB
+from .registry import Registry
+
+HASHES = ".openkb/hashes.json"
+LOG = "wiki/log.md"
+STATE = ".openkb/views.json"
+LOG_HEADER = "# Operations Log\n\n"
+
+# Fields OpenKB's hashes.json carries for a document.
+OPENKB_FIELDS = ("name", "doc_name", "type", "path", "raw_path", "source_path", "pages", "doc_id")
+
+LOG_OPS = {"add": "ingest"}
+
+
+def hashes_view(records: dict[str, dict]) -> dict[str, dict]:
+    """OpenKB's {sha256: metadata} for the given records, in doc-name order."""
+    out: dict[str, dict] = {}
+    for doc in sorted(records):
+        record = records[doc]
+        sha = record.get("sha256")
+        if not sha:
+            continue
+        out[sha] = {k: record[k] for k in OPENKB_FIELDS if record.get(k) not in (None, "")}
+    return out
+
+
+def log_line(entry: Entry) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.time))
+    op = LOG_OPS.get(entry.op, entry.op)
+    source = entry.trailers.get("OpenKB-Source")
+    what = source.rsplit("/", 1)[-1] if source else (entry.doc or entry.subject)
+    return f"## [{stamp}] {op} | {what} ({entry.short})\n\n"
+
+
+def read_state(kb: KB) -> dict:
+    try:
+        state = json.loads((kb.root / STATE).read_text(encoding="utf-8"))
+        return state if isinstance(state, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def update_views(kb: KB, registry: Registry, *, full: bool = False) -> None:
+    """Bring hashes.json and log.md up to HEAD.
+
+    Cost: proportional to the commits since the views' recorded commit (and to the
+    number of documents for hashes.json); ``full`` rebuilds from the whole history.
+    """
+    head = kb.head()
+    state = {} if full else read_state(kb)
+    if head is not None and state.get("commit") == head.decode() and (kb.root / HASHES).exists() and (kb.root / LOG).exists():
+        return
+    tree = kb.head_tree(head)
+    records = registry.view(tree).records
+    makedirs(kb.openkb_dir, sync=False)
+    write_file(kb.root / HASHES, (json.dumps(hashes_view(records), indent=2, ensure_ascii=False) + "\n").encode("utf-8"), sync=False)
+
+    log_path = kb.root / LOG
+    new_entries: list[Entry] = []
+    known = state.get("commit")
+    size = state.get("log_size")
+    incremental = False
+    if known and isinstance(size, int) and log_path.exists() and os.path.getsize(log_path) >= size:
+        for entry in iter_entries(kb, head):
+            if entry.sha == known:
+                incremental = True
+                break
+            new_entries.append(entry)
+    if not incremental:
+        new_entries = list(iter_entries(kb, head))
+        size = None
+    makedirs(log_path.parent, sync=False)
+    lines = "".join(log_line(e) for e in reversed(new_entries))
+    if size is None:
+        write_file(log_path, (LOG_HEADER + prelude(kb) + lines).encode("utf-8"), sync=False)
+    else:
+        with open(log_path, "r+b") as fh:
+            fh.truncate(size)
+            fh.seek(size)
+            fh.write(lines.encode("utf-8"))
+    state = {"commit": head.decode() if head else None, "log_size": os.path.getsize(log_path)}
+    write_file(kb.root / STATE, json.dumps(state).encode("utf-8"), sync=False)
+
+
+def prelude(kb: KB) -> str:
+    """Entries of an adopted OpenKB log (kept in `.openkb/log-before-git.md`), if any."""
+    path = kb.root / ".openkb" / "log-before-git.md"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    if text.startswith(LOG_HEADER):
+        text = text[len(LOG_HEADER):]
+    return text if text.endswith("\n\n") or not text else text.rstrip("\n") + "\n\n"
+
+
+def views_are_current(kb: KB) -> bool:
+    head = kb.head()
+    return read_state(kb).get("commit") == (head.decode() if head else None) and (kb.root / HASHES).exists()
