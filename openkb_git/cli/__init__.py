@@ -1,0 +1,1 @@
+"""The command line: Click commands that parse, call one verb, and format the result."""

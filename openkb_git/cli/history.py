@@ -1,0 +1,82 @@
+"""Read commands: log, status, list. None of them takes the KB lock."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from ..ops.read import entry_json, list_documents, log_entries, status as kb_status
+from .main import cli, echo_json, open_kb
+
+
+@cli.command()
+@click.argument("doc", required=False)
+@click.option("--op", help="Only operations of this kind (add, remove, revert, edit, init).")
+@click.option("--path", "path", help="Only operations that changed this path.")
+@click.option("-n", "--max-count", type=click.IntRange(min=1), help="At most this many lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_context
+def log(ctx: click.Context, doc: str | None, op: str | None, path: str | None, max_count: int | None,
+        as_json: bool) -> None:
+    """Show the history: one line per operation, newest first.
+
+    Columns: position (HEAD~N), short commit id, date, operation, document.
+    Give DOC to see only that document's operations.
+    """
+    kb = open_kb(ctx)
+    try:
+        entries = log_entries(kb, doc=doc, op=op, path=path, limit=max_count)
+    finally:
+        kb.close()
+    if as_json:
+        echo_json([entry_json(e, pos) for pos, e in entries])
+        return
+    for pos, e in entries:
+        date = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.time))
+        click.echo(f"{pos:>5}  {e.short}  {date}  {e.op:<7} {e.doc or e.subject}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show documents, concepts, commits, hand-edited files and pending journals."""
+    kb = open_kb(ctx)
+    try:
+        st = kb_status(kb)
+    finally:
+        kb.close()
+    if as_json:
+        echo_json(st.to_json())
+        return
+    click.echo(f"Knowledge base: {st.root}")
+    click.echo(f"  HEAD:       {st.head[:7] if st.head else '(none)'}")
+    click.echo(f"  documents:  {st.documents}")
+    click.echo(f"  concepts:   {st.concepts}")
+    click.echo(f"  commits:    {st.commits}")
+    click.echo(f"  edited:     {len(st.dirty)}" + ("" if not st.dirty else "  (" + ", ".join(st.dirty[:10]) + ")"))
+    click.echo(f"  journals:   {len(st.pending_journals)}" + ("  (run `openkb recover`)" if st.pending_journals else ""))
+    if not st.views_current:
+        click.echo("  views:      stale (rebuilt by the next write or `openkb recover`)")
+    if st.lock_holder is not None:
+        click.echo(f"  locked by:  pid {st.lock_holder.get('pid', '?')} `{st.lock_holder.get('command', '?')}`")
+
+
+@cli.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_context
+def list_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List the documents in the knowledge base."""
+    kb = open_kb(ctx)
+    try:
+        docs = list_documents(kb)
+    finally:
+        kb.close()
+    if as_json:
+        echo_json(docs)
+        return
+    click.echo(f"Documents ({len(docs)}):")
+    for d in docs:
+        pages = str(d["pages"]) if d["pages"] else ""
+        click.echo(f"  {d['doc']:<40} {d['type'] or '':<9} {pages:>5}  {d['name']}")

@@ -1,0 +1,173 @@
+"""Commands that change the KB: init, add, recover."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import EXIT_FAILED, EXIT_INTERRUPTED
+from ..ops.add import ADDED, FAILED, SKIPPED, FileResult, add_paths
+from ..ops.init import init_kb
+from ..ops.session import Writer
+from .main import cli, echo_json, open_kb
+
+
+@cli.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def init(directory: str, as_json: bool) -> None:
+    """Create a knowledge base in DIRECTORY (default: here) as a Git repository.
+
+    Writes .gitignore, .gitattributes and .openkb/config.yaml and makes the first
+    commit on branch main. Run inside an existing OpenKB knowledge base (it has
+    .openkb/hashes.json, raw/, wiki/), it adopts it: the current files become the
+    first commit and hashes.json becomes per-document registry records.
+    """
+    result = init_kb(Path(directory))
+    if as_json:
+        echo_json({"root": str(result.root), "commit": result.commit,
+                   "adopted_documents": result.adopted_documents, "adopted_files": result.adopted_files})
+        return
+    if result.adopted_documents or result.adopted_files:
+        click.echo(f"Adopted OpenKB knowledge base in {result.root}: {result.adopted_documents} document(s), "
+                   f"{result.adopted_files} file(s) in commit {result.commit[:7]}")
+    else:
+        click.echo(f"Initialized empty knowledge base in {result.root} (commit {result.commit[:7]})")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Worker processes preparing files in parallel (default: config `jobs`, else CPU count).")
+@click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds to wait for another openkb process holding the KB lock before giving up.")
+@click.option("--no-commit-edits", is_flag=True,
+              help="Refuse (naming the files) instead of committing hand edits of tracked files as an `edit` commit.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON report instead of lines.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only failures and the summary.")
+@click.pass_context
+def add(ctx: click.Context, paths: tuple[str, ...], jobs: int | None, wait: float, no_commit_edits: bool,
+        as_json: bool, quiet: bool) -> None:
+    """Add files and directories (recursively) to the knowledge base.
+
+    Each new or changed file becomes one commit, in the order files are found
+    (sorted). Files are converted in parallel outside the live KB, then committed
+    one at a time under the KB lock. Files whose content is already in the KB are
+    skipped as duplicates; files that cannot be converted are reported with the
+    reason and the others go on. Exit code 1 if any file failed, 130 if interrupted.
+
+    Supported: PDF, EPUB, XPS, MOBI, FB2, SVG, Markdown, text, HTML.
+    """
+    kb = open_kb(ctx)
+    progress = _Progress(enabled=sys.stderr.isatty() and not as_json)
+
+    def on_result(result: FileResult) -> None:
+        if as_json:
+            return
+        if quiet and result.status != FAILED:
+            return
+        progress.clear()
+        click.echo(_result_line(result))
+
+    try:
+        report = add_paths(kb, [Path(p) for p in paths], jobs=jobs, wait=wait,
+                           allow_edit_commits=not no_commit_edits, on_result=on_result, on_progress=progress.update)
+    finally:
+        progress.clear()
+        kb.close()
+    if as_json:
+        echo_json(report.to_json())
+    else:
+        for sha in report.edit_commits:
+            click.echo(f"committed your edits of tracked files as {sha[:7]} (edit)", err=True)
+        summary = (f"{report.count(ADDED)} added, {report.count(SKIPPED)} skipped, {report.count(FAILED)} failed")
+        if report.interrupted:
+            summary += " (interrupted: files not yet committed were left out)"
+        click.echo(summary)
+    if report.interrupted:
+        ctx.exit(EXIT_INTERRUPTED)
+    if report.failed:
+        ctx.exit(EXIT_FAILED)
+
+
+def _result_line(result: FileResult) -> str:
+    if result.status == ADDED:
+        line = f"added    {result.path} -> {result.doc} ({result.commit[:7]})"
+        for warning in result.warnings:
+            line += f"\n         warning: {warning}"
+        return line
+    if result.status == SKIPPED:
+        return f"skipped  {result.path}: {result.reason}"
+    return f"failed   {result.path}: {result.reason}"
+
+
+class _Progress:
+    """A one-line progress bar on stderr, only on a terminal."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.shown = False
+
+    def update(self, done: int, total: int, what: str) -> None:
+        if not self.enabled:
+            return
+        width = 30
+        filled = int(width * done / total) if total else width
+        bar = "#" * filled + "-" * (width - filled)
+        line = f"[{bar}] {done}/{total} {what}"[: max(20, _columns() - 1)]
+        sys.stderr.write("\r\x1b[2K" + line)
+        sys.stderr.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
+            self.shown = False
+
+
+def _columns() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except OSError:
+        return 80
+
+
+@cli.command()
+@click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds to wait for the KB lock.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+@click.pass_context
+def recover(ctx: click.Context, wait: float, as_json: bool) -> None:
+    """Finish or undo an interrupted mutation and remove orphaned staging.
+
+    Resets every path named by a journal of a crashed writer to HEAD (working
+    tree and Git index), rebuilds the views, removes the journals. Every command
+    that takes the KB lock does this first; running it by hand is always safe.
+    """
+    kb = open_kb(ctx)
+    try:
+        writer = Writer(kb, wait)
+        with writer.locked():
+            pass
+    finally:
+        kb.close()
+    reports = writer.recoveries
+    data = {"journals": [j for r in reports for j in r.journals], "corrupt": [c for r in reports for c in r.corrupt],
+            "paths_reset": sum(r.paths_reset for r in reports),
+            "staging_removed": sum(r.staging_removed for r in reports),
+            "views_rebuilt": any(r.views_rebuilt for r in reports)}
+    if as_json:
+        echo_json(data)
+        return
+    if not reports:
+        click.echo("nothing to recover")
+        return
+    for corrupt in data["corrupt"]:
+        click.echo(f"corrupt journal {corrupt}: reset every tracked path to HEAD")
+    click.echo(f"recovered {len(data['journals']) + len(data['corrupt'])} journal(s): {data['paths_reset']} path(s) reset, "
+               f"{data['staging_removed']} staging folder(s) removed"
+               + (", views rebuilt" if data["views_rebuilt"] else ""))

@@ -1,0 +1,1 @@
+"""Verbs: one module per command family; each takes a KB (or a path) and returns data."""

@@ -1,0 +1,414 @@
+"""`openkb add`: scan and reserve names, prepare in parallel, commit one file at a time.
+
+    scan + reserve   [lock] recover; commit user edits; resolve a stable doc name per file [/lock]
+    prepare          worker processes: hash, duplicate prefilter, convert, compile the
+                     document's own pages into .openkb/staging/<run>/<n>/ (never the live KB)
+    commit           in scan order, one commit per prepared file:
+                     [lock] recover; compile shared pages against HEAD; commit (DESIGN §4) [/lock]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import stat as statmod
+import uuid
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..compiler import Contribution, compile_document
+from ..convert import SUPPORTED_SUFFIXES, ConversionError, convert_file
+from ..errors import OpenKBError
+from ..faults import checkpoint
+from ..fsutil import makedirs
+from ..kb import KB
+from ..protocol.commit import Mutation, commit_mutation
+from ..protocol.recovery import release_staging, staging_run_dir
+from ..registry import RegistryView, record_path, source_key
+from .contribution import Footprint, document_changes, summary_path
+from .edits import commit_edits, find_edits
+from .session import Writer
+
+ADDED, SKIPPED, FAILED = "added", "skipped", "failed"
+
+
+@dataclass
+class FileResult:
+    """The outcome for one input file."""
+
+    path: str
+    status: str  # added | skipped | failed
+    doc: str | None = None
+    reason: str = ""
+    commit: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AddReport:
+    results: list[FileResult] = field(default_factory=list)
+    edit_commits: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def failed(self) -> bool:
+        return self.interrupted or any(r.status == FAILED for r in self.results)
+
+    def to_json(self) -> dict:
+        return {"added": self.count(ADDED), "skipped": self.count(SKIPPED), "failed": self.count(FAILED),
+                "interrupted": self.interrupted, "edit_commits": self.edit_commits,
+                "files": [asdict(r) for r in self.results]}
+
+
+@dataclass
+class Task:
+    """One input file, with the name reserved for it at scan time."""
+
+    n: int
+    src: str  # absolute path as given (not resolved: links are read through)
+    display: str
+    key: str
+    doc: str
+
+
+class InterruptedAdd(OpenKBError):
+    exit_code = 130
+
+
+# ---------------------------------------------------------------------------
+# scan
+# ---------------------------------------------------------------------------
+
+
+def scan(kb: KB, inputs: list[Path]) -> tuple[list[tuple[Path, str]], list[FileResult]]:
+    """Expand files and directories (recursively, sorted, hidden entries skipped) into files.
+
+    Returns (files as (path, display name), results for entries skipped or refused at scan).
+    Files inside the KB's own `.git` or `.openkb` are refused; in directories, files of an
+    unsupported type are skipped with that reason; symbolic-link loops are reported.
+    """
+    files: list[tuple[Path, str]] = []
+    refused: list[FileResult] = []
+    seen: set[str] = set()
+    protected = [(kb.root / ".git").resolve(), kb.openkb_dir.resolve()]
+
+    def consider(path: Path, display: str, explicit: bool) -> None:
+        try:
+            resolved = path.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:
+            reason = "symbolic link loop" if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == 40 else \
+                ("no such file" if isinstance(exc, FileNotFoundError) else str(exc.strerror or exc))
+            refused.append(FileResult(display, FAILED, reason=reason))
+            return
+        if any(resolved == p or p in resolved.parents for p in protected):
+            refused.append(FileResult(display, FAILED, reason="inside the knowledge base's own .git or .openkb; refused"))
+            return
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            refused.append(FileResult(display, FAILED if explicit else SKIPPED,
+                                      reason=f"unsupported file type '{path.suffix or path.name}'"))
+            return
+        if str(resolved) in seen:
+            return
+        seen.add(str(resolved))
+        files.append((path, display))
+
+    for given in inputs:
+        path = Path(os.path.abspath(given))
+        if path.is_dir():
+            for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                here = Path(dirpath)
+                if any(here.resolve() == p or p in here.resolve().parents for p in protected):
+                    dirnames[:] = []
+                    continue
+                for name in sorted(filenames):
+                    if name.startswith("."):
+                        continue
+                    consider(here / name, os.path.join(str(given), os.path.relpath(here / name, path)), False)
+        elif path.exists() or path.is_symlink():
+            consider(path, str(given), True)
+        else:
+            refused.append(FileResult(str(given), FAILED, reason="no such file or directory"))
+    return files, refused
+
+
+def reserve(view: RegistryView, kb: KB, files: list[tuple[Path, str]]) -> list[Task]:
+    """Stable doc names for the scanned files (OpenKB's rules), distinct within the run."""
+    reserved: dict[str, str] = {}
+    tasks = []
+    for n, (path, display) in enumerate(files):
+        key = source_key(path, kb.root)
+        doc = view.name_for(key, path.stem, reserved)
+        reserved.setdefault(doc, key)
+        tasks.append(Task(n=n, src=str(path), display=display, key=key, doc=doc))
+    return tasks
+
+
+# ---------------------------------------------------------------------------
+# prepare (runs in worker processes)
+# ---------------------------------------------------------------------------
+
+_known_shas: frozenset[str] = frozenset()
+
+
+def _init_worker(known: frozenset[str]) -> None:
+    global _known_shas
+    _known_shas = known
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@dataclass
+class Prepared:
+    n: int
+    status: str  # "ready" | SKIPPED | FAILED
+    sha256: str = ""
+    reason: str = ""
+    dir: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def prepare(task: Task, run_dir: str, threshold: int, max_mb: float, known: frozenset[str] | None = None) -> Prepared:
+    """Hash, prefilter duplicates, convert and compile one file into ``run_dir/<n>/``."""
+    known = _known_shas if known is None else known
+    src = Path(task.src)
+    try:
+        st = os.stat(src)
+        if not statmod.S_ISREG(st.st_mode):
+            return Prepared(task.n, FAILED, reason="not a regular file")
+        if st.st_size > max_mb * 1024 * 1024:
+            return Prepared(task.n, FAILED, reason=f"larger than max_file_mb ({st.st_size / 1048576:.1f} MB > {max_mb:g} MB)")
+        data = src.read_bytes()
+    except PermissionError:
+        return Prepared(task.n, FAILED, reason="permission denied (cannot read the file)")
+    except OSError as exc:
+        return Prepared(task.n, FAILED, reason=f"cannot read: {exc.strerror or exc}")
+    sha = hashlib.sha256(data).hexdigest()
+    if sha in known:
+        return Prepared(task.n, SKIPPED, sha256=sha, reason="duplicate")
+    out = Path(run_dir) / str(task.n)
+    try:
+        _footprint, warnings = build_footprint(task, src, data, sha, threshold, out)
+    except ConversionError as exc:
+        return Prepared(task.n, FAILED, sha256=sha, reason=str(exc))
+    return Prepared(task.n, "ready", sha256=sha, dir=str(out), warnings=warnings)
+
+
+def build_footprint(task: Task, src: Path, data: bytes, sha: str, threshold: int,
+                    out: Path | None) -> tuple[Footprint, list[str]]:
+    """Convert and compile one file for doc name ``task.doc``; write it under ``out`` when given.
+
+    Returns the footprint and the converter's warnings; raises ConversionError."""
+    doc = task.doc
+    conv = convert_file(src, doc, pageindex_threshold=threshold)
+    suffix = src.suffix.lower()
+    raw = f"raw/{doc}{suffix}"
+    source = next((p for p in sorted(conv.files) if p.startswith(f"wiki/sources/{doc}.")), "")
+    compiled = compile_document(doc, title=conv.title, text=conv.text, headings=conv.headings,
+                                doc_type=conv.doc_type, source_path=source, pages=conv.pages, tree=conv.tree)
+    files = {raw: data, **conv.files, summary_path(doc): compiled.summary}
+    record = {
+        "doc_name": doc,
+        "name": src.name,
+        "type": conv.doc_type,
+        "path": task.key,
+        "sha256": sha,
+        "raw_path": raw,
+        "source_path": source,
+        "summary_path": summary_path(doc),
+        "title": conv.title,
+        "concepts": sorted(compiled.concepts),
+        "files": sorted(files),
+    }
+    if conv.pages:
+        record["pages"] = conv.pages
+    if conv.tree:
+        record["tree"] = conv.tree
+    footprint = Footprint(doc=doc, files=files, record=record, concepts=dict(compiled.concepts),
+                          index_line=compiled.index_line)
+    if out is not None:
+        write_staged(out, footprint, list(conv.warnings))
+    return footprint, list(conv.warnings)
+
+
+def write_staged(out: Path, footprint: Footprint, warnings: list[str]) -> None:
+    makedirs(out, sync=False)
+    names = {}
+    for i, (path, data) in enumerate(sorted(footprint.files.items())):
+        (out / f"f{i}").write_bytes(data)
+        names[f"f{i}"] = path
+    manifest = {"doc": footprint.doc, "files": names, "record": footprint.record,
+                "concepts": {s: [c.phrase, c.snippet] for s, c in footprint.concepts.items()},
+                "index_line": footprint.index_line, "warnings": warnings}
+    (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+
+
+def read_staged(out: Path) -> tuple[Footprint, list[str]]:
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    files = {path: (out / name).read_bytes() for name, path in manifest["files"].items()}
+    concepts = {s: Contribution(phrase=p, snippet=t) for s, (p, t) in manifest["concepts"].items()}
+    return Footprint(doc=manifest["doc"], files=files, record=manifest["record"], concepts=concepts,
+                     index_line=manifest["index_line"]), manifest["warnings"]
+
+
+# ---------------------------------------------------------------------------
+# commit
+# ---------------------------------------------------------------------------
+
+
+def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: float = 0.0,
+              allow_edit_commits: bool = True,
+              on_result: Callable[[FileResult], None] | None = None,
+              on_progress: Callable[[int, int, str], None] | None = None) -> AddReport:
+    """Add files and directories to the KB, one commit per new or changed file.
+
+    Returns an AddReport; per-file failures are reported in it, not raised. Raises
+    LockBusyError when the lock is held past ``wait``, UncommittedEditsError when edits
+    exist and ``allow_edit_commits`` is False.
+    """
+    writer = Writer(kb, wait)
+    report = AddReport()
+    emit = on_result or (lambda r: None)
+    progress = on_progress or (lambda done, total, what: None)
+
+    files, refused = scan(kb, inputs)
+    with writer.locked():
+        tree = kb.head_tree()
+        edited = commit_edits(kb, writer.registry, find_edits(kb, tree), allow=allow_edit_commits)
+        if edited:
+            report.edit_commits.append(edited.sha.decode())
+        view = writer.registry.view(kb.head_tree())
+        tasks = reserve(view, kb, files)
+        known = frozenset(view.by_sha)
+    for result in refused:
+        report.results.append(result)
+        emit(result)
+    if not tasks:
+        return report
+
+    config = kb.config
+    threshold = int(config.get("pageindex_threshold", 20))
+    max_mb = float(config.get("max_file_mb", 200))
+    jobs = max(1, jobs or int(config.get("jobs") or 0) or os.cpu_count() or 1)
+    run_id = uuid.uuid4().hex[:12]
+    run_dir, owner_fd = staging_run_dir(kb.staging_dir, run_id)
+    interrupted = {"flag": False}
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame):
+        interrupted["flag"] = True
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        for done, (task, prepared) in enumerate(_prepared_in_order(tasks, str(run_dir), threshold, max_mb, known,
+                                                                     jobs, interrupted), start=1):
+            if interrupted["flag"]:
+                report.interrupted = True
+                break
+            progress(done - 1, len(tasks), task.display)
+            result = _commit_one(kb, writer, task, prepared, threshold, allow_edit_commits, report)
+            report.results.append(result)
+            emit(result)
+            if prepared.dir:
+                _rmtree(Path(prepared.dir))
+            progress(done, len(tasks), task.display)
+        if interrupted["flag"]:
+            report.interrupted = True
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        release_staging(kb.staging_dir, run_id, owner_fd)
+    return report
+
+
+def _prepared_in_order(tasks: list[Task], run_dir: str, threshold: int, max_mb: float, known: frozenset[str],
+                       jobs: int, interrupted: dict) -> Iterator[tuple[Task, Prepared]]:
+    """Prepared results in scan order; at most a few tasks ahead of the committer per worker."""
+    if jobs == 1:
+        for task in tasks:
+            if interrupted["flag"]:
+                return
+            yield task, prepare(task, run_dir, threshold, max_mb, known)
+        return
+    window = jobs * 4
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(known,)) as pool:
+        pending: dict[int, Future] = {}
+        next_submit = 0
+        try:
+            for task in tasks:
+                while next_submit < len(tasks) and next_submit < task.n + window:
+                    pending[next_submit] = pool.submit(prepare, tasks[next_submit], run_dir, threshold, max_mb)
+                    next_submit += 1
+                future = pending.pop(task.n)
+                try:
+                    prepared = future.result()
+                except Exception as exc:  # a worker died (e.g. a converter crashed the process)
+                    prepared = Prepared(task.n, FAILED, reason=f"preparation crashed: {type(exc).__name__}: {exc}")
+                yield task, prepared
+                if interrupted["flag"]:
+                    return
+        finally:
+            for future in pending.values():
+                future.cancel()
+
+
+def _commit_one(kb: KB, writer: Writer, task: Task, prepared: Prepared, threshold: int,
+                allow_edit_commits: bool, report: AddReport) -> FileResult:
+    if prepared.status == FAILED:
+        return FileResult(task.display, FAILED, doc=None, reason=prepared.reason)
+    with writer.locked():
+        head = kb.head()
+        tree = kb.head_tree(head)
+        view = writer.registry.view(tree)
+        owner = view.by_sha.get(prepared.sha256)
+        if owner is not None or prepared.status == SKIPPED:
+            return FileResult(task.display, SKIPPED, doc=owner, reason=f"duplicate of {owner}" if owner else "duplicate")
+        footprint, warnings = read_staged(Path(prepared.dir))
+        doc = _final_name(view, task)
+        if doc != footprint.doc:
+            # Another process took the reserved name since the scan: convert again under the final name.
+            data = footprint.files[footprint.record["raw_path"]]
+            footprint, warnings = build_footprint(Task(task.n, task.src, task.display, task.key, doc),
+                                                  Path(task.src), data, prepared.sha256, threshold, None)
+        changes = document_changes(kb.objects, tree, view, doc, footprint)
+        edits = find_edits(kb, tree, sorted(changes))
+        if edits:
+            edited = commit_edits(kb, writer.registry, edits, allow=allow_edit_commits)
+            report.edit_commits.append(edited.sha.decode())
+            head = kb.head()
+            tree = kb.head_tree(head)
+            view = writer.registry.view(tree)
+            changes = document_changes(kb.objects, tree, view, doc, footprint)
+        replacing = doc in view.records
+        verb = "update" if replacing else "add"
+        mutation = Mutation(
+            op="add", subject=f"{verb}: {Path(task.src).name}", changes=changes,
+            trailers={"OpenKB-Doc": doc, "OpenKB-Source": task.key, "OpenKB-Source-Sha256": prepared.sha256},
+        )
+        checkpoint("add:commit")
+        committed = commit_mutation(kb, writer.registry, head, mutation)
+    if committed is None:
+        return FileResult(task.display, SKIPPED, doc=doc, reason="unchanged")
+    return FileResult(task.display, ADDED, doc=doc, commit=committed.sha.decode(), warnings=warnings)
+
+
+def _final_name(view: RegistryView, task: Task) -> str:
+    """The name at commit time: the source's existing name, else the reserved one if still
+    free, else OpenKB's rule applied against HEAD."""
+    known = view.by_key.get(task.key)
+    if known:
+        return known
+    if task.doc not in view.records:
+        return task.doc
+    return view.name_for(task.key, Path(task.src).stem)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

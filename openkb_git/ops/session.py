@@ -1,0 +1,42 @@
+"""A writer's session: the lock, recovery on every acquisition, and the user-edit guard."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from ..kb import KB
+from ..lock import KBLock
+from ..protocol.recovery import RecoveryReport, recover
+from ..registry import Registry
+
+# Once a command has started committing, later acquisitions wait at least this long:
+# the holder is most likely another add interleaving its commits, each a few ms long.
+RUNNING_WAIT = 600.0
+
+
+class Writer:
+    """Holds what a mutating command keeps between commits (lock object, caches)."""
+
+    def __init__(self, kb: KB, wait: float = 0.0):
+        self.kb = kb
+        self.wait = wait
+        self.lock = KBLock(kb.openkb_dir)
+        self.registry = Registry(kb.objects)
+        self.recoveries: list[RecoveryReport] = []
+        self._acquired_once = False
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the KB lock, with recovery run first. The first acquisition waits ``wait``
+        seconds at most; later ones (the command is under way) wait longer."""
+        wait = self.wait if not self._acquired_once else max(self.wait, RUNNING_WAIT)
+        self.lock.acquire(wait)
+        self._acquired_once = True
+        try:
+            report = recover(self.kb, self.registry)
+            if report.did_anything:
+                self.recoveries.append(report)
+            yield
+        finally:
+            self.lock.release()
