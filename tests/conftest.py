@@ -1,0 +1,75 @@
+"""Shared fixtures. Every test is isolated from the developer's own Git configuration."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+TLDR = CORPUS / "md" / "tldr"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("home")
+    for var in list(os.environ):
+        if var.startswith(("GIT_", "XDG_", "OPENKB_")):
+            monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Test")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@example.com")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Test")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "test@example.com")
+    yield
+
+
+def run_openkb(*args, cwd=None, env=None, check=False, timeout=600) -> subprocess.CompletedProcess:
+    """Run the real `openkb` command in a subprocess."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    proc = subprocess.run([sys.executable, "-m", "openkb_git", *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"openkb {' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def git(kb: Path, *args, check=True) -> str:
+    proc = subprocess.run(["git", "-C", str(kb), *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
+    return proc.stdout + proc.stderr
+
+
+def assert_consistent(kb: Path) -> None:
+    """The invariants of DESIGN §4 that hold after every command."""
+    assert git(kb, "status", "--porcelain", "--untracked-files=all") == ""
+    fsck = subprocess.run(["git", "-C", str(kb), "fsck", "--strict", "--no-dangling"], capture_output=True, text=True)
+    assert fsck.returncode == 0 and fsck.stdout.strip() == "" and "error" not in fsck.stderr, fsck.stdout + fsck.stderr
+    journal = kb / ".openkb" / "journal"
+    assert not journal.exists() or not any(journal.iterdir()), list(journal.iterdir())
+    staging = kb / ".openkb" / "staging"
+    assert not staging.exists() or not any(staging.iterdir()), list(staging.iterdir())
+
+
+def copy_tldr(dest: Path, names: list[str], folder: str = "common") -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(TLDR / folder / name, dest / name)
+    return dest
+
+
+@pytest.fixture
+def kb(tmp_path) -> Path:
+    """A fresh, initialized knowledge base."""
+    root = tmp_path / "kb"
+    run_openkb("init", root, check=True)
+    return root

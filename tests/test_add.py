@@ -1,0 +1,160 @@
+"""`openkb add`: one commit per file, duplicates, names, failures, user edits, the lock."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+from conftest import CORPUS, TLDR, assert_consistent, copy_tldr, git, run_openkb
+
+FEW = ["tar.md", "git-commit.md", "git-status.md", "grep.md", "curl.md"]
+
+
+def commits(kb) -> list[str]:
+    return git(kb, "log", "--format=%H").split()
+
+
+def test_add_commits_each_file_once_and_git_agrees(kb, tmp_path):
+    src = copy_tldr(tmp_path / "src", FEW)
+    proc = run_openkb("add", src, "--jobs", "2", cwd=kb)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("added ") == len(FEW)
+    assert "5 added, 0 skipped, 0 failed" in proc.stdout
+    assert len(commits(kb)) == 1 + len(FEW)
+    log = json.loads(run_openkb("log", "--json", cwd=kb, check=True).stdout)
+    assert [e["commit"] for e in log] == commits(kb)
+    assert [e["doc"] for e in log[:-1]] == ["tar", "grep", "git-status", "git-commit", "curl"]
+    for name in FEW:
+        doc = name[:-3]
+        for path in (f"raw/{doc}.md", f"wiki/sources/{doc}.md", f"wiki/summaries/{doc}.md",
+                     f".openkb/registry/{doc}.json"):
+            assert (kb / path).is_file(), path
+    hashes = json.loads((kb / ".openkb" / "hashes.json").read_text())
+    assert sorted(m["doc_name"] for m in hashes.values()) == sorted(n[:-3] for n in FEW)
+    assert "ingest | tar.md" in (kb / "wiki" / "log.md").read_text()
+    assert_consistent(kb)
+
+    # The same add again: no commit, every file a duplicate.
+    again = run_openkb("add", src, cwd=kb)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("skipped  ") == len(FEW) and again.stdout.count(": duplicate of ") == len(FEW)
+    assert len(commits(kb)) == 1 + len(FEW)
+    assert_consistent(kb)
+
+
+def test_same_stem_files_get_distinct_stable_names(kb, tmp_path):
+    a = copy_tldr(tmp_path / "src" / "common", ["df.md", "tar.md"], "common")
+    b = copy_tldr(tmp_path / "src" / "linux", ["df.md"], "linux")
+    run_openkb("add", tmp_path / "src", cwd=kb, check=True)
+    docs = {d["source"]: d["doc"] for d in json.loads(run_openkb("list", "--json", cwd=kb, check=True).stdout)}
+    assert docs[str((a / "df.md").resolve())] == "df"
+    linux_name = docs[str((b / "df.md").resolve())]
+    assert linux_name.startswith("df-") and len(linux_name) == len("df-") + 8
+    # Re-ingest a changed version: same names, one new commit.
+    with open(b / "df.md", "a") as fh:
+        fh.write("\n- Show the routing table:\n\n`ip route`\n")
+    before = len(commits(kb))
+    proc = run_openkb("add", tmp_path / "src", cwd=kb, check=True)
+    assert f"-> {linux_name}" in proc.stdout
+    assert len(commits(kb)) == before + 1
+    docs2 = {d["source"]: d["doc"] for d in json.loads(run_openkb("list", "--json", cwd=kb, check=True).stdout)}
+    assert docs2 == docs
+    assert_consistent(kb)
+
+
+def test_bad_files_are_named_and_the_rest_committed(kb, tmp_path):
+    src = copy_tldr(tmp_path / "src", ["tar.md"])
+    (src / "empty.pdf").write_bytes(b"")
+    (src / "noise.pdf").write_bytes(bytes(range(256)) * 8)
+    (src / "latin1.md").write_bytes("caf\xe9 cr\xe8me\n".encode("latin-1"))
+    proc = run_openkb("add", src, cwd=kb)
+    assert proc.returncode == 1
+    out = proc.stdout
+    assert "failed   " in out and "empty.pdf: " in out and "noise.pdf: " in out and "latin1.md: " in out
+    assert "added    " in out and "tar.md" in out
+    assert "1 added, 0 skipped, 3 failed" in out
+    assert not any(p.name.startswith(("empty", "noise", "latin1")) for p in (kb / "raw").iterdir())
+    assert_consistent(kb)
+
+
+def test_unsupported_files_in_a_directory_are_skipped_with_reason(kb, tmp_path):
+    src = copy_tldr(tmp_path / "src", ["tar.md"])
+    (src / "notes.docx").write_bytes(b"PK\x03\x04")
+    proc = run_openkb("add", src, cwd=kb)
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped  " in proc.stdout and "unsupported file type '.docx'" in proc.stdout
+
+
+def test_user_edit_of_concept_page_survives_as_edit_commit(kb, tmp_path):
+    run_openkb("add", copy_tldr(tmp_path / "a", ["git-commit.md"]), cwd=kb, check=True)
+    concept = sorted((kb / "wiki" / "concepts").glob("*.md"))[0]
+    text = concept.read_text() + "\nMy own note about this concept.\n"
+    concept.write_text(text)
+    proc = run_openkb("add", copy_tldr(tmp_path / "b", ["tar.md"]), cwd=kb)
+    assert proc.returncode == 0, proc.stderr
+    assert "as" in proc.stderr and "(edit)" in proc.stderr
+    ops = [e["op"] for e in json.loads(run_openkb("log", "--json", cwd=kb, check=True).stdout)]
+    assert ops[:2] == ["add", "edit"]
+    assert "My own note about this concept." in concept.read_text()
+    assert "My own note about this concept." in git(kb, "show", f"HEAD:{concept.relative_to(kb).as_posix()}")
+    assert_consistent(kb)
+
+
+def test_no_commit_edits_refuses_and_names_files(kb, tmp_path):
+    run_openkb("add", copy_tldr(tmp_path / "a", ["git-commit.md"]), cwd=kb, check=True)
+    summary = kb / "wiki" / "summaries" / "git-commit.md"
+    summary.write_text(summary.read_text() + "edited\n")
+    proc = run_openkb("add", "--no-commit-edits", copy_tldr(tmp_path / "b", ["tar.md"]), cwd=kb)
+    assert proc.returncode == 1
+    assert "wiki/summaries/git-commit.md" in proc.stderr
+    assert len(commits(kb)) == 2
+
+
+def test_second_writer_fails_fast_naming_the_holder(kb, tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from openkb_git.lock import KBLock\n"
+        "lock = KBLock(Path(sys.argv[1]) / '.openkb'); lock.acquire(5)\n"
+        "print('locked', flush=True); time.sleep(30)\n"), str(kb)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        src = copy_tldr(tmp_path / "src", ["tar.md"])
+        start = time.monotonic()
+        proc = run_openkb("add", src, "--wait", "1", cwd=kb)
+        assert proc.returncode == 3
+        assert time.monotonic() - start >= 1.0
+        assert f"pid {holder.pid}" in proc.stderr and "--wait" in proc.stderr
+        # Reads take no lock.
+        assert run_openkb("status", cwd=kb).returncode == 0
+        assert f"pid {holder.pid}" in run_openkb("status", cwd=kb).stdout
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_kb_found_by_walking_up_and_by_env(kb, tmp_path):
+    sub = kb / "wiki"
+    assert run_openkb("status", cwd=sub).returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert run_openkb("status", cwd=elsewhere).returncode == 4
+    assert run_openkb("status", cwd=elsewhere, env={"OPENKB_DIR": str(kb)}).returncode == 0
+
+
+def test_pdf_and_long_pdf(kb, tmp_path):
+    src = tmp_path / "pdf"
+    src.mkdir()
+    shutil.copy(CORPUS / "pdf" / "2.pdf", src / "2.pdf")  # 47 pages: long document
+    shutil.copy(CORPUS / "pdf" / "attention-is-all-you-need.pdf", src / "attention.pdf")
+    proc = run_openkb("add", src, cwd=kb)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    long_source = json.loads((kb / "wiki" / "sources" / "2.json").read_text())
+    assert len(long_source) == 47 and long_source[0]["page"] == 1
+    record = json.loads((kb / ".openkb" / "registry" / "2.json").read_text())
+    assert record["type"] == "long_pdf" and record["pages"] == 47 and record["tree"]
+    assert (kb / "wiki" / "sources" / "attention.md").is_file()
+    assert_consistent(kb)

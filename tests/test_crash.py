@@ -1,0 +1,95 @@
+"""Crash safety with real processes: SIGKILL an `openkb add` at many points, then check recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import TLDR, assert_consistent, copy_tldr, git, run_openkb
+
+FILES = ["tar.md", "git-commit.md", "grep.md"]
+
+
+def head_is_whole(kb) -> None:
+    """HEAD is a whole operation: every registered document has all its files in HEAD."""
+    tracked = set(git(kb, "ls-tree", "-r", "--name-only", "HEAD").split("\n"))
+    for line in tracked:
+        if line.startswith(".openkb/registry/"):
+            record = json.loads(git(kb, "show", f"HEAD:{line}"))
+            missing = [p for p in record["files"] if p not in tracked]
+            assert not missing, (line, missing)
+    assert git(kb, "diff", "HEAD", "--name-only") == ""
+
+
+def trace_points(kb, src, tmp_path) -> list[str]:
+    trace = tmp_path / "trace.txt"
+    probe = tmp_path / "probe"
+    run_openkb("init", probe, check=True)
+    run_openkb("add", "--jobs", "1", src, cwd=probe, env={"OPENKB_FAULT_TRACE": str(trace)}, check=True)
+    return [line.split(" ", 1)[1] for line in trace.read_text().splitlines()]
+
+
+def test_sigkill_at_every_point_of_an_add(kb, tmp_path):
+    src = copy_tldr(tmp_path / "src", FILES)
+    labels = trace_points(kb, src, tmp_path)
+    # At least the points around the commit point of every file, and more.
+    assert labels.count("journal:durable") == len(FILES) and labels.count("ref:moved") == len(FILES)
+    points = list(range(1, len(labels) + 1))
+    if len(points) > 40:  # keep the default run short: every point of the first file, a stride after
+        first_file_end = labels.index("journal:removed") + 1
+        points = points[:first_file_end] + points[first_file_end::3]
+    assert len(points) >= 20
+    checked = 0
+    for n in points:
+        target = tmp_path / f"kb{n}"
+        run_openkb("init", target, check=True)
+        killed = run_openkb("add", "--jobs", "1", src, cwd=target, env={"OPENKB_FAULT_KILL_AT": str(n)})
+        assert killed.returncode == -signal.SIGKILL, (n, labels[n - 1], killed.stdout, killed.stderr)
+        before = git(target, "log", "--format=%H").split()
+        recovered = run_openkb("recover", cwd=target)
+        assert recovered.returncode == 0, recovered.stderr
+        head_is_whole(target)
+        assert_consistent(target)
+        assert git(target, "log", "--format=%H").split() == before  # nothing committed was lost
+        # The next add finishes the job.
+        run_openkb("add", "--jobs", "1", src, cwd=target, check=True)
+        docs = {d["doc"] for d in json.loads(run_openkb("list", "--json", cwd=target, check=True).stdout)}
+        assert docs == {f[:-3] for f in FILES}, (n, labels[n - 1])
+        assert_consistent(target)
+        checked += 1
+    print(f"crash points checked for add: {checked} of {len(labels)}")
+
+
+def test_sigkill_from_outside_during_parallel_add(kb, tmp_path):
+    names = sorted(p.name for p in (TLDR / "common").glob("g*.md"))[:40]
+    src = copy_tldr(tmp_path / "src2", names)
+    for delay in (0.8, 1.5, 2.5):
+        proc = subprocess.Popen([sys.executable, "-m", "openkb_git", "add", "--jobs", "2", str(src)], cwd=kb,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        run_openkb("recover", cwd=kb, check=True)
+        head_is_whole(kb)
+        assert_consistent(kb)
+    run_openkb("add", src, cwd=kb, check=True)
+    assert len(json.loads(run_openkb("list", "--json", cwd=kb, check=True).stdout)) == len(names)
+    assert_consistent(kb)
+
+
+def test_corrupt_journal_is_reported_and_reset(kb, tmp_path):
+    run_openkb("add", copy_tldr(tmp_path / "a", ["tar.md"]), cwd=kb, check=True)
+    journal = kb / ".openkb" / "journal"
+    journal.mkdir(exist_ok=True)
+    (journal / "deadbeef.json").write_text('{"id": "dead", "op": "add", "ba')
+    (kb / "wiki" / "summaries" / "tar.md").write_text("garbage\n")
+    proc = run_openkb("recover", cwd=kb)
+    assert proc.returncode == 0
+    assert "corrupt journal deadbeef.json" in proc.stdout
+    assert_consistent(kb)
