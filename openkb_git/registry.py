@@ -74,33 +74,60 @@ class RegistryView:
 
 
 class Registry:
-    """Builds RegistryViews for trees, reading only record blobs it has not parsed before."""
+    """Builds RegistryViews for trees, reading only record blobs it has not parsed before.
+
+    Consecutive views share work: when the registry folder's tree changed, only the
+    entries that differ are re-read and re-indexed.
+    """
 
     def __init__(self, objects: ObjectStore):
         self.objects = objects
         self._parsed: dict[bytes, dict] = {}
-        self._last: tuple[dict, RegistryView] | None = None
+        self._last: tuple[bytes | None, dict, RegistryView] | None = None
 
     def view(self, tree: bytes | None) -> RegistryView:
-        entries = self.objects.list_dir(tree, REGISTRY_DIR)
-        if self._last is not None and self._last[0] == entries:
-            return self._last[1]
-        view = RegistryView()
-        for name, (_mode, sha) in sorted(entries.items()):
-            if not name.endswith(".json"):
+        folder = self.objects.lookup(tree, REGISTRY_DIR) if tree else None
+        folder_sha = folder[1] if folder else None
+        if self._last is not None and self._last[0] == folder_sha:
+            return self._last[2]
+        entries = self.objects.tree_entries(folder_sha) if folder_sha else {}
+        if self._last is None:
+            view, old_entries = RegistryView(), {}
+        else:
+            prev = self._last[2]
+            view = RegistryView(dict(prev.records), dict(prev.by_key), dict(prev.by_sha))
+            old_entries = self._last[1]
+        changed = set(old_entries.items()) ^ set(entries.items())
+        for name in sorted({name for name, _ in changed}):
+            if not name.endswith(b".json"):
                 continue
-            record = self._parsed.get(sha)
-            if record is None:
-                try:
-                    record = json.loads(self.objects.blob_bytes(sha))
-                except ValueError:
+            doc = name[: -len(b".json")].decode("utf-8", "surrogateescape")
+            old = view.records.pop(doc, None)
+            if old is not None:
+                if view.by_key.get(old.get("path")) == doc:
+                    del view.by_key[old["path"]]
+                if view.by_sha.get(old.get("sha256")) == doc:
+                    del view.by_sha[old["sha256"]]
+            if name in entries:
+                record = self._record(entries[name][1])
+                if record is None:
                     continue
-                self._parsed[sha] = record
-            doc = name[: -len(".json")]
-            view.records[doc] = record
-            if record.get("path"):
-                view.by_key[record["path"]] = doc
-            if record.get("sha256"):
-                view.by_sha[record["sha256"]] = doc
-        self._last = (entries, view)
+                view.records[doc] = record
+                if record.get("path"):
+                    view.by_key[record["path"]] = doc
+                if record.get("sha256"):
+                    view.by_sha[record["sha256"]] = doc
+        self._last = (folder_sha, entries, view)
         return view
+
+    def _record(self, sha: bytes) -> dict | None:
+        record = self._parsed.get(sha)
+        if record is None:
+            try:
+                record = json.loads(self.objects.blob_bytes(sha))
+            except ValueError:
+                return None
+            if not isinstance(record, dict):
+                return None
+            self._parsed[sha] = record
+        return record

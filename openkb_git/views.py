@@ -29,16 +29,36 @@ OPENKB_FIELDS = ("name", "doc_name", "type", "path", "raw_path", "source_path", 
 LOG_OPS = {"add": "ingest"}
 
 
-def hashes_view(records: dict[str, dict]) -> dict[str, dict]:
-    """OpenKB's {sha256: metadata} for the given records, in doc-name order."""
-    out: dict[str, dict] = {}
+def hashes_entry(record: dict) -> dict:
+    """OpenKB's metadata for one record."""
+    return {k: record[k] for k in OPENKB_FIELDS if record.get(k) not in (None, "")}
+
+
+_fragments: dict[int, tuple[dict, str]] = {}
+
+
+def hashes_json(records: dict[str, dict]) -> bytes:
+    """OpenKB's hashes.json ({sha256: metadata}) for ``records``, in doc-name order.
+
+    Each entry's text is cached by record identity (records are shared between
+    consecutive registry views), so a rewrite after one ingest costs a join.
+    """
+    parts = []
+    live = set()
     for doc in sorted(records):
         record = records[doc]
         sha = record.get("sha256")
         if not sha:
             continue
-        out[sha] = {k: record[k] for k in OPENKB_FIELDS if record.get(k) not in (None, "")}
-    return out
+        cached = _fragments.get(id(record))
+        if cached is None or cached[0] is not record:
+            cached = (record, json.dumps(sha) + ": " + json.dumps(hashes_entry(record), ensure_ascii=False))
+            _fragments[id(record)] = cached
+        live.add(id(record))
+        parts.append(cached[1])
+    for key in [k for k in _fragments if k not in live]:
+        del _fragments[key]
+    return ("{\n" + ",\n".join(parts) + "\n}\n").encode("utf-8")
 
 
 def log_line(entry: Entry) -> str:
@@ -70,7 +90,7 @@ def update_views(kb: KB, registry: Registry, *, full: bool = False) -> None:
     tree = kb.head_tree(head)
     records = registry.view(tree).records
     makedirs(kb.openkb_dir, sync=False)
-    write_file(kb.root / HASHES, (json.dumps(hashes_view(records), indent=2, ensure_ascii=False) + "\n").encode("utf-8"), sync=False)
+    write_file(kb.root / HASHES, hashes_json(records), sync=False)
 
     log_path = kb.root / LOG
     new_entries: list[Entry] = []

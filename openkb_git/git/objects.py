@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import bisect
 import hashlib
 import os
 import stat as statmod
@@ -33,6 +34,7 @@ class ObjectStore:
         self.repo = repo
         self.objects_dir = Path(repo.object_store.path)
         self._trees: dict[bytes, dict[bytes, tuple[int, bytes]]] = {}
+        self._encoded: dict[bytes, tuple[list[bytes], list[bytes]]] = {}
 
     # -- reading -----------------------------------------------------------
     def __contains__(self, sha: bytes) -> bool:
@@ -147,11 +149,40 @@ class ObjectStore:
                 entries[key] = (FILE_MODE, edit)
         if not entries:
             return None
-        tree = RawObject(b"tree", serialize_tree(entries))
+        raw = self._serialize_edited(tree_sha, entries, edits)
+        tree = RawObject(b"tree", raw)
         if tree.id != tree_sha:
             out.append(tree)
             self._trees[tree.id] = entries
         return tree.id
+
+    def _serialize_edited(self, base_sha: bytes | None, entries: dict, edits: dict) -> bytes:
+        """Encode ``entries``; for large trees, splice the changed entries into the cached
+        encoding of ``base_sha`` instead of re-sorting and re-encoding every entry."""
+        cached = self._encoded.get(base_sha) if base_sha else None
+        if cached is None:
+            keys, parts = encode_tree_parts(entries)
+        else:
+            keys, parts = list(cached[0]), list(cached[1])
+            for name in edits:
+                key = name.encode("utf-8")
+                for sort_key in (key, key + b"/"):
+                    at = bisect.bisect_left(keys, sort_key)
+                    if at < len(keys) and keys[at] == sort_key:
+                        del keys[at]
+                        del parts[at]
+                if key in entries:
+                    mode, sha = entries[key]
+                    sort_key = key + b"/" if statmod.S_ISDIR(mode) else key
+                    at = bisect.bisect_left(keys, sort_key)
+                    keys.insert(at, sort_key)
+                    parts.insert(at, b"%o %s\0%s" % (mode, key, binascii.unhexlify(sha)))
+        raw = b"".join(parts)
+        if len(keys) >= 256:
+            if len(self._encoded) > 64:
+                self._encoded.clear()
+            self._encoded[RawObject(b"tree", raw).id] = (keys, parts)
+        return raw
 
     def remove_temporaries(self) -> int:
         """Delete temporary object files a killed writer left in the objects directory."""
@@ -223,11 +254,18 @@ def _tree_sort_key(item: tuple[bytes, tuple[int, bytes]]) -> bytes:
     return name + b"/" if statmod.S_ISDIR(mode) else name
 
 
+def encode_tree_parts(entries: dict[bytes, tuple[int, bytes]]) -> tuple[list[bytes], list[bytes]]:
+    """Git's tree encoding as (sort keys, encoded entries): sorted with directories as `name/`."""
+    unhex = binascii.unhexlify
+    items = sorted(entries.items(), key=_tree_sort_key)
+    keys = [_tree_sort_key(item) for item in items]
+    parts = [b"%o %s\0%s" % (mode, name, unhex(sha)) for name, (mode, sha) in items]
+    return keys, parts
+
+
 def serialize_tree(entries: dict[bytes, tuple[int, bytes]]) -> bytes:
     """Git's tree encoding: entries sorted with directories compared as `name/`."""
-    unhex = binascii.unhexlify
-    return b"".join(b"%o %s\0%s" % (mode, name, unhex(sha))
-                    for name, (mode, sha) in sorted(entries.items(), key=_tree_sort_key))
+    return b"".join(encode_tree_parts(entries)[1])
 
 
 def make_commit(tree: bytes, parent: bytes | None, message: str, identity: bytes, when: int, tz: int) -> Commit:
