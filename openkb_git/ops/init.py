@@ -16,6 +16,7 @@ from ..fsutil import makedirs, write_file
 from ..kb import CONFIG_PATH, DEFAULT_CONFIG, KB
 from ..protocol.commit import Mutation, commit_mutation
 from ..registry import encode_record, record_path
+from .mergedriver import configure as configure_merge_drivers
 from .session import Writer
 
 GITIGNORE = """\
@@ -64,6 +65,7 @@ def init_kb(directory: Path) -> InitResult:
     makedirs(root, sync=True)
     adopting = (root / ".openkb" / "hashes.json").is_file()
     Repo.init(str(root), default_branch=b"main").close()
+    configure_merge_drivers(root)
     makedirs(root / ".openkb", sync=True)
 
     files: dict[str, bytes] = {".gitignore": GITIGNORE.encode(), ".gitattributes": GITATTRIBUTES.encode()}

@@ -1,0 +1,123 @@
+"""Commands that take contributions back out: revert, remove; and Git's merge-driver hook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import EXIT_FAILED
+from ..merge import MergeConflict
+from ..ops.mergedriver import merge_for_git
+from ..ops.revert import RevertConflictError, remove as kb_remove, revert as kb_revert
+from ..ops.select import resolve
+from .main import cli, echo_json, open_kb
+
+
+@cli.command()
+@click.argument("ingests", nargs=-1, required=True)
+@click.option("--dry-run", is_flag=True, help="Print the plan (paths to change, or the conflicts) and change nothing.")
+@click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds to wait for the KB lock.")
+@click.option("--no-commit-edits", is_flag=True, help="Refuse instead of committing hand edits first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def revert(ctx: click.Context, ingests: tuple[str, ...], dry_run: bool, wait: float, no_commit_edits: bool,
+           as_json: bool) -> None:
+    """Undo past operations, keeping everything that came after them.
+
+    Each INGEST (commit id prefix, HEAD~N, log position or document name) gets a new
+    `revert` commit (trailer OpenKB-Reverts) that removes its contribution: its
+    document's files, its bullets on concept pages, its index lines. The merge is
+    three-way and structure-aware, so later ingests that touched the same pages are
+    kept. If any path conflicts (e.g. you edited the same passage by hand), nothing
+    changes: exit code 1 and, per path, the reason and both sides. Reverting a revert
+    re-applies the operation.
+    """
+    kb = open_kb(ctx)
+    try:
+        entries = [resolve(kb, s) for s in ingests]
+        try:
+            results = kb_revert(kb, entries, wait=wait, dry_run=dry_run, allow_edit_commits=not no_commit_edits)
+        except RevertConflictError as exc:
+            _report_conflicts(exc.conflicts, as_json)
+            ctx.exit(EXIT_FAILED)
+    finally:
+        kb.close()
+    if as_json:
+        echo_json([{"reverted": r.entry.sha, "doc": r.entry.doc, "commit": r.commit, "paths": r.paths,
+                    "note": r.note} for r in results])
+        return
+    for r in results:
+        if r.commit:
+            click.echo(f"reverted {r.entry.short} ({r.entry.doc or r.entry.op}) as {r.commit[:7]}: "
+                       f"{len(r.paths)} path(s) changed")
+        elif r.note == "dry run":
+            click.echo(f"would revert {r.entry.short} ({r.entry.doc or r.entry.op}):")
+            for path in r.paths:
+                click.echo(f"  {path}")
+        else:
+            click.echo(f"{r.entry.short}: {r.note}")
+
+
+def _report_conflicts(conflicts: list[MergeConflict], as_json: bool) -> None:
+    if as_json:
+        echo_json({"conflicts": [{"path": c.path, "reason": c.reason, "ours": c.ours, "theirs": c.theirs}
+                                 for c in conflicts]})
+        return
+    click.echo(f"openkb: error: revert would conflict in {len(conflicts)} path(s); nothing was changed", err=True)
+    for c in conflicts:
+        click.echo(f"  {c.path}: {c.reason}", err=True)
+        click.echo(f"    now (HEAD):   {c.ours}", err=True)
+        click.echo(f"    revert wants: {c.theirs}", err=True)
+
+
+@cli.command()
+@click.argument("doc")
+@click.option("--dry-run", is_flag=True, help="List the paths that would change and change nothing.")
+@click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds to wait for the KB lock.")
+@click.option("--no-commit-edits", is_flag=True, help="Refuse instead of committing hand edits first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def remove(ctx: click.Context, doc: str, dry_run: bool, wait: float, no_commit_edits: bool, as_json: bool) -> None:
+    """Remove document DOC and its contribution to shared pages, as one commit.
+
+    Like any operation it can be undone with `openkb revert`.
+    """
+    kb = open_kb(ctx)
+    try:
+        result = kb_remove(kb, doc, wait=wait, dry_run=dry_run, allow_edit_commits=not no_commit_edits)
+    finally:
+        kb.close()
+    if dry_run:
+        if as_json:
+            echo_json({"doc": doc, "paths": result})
+        else:
+            click.echo(f"would remove {doc}:")
+            for path in result:
+                click.echo(f"  {path}")
+        return
+    if as_json:
+        echo_json({"doc": doc, "commit": result.sha.decode(), "paths": result.paths})
+    else:
+        click.echo(f"removed {doc} as {result.sha.decode()[:7]}: {len(result.paths)} path(s) changed")
+
+
+@cli.command(name="merge-driver")
+@click.argument("base", type=click.Path(dir_okay=False))
+@click.argument("ours", type=click.Path(dir_okay=False))
+@click.argument("theirs", type=click.Path(dir_okay=False))
+@click.argument("path")
+def merge_driver(base: str, ours: str, theirs: str, path: str) -> None:
+    """Git's merge-driver interface: `openkb merge-driver %O %A %B %P`.
+
+    Merges BASE, OURS and THEIRS of the KB path PATH with openkb's structure-aware
+    drivers and writes the result to OURS. Exit 0 when clean; exit 1 on a conflict
+    (OURS then holds Git-style conflict markers and the reason goes to stderr).
+    `openkb init` configures the repository to use it through .gitattributes.
+    """
+    conflict = merge_for_git(Path(base), Path(ours), Path(theirs), path)
+    if conflict is not None:
+        click.echo(f"openkb merge-driver: {conflict}", err=True)
+        raise SystemExit(1)

@@ -1,0 +1,188 @@
+"""`openkb revert` and `openkb remove`: take one operation's (or one document's) contribution
+back out of the KB as a new commit, keeping everything that came later.
+
+Revert is a three-way merge restricted to the paths the operation changed, with
+base = the operation's tree, ours = HEAD, theirs = its parent's tree, through the
+structure-aware drivers of `openkb_git.merge`. If any path conflicts, nothing changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import OpenKBError
+from ..git.objects import ChangeSet
+from ..history import Entry, iter_entries
+from ..kb import KB
+from ..merge import MergeConflict, merge_file
+from ..merge.core import _Conflict
+from ..merge.wiki import merge_concept_page, merge_index
+from ..protocol.commit import Committed, Mutation, commit_mutation
+from ..registry import Registry, record_path
+from .contribution import INDEX_PATH, document_changes
+from .edits import commit_edits, find_edits
+from .review import changed_paths
+from .session import Writer
+
+INGEST_OPS = {"add", "remove", "revert"}
+
+
+class RevertConflictError(OpenKBError):
+    """The revert would conflict with later changes; nothing was changed."""
+
+    def __init__(self, message: str, conflicts: list[MergeConflict]):
+        super().__init__(message)
+        self.conflicts = conflicts
+
+
+class NothingToRevertError(OpenKBError):
+    """The operation cannot be reverted (the first commit) or names no document."""
+
+
+@dataclass
+class RevertPlan:
+    entry: Entry
+    changes: ChangeSet = field(default_factory=dict)
+    conflicts: list[MergeConflict] = field(default_factory=list)
+    superseded_by: str | None = None  # a later operation replaced this document: nothing to do
+
+
+def later_operation_on(kb: KB, entry: Entry, doc: str, head: bytes | None) -> Entry | None:
+    """The newest operation after ``entry`` (up to ``head``) that changed ``doc``'s record, if any."""
+    for later in iter_entries(kb, head):
+        if later.sha == entry.sha:
+            return None
+        if later.doc == doc and later.op in INGEST_OPS:
+            return later
+    return None
+
+
+def plan_revert(kb: KB, registry: Registry, entry: Entry, ours_tree: bytes | None,
+                head: bytes | None = None) -> RevertPlan:
+    """The change set that takes ``entry``'s contribution out of ``ours_tree`` (the tree of
+    ``head``), or its conflicts.
+
+    An ingest of a document that a later operation re-ingested or removed is superseded:
+    its contribution is already gone, and reverting it changes nothing — exactly what the
+    history without it would hold."""
+    if entry.parent is None:
+        raise NothingToRevertError(f"{entry.short} is the first commit of the knowledge base; it cannot be reverted")
+    base_tree = kb.objects.get(entry.sha.encode()).tree
+    theirs_tree = kb.objects.get(entry.parent.encode()).tree
+    plan = RevertPlan(entry)
+    structured = entry.op in INGEST_OPS
+    doc = entry.doc
+    if structured and doc:
+        later = later_operation_on(kb, entry, doc, head)
+        if later is not None:
+            plan.superseded_by = later.sha
+            return plan
+    paths = sorted(changed_paths(kb, theirs_tree, base_tree))
+    concept_exists: dict[str, bool] = {}
+    for path in paths:
+        b = kb.objects.read_path(base_tree, path)
+        o = kb.objects.read_path(ours_tree, path)
+        t = kb.objects.read_path(theirs_tree, path)
+        if path == INDEX_PATH and structured:
+            continue  # merged last, once the concept pages are known
+        try:
+            if structured and path.startswith("wiki/concepts/") and path.endswith(".md"):
+                slug = path[len("wiki/concepts/"):-3]
+                result = merge_concept_page(slug, b, o, t) if not (o == t) else o
+                concept_exists[slug] = result is not None
+            else:
+                result = merge_file(path, b, o, t)
+        except _Conflict as exc:
+            result = MergeConflict(path, exc.reason, exc.ours, exc.theirs)
+        if isinstance(result, MergeConflict):
+            plan.conflicts.append(result)
+        elif result != o:
+            plan.changes[path] = result
+    if structured and INDEX_PATH in paths:
+        b, o, t = (kb.objects.read_path(tree, INDEX_PATH) for tree in (base_tree, ours_tree, theirs_tree))
+        try:
+            merged = merge_index(b, o, t, concept_exists)
+            if merged != o:
+                plan.changes[INDEX_PATH] = merged
+        except _Conflict as exc:
+            plan.conflicts.append(MergeConflict(INDEX_PATH, exc.reason, exc.ours, exc.theirs))
+    return plan
+
+
+@dataclass
+class RevertResult:
+    entry: Entry
+    commit: str | None
+    paths: list[str]
+    note: str = ""
+
+
+def revert(kb: KB, entries: list[Entry], *, wait: float = 0.0, dry_run: bool = False,
+           allow_edit_commits: bool = True) -> list[RevertResult]:
+    """Revert each operation in order, one commit each. All are planned first: if any
+    conflicts, nothing changes and RevertConflictError lists every conflict."""
+    writer = Writer(kb, wait)
+    with writer.locked():
+        edited = commit_edits(kb, writer.registry, find_edits(kb, kb.head_tree()), allow=allow_edit_commits)
+        tree = kb.head_tree()
+        plans: list[RevertPlan] = []
+        for entry in entries:
+            plan = plan_revert(kb, writer.registry, entry, tree, kb.head())
+            plans.append(plan)
+            if plan.changes and not plan.conflicts:
+                tree, objects, _ids = kb.objects.build_tree(tree, plan.changes)
+                kb.objects.write_durably(objects)  # unreferenced until committed; gc-able if we stop
+        conflicts = [c for p in plans for c in p.conflicts]
+        if conflicts:
+            raise RevertConflictError(
+                f"revert would conflict in {len(conflicts)} path(s); nothing was changed", conflicts)
+        results = []
+        for plan in plans:
+            if plan.superseded_by or not plan.changes:
+                note = (f"nothing to revert: {plan.entry.doc} was changed again by {plan.superseded_by[:7]}"
+                        if plan.superseded_by else "nothing to revert: its changes are already undone")
+                results.append(RevertResult(plan.entry, None, [], note))
+                continue
+            if dry_run:
+                results.append(RevertResult(plan.entry, None, sorted(plan.changes), "dry run"))
+                continue
+            mutation = Mutation(
+                op="revert", subject=f"revert: {plan.entry.subject}", changes=plan.changes,
+                body=f"This reverts {plan.entry.op} {plan.entry.sha}.",
+                trailers={**({"OpenKB-Doc": plan.entry.doc} if plan.entry.doc else {}),
+                          "OpenKB-Reverts": plan.entry.sha},
+            )
+            committed = commit_mutation(kb, writer.registry, kb.head(), mutation)
+            results.append(RevertResult(plan.entry, committed.sha.decode() if committed else None,
+                                        sorted(plan.changes)))
+    return results
+
+
+class UnknownDocumentError(OpenKBError):
+    """No document of that name at HEAD."""
+
+
+def remove(kb: KB, doc: str, *, wait: float = 0.0, dry_run: bool = False,
+           allow_edit_commits: bool = True) -> Committed | list[str] | None:
+    """Remove ``doc`` and its contribution to shared pages as one `remove` commit.
+
+    Returns the commit, or with ``dry_run`` the paths that would change."""
+    writer = Writer(kb, wait)
+    with writer.locked():
+        tree = kb.head_tree()
+        view = writer.registry.view(tree)
+        if doc not in view.records:
+            raise UnknownDocumentError(f"no document named {doc!r} (see `openkb list`)")
+        changes = document_changes(kb.objects, tree, view, doc, None)
+        edits = find_edits(kb, tree, sorted(changes))
+        if dry_run:
+            return sorted(changes)
+        if edits:
+            commit_edits(kb, writer.registry, edits, allow=allow_edit_commits)
+            tree = kb.head_tree()
+            view = writer.registry.view(tree)
+            changes = document_changes(kb.objects, tree, view, doc, None)
+        record = view.records[doc]
+        mutation = Mutation(op="remove", subject=f"remove: {record.get('name', doc)}", changes=changes,
+                            trailers={"OpenKB-Doc": doc, "OpenKB-Source": record.get("path", "")})
+        return commit_mutation(kb, writer.registry, kb.head(), mutation)

@@ -1,0 +1,247 @@
+"""Reviewing history: what changed between two trees (show, diff) and who wrote each line (blame).
+
+Pages are shown as unified diffs of their text; frontmatter and registry records are
+compared as data (deepdiff) and reported as "field X changed from A to B".
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import stat as statmod
+from dataclasses import asdict, dataclass, field
+
+import yaml
+from deepdiff import DeepDiff
+
+from ..history import Entry, entry_of, iter_entries
+from ..kb import KB
+
+DIFF_CONTEXT = 3
+
+
+@dataclass
+class FieldChange:
+    field: str
+    change: str  # added | removed | changed
+    old: object = None
+    new: object = None
+
+    def describe(self) -> str:
+        if self.change == "added":
+            return f"{self.field}: added {_fmt(self.new)}"
+        if self.change == "removed":
+            return f"{self.field}: removed {_fmt(self.old)}"
+        return f"{self.field} changed from {_fmt(self.old)} to {_fmt(self.new)}"
+
+
+@dataclass
+class FileChange:
+    path: str
+    status: str  # added | modified | deleted
+    added: int = 0
+    removed: int = 0
+    binary: bool = False
+    fields: list[FieldChange] = field(default_factory=list)  # frontmatter / record changes
+    diff: list[str] = field(default_factory=list)  # unified diff lines of the text (frontmatter excluded)
+
+
+@dataclass
+class Change:
+    """The difference between two commits (``old`` may be None: the empty tree)."""
+
+    old: str | None
+    new: str
+    files: list[FileChange]
+
+    def to_json(self) -> dict:
+        return {"old": self.old, "new": self.new, "files": [asdict(f) for f in self.files]}
+
+
+def _fmt(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 120 else text[:119] + "…"
+
+
+# -- tree diff ------------------------------------------------------------------------
+
+
+def changed_paths(kb: KB, old_tree: bytes | None, new_tree: bytes | None, prefix: str = "") -> dict[str, tuple]:
+    """{path: (old blob id or None, new blob id or None)} for files that differ; descends
+    only into subtrees whose ids differ."""
+    out: dict[str, tuple] = {}
+    old = kb.objects.tree_entries(old_tree) if old_tree else {}
+    new = kb.objects.tree_entries(new_tree) if new_tree else {}
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if a == b:
+            continue
+        path = f"{prefix}{name.decode('utf-8', 'surrogateescape')}"
+        a_dir = a is not None and statmod.S_ISDIR(a[0])
+        b_dir = b is not None and statmod.S_ISDIR(b[0])
+        if a_dir or b_dir:
+            out.update(changed_paths(kb, a[1] if a_dir else None, b[1] if b_dir else None, path + "/"))
+        if (a is not None and not a_dir) or (b is not None and not b_dir):
+            out[path] = (a[1] if a is not None and not a_dir else None, b[1] if b is not None and not b_dir else None)
+    return out
+
+
+def compare(kb: KB, old: str | None, new: str, paths: list[str] | None = None, *, with_text: bool = True) -> Change:
+    """The Change from commit ``old`` (None: nothing) to commit ``new``, limited to ``paths``
+    (files or folders) when given."""
+    old_tree = kb.objects.get(old.encode()).tree if old else None
+    new_tree = kb.objects.get(new.encode()).tree
+    files = []
+    for path, (a, b) in sorted(changed_paths(kb, old_tree, new_tree).items()):
+        if paths and not any(path == p.strip("/") or path.startswith(p.strip("/") + "/") for p in paths):
+            continue
+        files.append(file_change(kb, path, a, b, with_text=with_text))
+    return Change(old=old, new=new, files=files)
+
+
+def file_change(kb: KB, path: str, a: bytes | None, b: bytes | None, *, with_text: bool = True) -> FileChange:
+    status = "added" if a is None else "deleted" if b is None else "modified"
+    old = kb.objects.blob_bytes(a) if a else b""
+    new = kb.objects.blob_bytes(b) if b else b""
+    change = FileChange(path=path, status=status)
+    try:
+        old_text, new_text = old.decode("utf-8"), new.decode("utf-8")
+    except UnicodeDecodeError:
+        change.binary = True
+        return change
+    if "\0" in old_text or "\0" in new_text:
+        change.binary = True
+        return change
+    old_meta, old_body = split_structured(path, old_text)
+    new_meta, new_body = split_structured(path, new_text)
+    if old_meta is not None or new_meta is not None:
+        change.fields = field_changes(old_meta or {}, new_meta or {})
+    old_lines, new_lines = old_body.splitlines(True), new_body.splitlines(True)
+    diff = list(difflib.unified_diff(old_lines, new_lines, f"a/{path}", f"b/{path}", n=DIFF_CONTEXT))
+    change.added = sum(1 for line in diff if line.startswith("+") and not line.startswith("+++"))
+    change.removed = sum(1 for line in diff if line.startswith("-") and not line.startswith("---"))
+    if with_text:
+        change.diff = [line if line.endswith("\n") else line + "\n" for line in diff]
+    return change
+
+
+def split_structured(path: str, text: str) -> tuple[dict | None, str]:
+    """(data, remaining text): a registry record is all data; a page's YAML frontmatter is data."""
+    if path.endswith(".json") and (path.startswith(".openkb/registry/") or path == ".openkb/config.yaml"):
+        try:
+            data = json.loads(text) if text else {}
+            return (data if isinstance(data, dict) else {"value": data}), ""
+        except ValueError:
+            return None, text
+    if path.endswith(".yaml"):
+        try:
+            data = yaml.safe_load(text) if text else {}
+            return (data if isinstance(data, dict) else {"value": data}), ""
+        except yaml.YAMLError:
+            return None, text
+    if path.endswith(".md") and text.startswith("---\n"):
+        end = text.find("\n---\n", 4)
+        if end != -1:
+            try:
+                data = yaml.safe_load(text[4:end + 1])
+                if isinstance(data, dict):
+                    return data, text[end + 5:]
+            except yaml.YAMLError:
+                pass
+    return None, text
+
+
+def field_changes(old: dict, new: dict) -> list[FieldChange]:
+    """Structured differences between two mappings, one per changed field or list item."""
+    if not old or not new:
+        side, kind = (new, "added") if not old else (old, "removed")
+        return [FieldChange(key, kind, old=None if kind == "added" else value, new=value if kind == "added" else None)
+                for key, value in sorted(side.items())]
+    diff = DeepDiff(old, new, ignore_order=True, view="tree")
+    changes: list[FieldChange] = []
+    for kind, items in diff.items():
+        for item in items:
+            parts = item.path(output_format="list")
+            is_item = len(parts) > 1 and isinstance(parts[-1], int)
+            name = ".".join(str(p) for p in (parts[:-1] if is_item else parts)) or "(root)"
+            t1 = None if type(item.t1).__name__ == "NotPresent" else item.t1
+            t2 = None if type(item.t2).__name__ == "NotPresent" else item.t2
+            if "added" in kind:
+                changes.append(FieldChange(name, "added", new=t2))
+            elif "removed" in kind:
+                changes.append(FieldChange(name, "removed", old=t1))
+            else:
+                changes.append(FieldChange(name, "changed", old=t1, new=t2))
+    changes.sort(key=lambda c: (c.field, c.change, _fmt(c.old), _fmt(c.new)))
+    return changes
+
+
+# -- show ----------------------------------------------------------------------------
+
+
+def show(kb: KB, entry: Entry, *, with_text: bool = True) -> tuple[Entry, Change]:
+    """What one operation changed: (its entry, the Change from its parent)."""
+    return entry, compare(kb, entry.parent, entry.sha, with_text=with_text)
+
+
+# -- blame ---------------------------------------------------------------------------
+
+
+@dataclass
+class BlameLine:
+    line: int
+    commit: str
+    doc: str | None
+    op: str
+    text: str
+
+
+def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
+    """For each line of ``path`` at ``at`` (default HEAD), the operation that last wrote it.
+
+    Walks the history back through the commits that changed the path; each step diffs the
+    path's text with its parent's and attributes the lines not carried over.
+    """
+    path = path.strip("/")
+    start = at or next(iter_entries(kb), None)
+    if start is None:
+        raise FileNotFoundError(path)
+    tree = kb.objects.get(start.sha.encode()).tree
+    data = kb.objects.read_path(tree, path)
+    if data is None:
+        from ..errors import OpenKBError
+
+        raise OpenKBError(f"{path} is not in {start.short}")
+    lines = data.decode("utf-8", "replace").splitlines()
+    owners: list[Entry | None] = [None] * len(lines)
+    pending = {i: i for i in range(len(lines))}  # line at start -> line in the version being examined
+    entry: Entry | None = start
+    current = lines
+    current_sha = kb.objects.lookup(tree, path)
+    while entry is not None and pending:
+        parent = entry_of(kb, entry.parent.encode()) if entry.parent else None
+        parent_tree = kb.objects.get(entry.parent.encode()).tree if entry.parent else None
+        parent_entry = kb.objects.lookup(parent_tree, path) if parent_tree else None
+        if parent_entry == current_sha:
+            entry = parent
+            continue
+        parent_lines = (kb.objects.blob_bytes(parent_entry[1]).decode("utf-8", "replace").splitlines()
+                        if parent_entry and not statmod.S_ISDIR(parent_entry[0]) else [])
+        mapping: dict[int, int] = {}
+        matcher = difflib.SequenceMatcher(None, parent_lines, current, autojunk=False)
+        for tag, i1, i2, j1, _j2 in matcher.get_opcodes():
+            if tag == "equal":
+                for k in range(i2 - i1):
+                    mapping[j1 + k] = i1 + k
+        still: dict[int, int] = {}
+        for original, here in pending.items():
+            if here in mapping:
+                still[original] = mapping[here]
+            else:
+                owners[original] = entry
+        pending = still
+        current = parent_lines
+        current_sha = parent_entry
+        entry = parent
+    return [BlameLine(i + 1, (o.sha if o else ""), (o.doc if o else None), (o.op if o else ""), text)
+            for i, (o, text) in enumerate(zip(owners, lines))]

@@ -1,0 +1,59 @@
+"""Selectors naming an ingest: `HEAD`, `HEAD~N`, a log position, a commit id prefix, a doc name."""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import OpenKBError
+from ..history import Entry, iter_entries
+from ..kb import KB
+
+_HEAD_N = re.compile(r"^(?:HEAD|@)(~(\d*))?$")
+_HEX = re.compile(r"^[0-9a-fA-F]{4,40}$")
+
+
+class BadSelectorError(OpenKBError):
+    """A selector that names no commit, or more than one."""
+
+
+def resolve(kb: KB, selector: str) -> Entry:
+    """The operation ``selector`` names.
+
+    Tried in order: `HEAD` / `HEAD~N`; a position as shown by `openkb log` (a number
+    below 1000, optionally written `#N`); a commit id prefix (4+ hex digits); a doc name
+    (its latest add). Raises BadSelectorError naming what was tried.
+    """
+    text = selector.strip()
+    match = _HEAD_N.match(text)
+    position: int | None = None
+    if match:
+        position = 0 if match.group(1) is None else int(match.group(2) or 1)
+    elif re.fullmatch(r"#?\d{1,3}", text):
+        position = int(text.lstrip("#"))
+    entries = iter_entries(kb)
+    if position is not None:
+        for pos, entry in enumerate(entries):
+            if pos == position:
+                return entry
+        raise BadSelectorError(f"{selector!r}: the history has fewer than {position + 1} operations")
+    candidates: list[Entry] = []
+    doc_match: Entry | None = None
+    hexlike = bool(_HEX.match(text))
+    for entry in entries:
+        if hexlike and entry.sha.startswith(text.lower()):
+            candidates.append(entry)
+        if doc_match is None and entry.doc == text and entry.op in ("add", "init", "remove"):
+            doc_match = entry
+            if not hexlike:
+                break
+    if len(candidates) == 1:
+        return candidates[0]
+    if len(candidates) > 1:
+        shas = ", ".join(c.short for c in candidates[:5])
+        raise BadSelectorError(f"{selector!r} is ambiguous: commits {shas}; give more digits")
+    if doc_match is not None:
+        return doc_match
+    raise BadSelectorError(
+        f"{selector!r} names no operation: not HEAD~N, a log position, a commit id prefix or a document name "
+        "(see `openkb log`)"
+    )
