@@ -34,6 +34,7 @@ class RecoveryReport:
     paths_reset: int = 0
     staging_removed: int = 0
     views_rebuilt: bool = False
+    stale_locks: list[str] = field(default_factory=list)
 
     @property
     def did_anything(self) -> bool:
@@ -46,6 +47,12 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
     journals = list_journals(kb.journal_dir)
     for tmp in kb.journal_dir.glob(f"*{TMP_SUFFIX}") if kb.journal_dir.is_dir() else []:
         tmp.unlink(missing_ok=True)
+    if journals:
+        # A writer died mid-mutation: the Git lock files it may have held are stale.
+        for stale in (kb.git_dir / "index.lock", kb.git_dir / "refs" / "heads" / "main.lock"):
+            if stale.exists():
+                stale.unlink()
+                report.stale_locks.append(stale.relative_to(kb.root).as_posix())
     tree = kb.head_tree()
     for path in journals:
         try:

@@ -1,0 +1,231 @@
+"""Rendering and updating the wiki's pages.
+
+Shared pages (concept pages, the index) are canonical renderings of a set of keyed
+lines: a line per contributing document, sorted. Updating one key re-renders only that
+section, so any order of additions and removals gives the same bytes, and text a user
+added outside the managed sections is left as it is.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+
+import yaml
+
+MENTIONS = "## Mentions"
+DOCUMENTS = "## Documents"
+CONCEPTS = "## Concepts"
+
+
+def dump_frontmatter(data: dict) -> str:
+    return "---\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False,
+                                     width=1_000_000) + "---\n"
+
+
+def split_frontmatter(text: str) -> tuple[dict | None, str]:
+    """(frontmatter mapping or None, body)."""
+    if text.startswith("---\n"):
+        end = text.find("\n---\n", 3)
+        if end != -1:
+            try:
+                data = yaml.safe_load(text[4:end + 1])
+            except yaml.YAMLError:
+                data = None
+            if isinstance(data, dict) or data is None:
+                return (data or {}), text[end + 5:]
+    return None, text
+
+
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def display(phrase: str) -> str:
+    return phrase[:1].upper() + phrase[1:]
+
+
+def phrase_of(slug: str) -> str:
+    return slug.replace("-", " ")
+
+
+# -- keyed sections -------------------------------------------------------------------
+
+
+def _section_bounds(lines: list[str], heading: str) -> tuple[int, int] | None:
+    """(index of the heading line, index after the section's last line) or None."""
+    try:
+        start = lines.index(heading)
+    except ValueError:
+        return None
+    end = start + 1
+    while end < len(lines) and not lines[end].startswith(("## ", "# ")):
+        end += 1
+    return start, end
+
+
+def _set_keyed(lines: list[str], heading: str, prefix: str, updates: dict[str, str | None]) -> list[str]:
+    """Set (or drop, for None) the bullet ``prefix + key + "]]"…`` for each key, in the
+    section ``heading`` (created at the end when missing). Bullets stay sorted."""
+    bounds = _section_bounds(lines, heading)
+    if bounds is None:
+        if lines and lines[-1] != "":
+            lines.append("")
+        lines += [heading, ""]
+        bounds = (len(lines) - 2, len(lines))
+    start, end = bounds
+    body = lines[start + 1:end]
+    while body and body[-1] == "":
+        body.pop()
+    bullets = [line for line in body if line.startswith(prefix)]
+    other = [line for line in body if not line.startswith(prefix) and line != ""]
+    bullets.sort()
+    for key, line in sorted(updates.items()):
+        marker = f"{prefix}{key}]]"
+        at = bisect.bisect_left(bullets, marker)
+        while at < len(bullets) and bullets[at].startswith(marker):
+            if bullets[at][len(marker):len(marker) + 1] in ("", " ", ":"):
+                del bullets[at]
+            else:
+                at += 1
+        if line is not None:
+            bisect.insort(bullets, line)
+    section = [heading, ""] + other + ([""] if other and bullets else []) + bullets
+    if end < len(lines):
+        section.append("")
+    return lines[:start] + section + lines[end:]
+
+
+def keyed_keys(lines: list[str], heading: str, prefix: str) -> list[str]:
+    bounds = _section_bounds(lines, heading)
+    if bounds is None:
+        return []
+    out = []
+    for line in lines[bounds[0] + 1:bounds[1]]:
+        if line.startswith(prefix):
+            out.append(line[len(prefix):].split("]]", 1)[0])
+    return out
+
+
+# -- concept pages --------------------------------------------------------------------
+
+
+def mention_line(doc: str, snippet: str) -> str:
+    return f"- [[summaries/{doc}]]: {one_line(snippet)}".rstrip()
+
+
+def concept_skeleton(slug: str) -> tuple[dict, list[str]]:
+    title = display(phrase_of(slug))
+    return {"title": title, "sources": []}, [f"# {title}", "", MENTIONS, ""]
+
+
+def update_concept_page(existing: bytes | None, slug: str, doc: str, contribution) -> bytes | None:
+    """Set (``contribution``) or remove (None) ``doc``'s mention on concept page ``slug``.
+
+    Returns the page, or None when no source remains and the page holds nothing but
+    the generated skeleton (then it should be deleted)."""
+    if existing is None:
+        if contribution is None:
+            return None
+        frontmatter, lines = concept_skeleton(slug)
+    else:
+        fm, body = split_frontmatter(existing.decode("utf-8"))
+        frontmatter = fm if fm is not None else {}
+        lines = body.split("\n")
+        if lines and lines[0] == "":
+            lines = lines[1:]
+        while lines and lines[-1] == "":
+            lines.pop()
+    sources = set(frontmatter.get("sources") or [])
+    if contribution is None:
+        sources.discard(doc)
+    else:
+        sources.add(doc)
+    frontmatter.setdefault("title", display(phrase_of(slug)))
+    frontmatter["sources"] = sorted(sources)
+    line = mention_line(doc, contribution.snippet) if contribution is not None else None
+    lines = _set_keyed(lines, MENTIONS, "- [[summaries/", {doc: line})
+    while lines and lines[-1] == "":
+        lines.pop()
+    if not sources and _is_skeleton(frontmatter, lines, slug):
+        return None
+    return (dump_frontmatter(frontmatter) + "\n" + "\n".join(lines) + "\n").encode("utf-8")
+
+
+def _is_skeleton(frontmatter: dict, lines: list[str], slug: str) -> bool:
+    skeleton_fm, skeleton_lines = concept_skeleton(slug)
+    if set(frontmatter) - {"title", "sources"} or frontmatter.get("title") != skeleton_fm["title"]:
+        return False
+    return [line for line in lines if line] == [line for line in skeleton_lines if line]
+
+
+# -- the index ------------------------------------------------------------------------
+
+INDEX_SKELETON = ["# Index", "", DOCUMENTS, "", CONCEPTS]
+
+
+def concept_index_line(slug: str) -> str:
+    return f"- [[concepts/{slug}]] — {display(phrase_of(slug))}"
+
+
+def update_index(existing: bytes | None = None, *, docs: dict | None = None, concepts: dict | None = None) -> bytes:
+    """Set or drop document lines (``docs``: doc -> line or None) and concept lines
+    (``concepts``: slug -> True to list it, False to drop it) in wiki/index.md."""
+    if existing is None:
+        lines = list(INDEX_SKELETON)
+    else:
+        lines = existing.decode("utf-8").split("\n")
+        while lines and lines[-1] == "":
+            lines.pop()
+    if docs or existing is None:
+        lines = _set_keyed(lines, DOCUMENTS, "- [[summaries/", dict(docs or {}))
+    if concepts or existing is None:
+        updates = {slug: (concept_index_line(slug) if present else None) for slug, present in (concepts or {}).items()}
+        lines = _set_keyed(lines, CONCEPTS, "- [[concepts/", updates)
+    while lines and lines[-1] == "":
+        lines.pop()
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def index_line(doc: str, title: str) -> str:
+    return f"- [[summaries/{doc}]] — {one_line(title) or doc}"
+
+
+# -- summary pages --------------------------------------------------------------------
+
+
+def render_summary(doc: str, *, title: str, doc_type: str, source_path: str, pages: int | None,
+                   concepts: list[str], summary: list[str], headings: list[tuple[int, str]]) -> bytes:
+    frontmatter: dict = {"doc": doc, "title": one_line(title), "type": doc_type, "source": source_path}
+    if pages is not None:
+        frontmatter["pages"] = pages
+    frontmatter["concepts"] = list(concepts)
+    out = [f"# {one_line(title)}", "", "## Summary", ""]
+    out += [" ".join(summary) if summary else "(no text to summarize)", ""]
+    outline = _outline(headings)
+    if outline:
+        out += ["## Outline", ""] + outline + [""]
+    out += ["## Concepts", ""]
+    out += sorted(f"- [[concepts/{slug}]]" for slug in concepts)
+    while out and out[-1] == "":
+        out.pop()
+    return (dump_frontmatter(frontmatter) + "\n" + "\n".join(out) + "\n").encode("utf-8")
+
+
+def _outline(headings: list[tuple[int, str]], limit: int = 50) -> list[str]:
+    items = [(level, one_line(text)) for level, text in headings if one_line(text)][:limit]
+    if not items:
+        return []
+    top = min(level for level, _ in items)
+    out = []
+    previous = 0
+    for level, text in items:
+        depth = min(level - top, previous + 1)
+        out.append("  " * depth + f"- {text}")
+        previous = depth
+    return out
+
+
+def concepts_of_summary(summary: bytes) -> list[str]:
+    fm, _ = split_frontmatter(summary.decode("utf-8"))
+    return list((fm or {}).get("concepts") or [])
