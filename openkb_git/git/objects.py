@@ -8,6 +8,7 @@ import hashlib
 import os
 import stat as statmod
 import zlib
+from collections import OrderedDict
 from pathlib import Path
 
 from dulwich.objects import Blob, Commit, ShaFile, Tree
@@ -16,6 +17,8 @@ from dulwich.repo import Repo
 from ..fsutil import TMP_SUFFIX, fsync_dir
 
 FILE_MODE = 0o100644
+TREE_CACHE = 256  # parsed trees kept (LRU)
+ENCODED_CACHE = 16  # encodings of large trees kept for splicing (LRU)
 TREE_MODE = 0o040000
 
 # A change set maps a tracked path (posix, relative to the KB root) to its new
@@ -33,8 +36,9 @@ class ObjectStore:
     def __init__(self, repo: Repo):
         self.repo = repo
         self.objects_dir = Path(repo.object_store.path)
-        self._trees: dict[bytes, dict[bytes, tuple[int, bytes]]] = {}
-        self._encoded: dict[bytes, tuple[list[bytes], list[bytes]]] = {}
+        # Small LRU caches: only the latest versions of the big folders are worth keeping.
+        self._trees: OrderedDict[bytes, dict[bytes, tuple[int, bytes]]] = OrderedDict()
+        self._encoded: OrderedDict[bytes, tuple[list[bytes], list[bytes]]] = OrderedDict()
 
     # -- reading -----------------------------------------------------------
     def __contains__(self, sha: bytes) -> bool:
@@ -54,10 +58,15 @@ class ObjectStore:
             if not isinstance(tree, Tree):
                 raise ValueError(f"object {sha.decode()} is not a tree")
             entries = {name: (mode, child) for name, mode, child in tree.iteritems()}
-            if len(self._trees) > 4096:
-                self._trees.clear()
-            self._trees[sha] = entries
+            self._remember_tree(sha, entries)
+        else:
+            self._trees.move_to_end(sha)
         return entries
+
+    def _remember_tree(self, sha: bytes, entries: dict) -> None:
+        self._trees[sha] = entries
+        while len(self._trees) > TREE_CACHE:
+            self._trees.popitem(last=False)
 
     def lookup(self, tree_sha: bytes | None, path: str) -> tuple[int, bytes] | None:
         """(mode, sha) of ``path`` inside ``tree_sha``, or None when absent."""
@@ -149,16 +158,20 @@ class ObjectStore:
                 entries[key] = (FILE_MODE, edit)
         if not entries:
             return None
-        raw = self._serialize_edited(tree_sha, entries, edits)
-        tree = RawObject(b"tree", raw)
+        keys, parts = self._encode_edited(tree_sha, entries, edits)
+        tree = RawObject(b"tree", b"".join(parts))
         if tree.id != tree_sha:
             out.append(tree)
-            self._trees[tree.id] = entries
+            self._remember_tree(tree.id, entries)
+            if len(keys) >= 256:
+                self._encoded[tree.id] = (keys, parts)
+                while len(self._encoded) > ENCODED_CACHE:
+                    self._encoded.popitem(last=False)
         return tree.id
 
-    def _serialize_edited(self, base_sha: bytes | None, entries: dict, edits: dict) -> bytes:
-        """Encode ``entries``; for large trees, splice the changed entries into the cached
-        encoding of ``base_sha`` instead of re-sorting and re-encoding every entry."""
+    def _encode_edited(self, base_sha: bytes | None, entries: dict, edits: dict) -> tuple[list[bytes], list[bytes]]:
+        """Encode ``entries`` as (sort keys, parts); for large trees, splice the changed entries
+        into the cached encoding of ``base_sha`` instead of re-sorting and re-encoding all."""
         cached = self._encoded.get(base_sha) if base_sha else None
         if cached is None:
             keys, parts = encode_tree_parts(entries)
@@ -177,12 +190,7 @@ class ObjectStore:
                     at = bisect.bisect_left(keys, sort_key)
                     keys.insert(at, sort_key)
                     parts.insert(at, b"%o %s\0%s" % (mode, key, binascii.unhexlify(sha)))
-        raw = b"".join(parts)
-        if len(keys) >= 256:
-            if len(self._encoded) > 64:
-                self._encoded.clear()
-            self._encoded[RawObject(b"tree", raw).id] = (keys, parts)
-        return raw
+        return keys, parts
 
     def remove_temporaries(self) -> int:
         """Delete temporary object files a killed writer left in the objects directory."""
