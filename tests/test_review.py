@@ -1,0 +1,92 @@
+"""show, diff, blame, log: text, stat and JSON forms carry the same facts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import copy_tldr, git, run_openkb
+
+FILES = ["git-commit.md", "git-add.md", "git-status.md"]
+
+
+@pytest.fixture
+def history(kb, tmp_path):
+    run_openkb("add", "--jobs", "1", copy_tldr(tmp_path / "src", FILES), cwd=kb, check=True)
+    return kb
+
+
+def test_log_text_and_json_agree_with_git(history):
+    text = run_openkb("log", cwd=history, check=True).stdout.splitlines()
+    data = json.loads(run_openkb("log", "--json", cwd=history, check=True).stdout)
+    assert [e["commit"] for e in data] == git(history, "log", "--format=%H").split()
+    assert [int(line.split()[0]) for line in text] == [e["position"] for e in data] == [0, 1, 2, 3]
+    assert [line.split()[1] for line in text] == [e["short"] for e in data]
+    only = json.loads(run_openkb("log", "--json", "git-add", cwd=history, check=True).stdout)
+    assert [e["doc"] for e in only] == ["git-add"]
+
+
+def test_show_text_stat_json(history):
+    data = json.loads(run_openkb("show", "--json", "git-add", cwd=history, check=True).stdout)
+    assert data["operation"]["doc"] == "git-add" and data["operation"]["op"] == "add"
+    files = {f["path"]: f for f in data["files"]}
+    assert files["raw/git-add.md"]["status"] == "added"
+    assert files["wiki/index.md"]["status"] == "modified" and files["wiki/index.md"]["added"] >= 1
+    record = files[".openkb/registry/git-add.json"]
+    assert {f["field"] for f in record["fields"]} >= {"sha256", "doc_name", "concepts"}
+    assert record["diff"] == []  # a record is shown as fields, not as JSON text
+
+    stat = run_openkb("show", "--stat", "git-add", cwd=history, check=True).stdout
+    for path, f in files.items():
+        assert path in stat
+        if not f["binary"]:
+            assert f"+{f['added']} -{f['removed']}" in stat
+    assert "document: git-add" in stat and "op:       add" in stat
+    assert "@@" not in stat
+
+    text = run_openkb("show", "git-add", cwd=history, check=True).stdout
+    assert "@@" in text and "+- [[summaries/git-add]]" in text
+    assert "doc_name: added \"git-add\"" in text or "doc_name: added git-add" in text
+    names = run_openkb("show", "--name-only", "git-add", cwd=history, check=True).stdout.split()
+    assert sorted(names) == sorted(files)
+
+
+def test_show_reports_frontmatter_as_fields(history, tmp_path):
+    # Re-ingest a changed file: the summary's frontmatter and the record change field by field.
+    src = tmp_path / "src" / "git-add.md"
+    src.write_text(src.read_text() + "\n- Add changes interactively, hunk by hunk:\n\n`git add -p`\n")
+    run_openkb("add", src, cwd=history, check=True)
+    data = json.loads(run_openkb("show", "--json", "HEAD", cwd=history, check=True).stdout)
+    record = next(f for f in data["files"] if f["path"] == ".openkb/registry/git-add.json")
+    sha = next(f for f in record["fields"] if f["field"] == "sha256")
+    assert sha["change"] == "changed" and sha["old"] != sha["new"]
+    text = run_openkb("show", "HEAD", cwd=history, check=True).stdout
+    assert f"sha256 changed from {sha['old']} to {sha['new']}" in text
+
+
+def test_diff_between_points_and_paths(history):
+    data = json.loads(run_openkb("diff", "--json", "HEAD~3", "HEAD", cwd=history, check=True).stdout)
+    paths = {f["path"] for f in data["files"]}
+    assert {"raw/git-commit.md", "raw/git-add.md", "raw/git-status.md", "wiki/index.md"} <= paths
+    limited = json.loads(run_openkb("diff", "--json", "HEAD~3", "HEAD", "wiki/index.md", cwd=history, check=True).stdout)
+    assert [f["path"] for f in limited["files"]] == ["wiki/index.md"]
+    stat = run_openkb("diff", "--stat", "3", cwd=history, check=True).stdout
+    assert "raw/git-status.md" in stat and "file(s) changed" in stat
+
+
+def test_blame_attributes_lines_to_ingests(history):
+    lines = json.loads(run_openkb("blame", "--json", "wiki/index.md", cwd=history, check=True).stdout)
+    by_text = {line["text"]: line for line in lines}
+    for doc in ("git-commit", "git-add", "git-status"):
+        entry = next(v for k, v in by_text.items() if k.startswith(f"- [[summaries/{doc}]]"))
+        assert entry["doc"] == doc and entry["op"] == "add"
+    assert by_text["# Index"]["op"] == "init"
+    text = run_openkb("blame", "wiki/index.md", cwd=history, check=True).stdout.splitlines()
+    assert len(text) == len(lines)
+    assert all(t.split()[0] == line["commit"][:7] for t, line in zip(text, lines))
+
+
+def test_bad_selector_is_a_clear_error(history):
+    proc = run_openkb("show", "no-such-doc", cwd=history)
+    assert proc.returncode == 1 and "names no operation" in proc.stderr
