@@ -88,8 +88,7 @@ def extract_keyphrases(text: str, k: int = 5) -> list[str]:
             words[word] += 1
         if 2 <= len(run) <= 3:
             phrases[" ".join(run)] += 1
-    total = sum(words.values())
-    minimum = 2 if total >= 30 else 1
+    minimum = 2  # a phrase said once is no concept of the document
     candidates: dict[str, float] = {}
     for phrase, count in phrases.items():
         if count >= minimum:

@@ -206,7 +206,7 @@ def build_footprint(task: Task, src: Path, data: bytes, sha: str, threshold: int
 
     Returns the footprint and the converter's warnings; raises ConversionError."""
     doc = task.doc
-    conv = convert_file(src, doc, pageindex_threshold=threshold)
+    conv = convert_file(src, doc, pageindex_threshold=threshold, data=data)
     suffix = src.suffix.lower()
     raw = f"raw/{doc}{suffix}"
     source = next((p for p in sorted(conv.files) if p.startswith(f"wiki/sources/{doc}.")), "")
@@ -333,7 +333,11 @@ def _prepared_in_order(tasks: list[Task], run_dir: str, threshold: int, max_mb: 
         for task in tasks:
             if interrupted["flag"]:
                 return
-            yield task, prepare(task, run_dir, threshold, max_mb, known)
+            try:
+                prepared = prepare(task, run_dir, threshold, max_mb, known)
+            except Exception as exc:  # a converter bug must not stop the other files
+                prepared = Prepared(task.n, FAILED, reason=f"preparation crashed: {type(exc).__name__}: {exc}")
+            yield task, prepared
         return
     window = jobs * 4
     with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(known,)) as pool:
@@ -373,8 +377,11 @@ def _commit_one(kb: KB, writer: Writer, task: Task, prepared: Prepared, threshol
         if doc != footprint.doc:
             # Another process took the reserved name since the scan: convert again under the final name.
             data = footprint.files[footprint.record["raw_path"]]
-            footprint, warnings = build_footprint(Task(task.n, task.src, task.display, task.key, doc),
-                                                  Path(task.src), data, prepared.sha256, threshold, None)
+            try:
+                footprint, warnings = build_footprint(Task(task.n, task.src, task.display, task.key, doc),
+                                                      Path(task.src), data, prepared.sha256, threshold, None)
+            except ConversionError as exc:
+                return FileResult(task.display, FAILED, reason=str(exc))
         changes = document_changes(kb.objects, tree, view, doc, footprint)
         edits = find_edits(kb, tree, sorted(changes))
         if edits:
