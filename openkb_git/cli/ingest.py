@@ -46,11 +46,12 @@ def init(directory: str, as_json: bool) -> None:
               help="Seconds to wait for another openkb process holding the KB lock before giving up.")
 @click.option("--no-commit-edits", is_flag=True,
               help="Refuse (naming the files) instead of committing hand edits of tracked files as an `edit` commit.")
+@click.option("--no-verify", is_flag=True, help="Skip the pre-ingest hook.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON report instead of lines.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only failures and the summary.")
 @click.pass_context
 def add(ctx: click.Context, paths: tuple[str, ...], jobs: int | None, wait: float, no_commit_edits: bool,
-        as_json: bool, quiet: bool) -> None:
+        no_verify: bool, as_json: bool, quiet: bool) -> None:
     """Add files and directories (recursively) to the knowledge base.
 
     Each new or changed file becomes one commit, in the order files are found
@@ -60,6 +61,8 @@ def add(ctx: click.Context, paths: tuple[str, ...], jobs: int | None, wait: floa
     reason and the others go on. Exit code 1 if any file failed, 130 if interrupted.
 
     Supported: PDF, EPUB, XPS, MOBI, FB2, SVG, Markdown, text, HTML.
+    Hooks: `.openkb/hooks/pre-ingest` may reject a file (skipped with its message);
+    `post-ingest` runs after each commit (see `openkb hooks --help`).
     """
     kb = open_kb(ctx)
     progress = _Progress(enabled=sys.stderr.isatty() and not as_json)
@@ -74,7 +77,8 @@ def add(ctx: click.Context, paths: tuple[str, ...], jobs: int | None, wait: floa
 
     try:
         report = add_paths(kb, [Path(p) for p in paths], jobs=jobs, wait=wait,
-                           allow_edit_commits=not no_commit_edits, on_result=on_result, on_progress=progress.update)
+                           allow_edit_commits=not no_commit_edits, verify=not no_verify, on_result=on_result,
+                           on_progress=progress.update)
     finally:
         progress.clear()
         kb.close()

@@ -56,4 +56,4 @@ def main() -> None:
     cli.main(prog_name="openkb")
 
 
-from . import history, ingest, review, revert  # noqa: E402,F401  (registers the commands on `cli`)
+from . import history, hooks, ingest, review, revert  # noqa: E402,F401  (registers the commands on `cli`)

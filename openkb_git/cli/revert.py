@@ -52,6 +52,8 @@ def revert(ctx: click.Context, ingests: tuple[str, ...], dry_run: bool, wait: fl
         if r.commit:
             click.echo(f"reverted {r.entry.short} ({r.entry.doc or r.entry.op}) as {r.commit[:7]}: "
                        f"{len(r.paths)} path(s) changed")
+            for warning in r.warnings:
+                click.echo(f"warning: {warning}", err=True)
         elif r.note == "dry run":
             click.echo(f"would revert {r.entry.short} ({r.entry.doc or r.entry.op}):")
             for path in r.paths:

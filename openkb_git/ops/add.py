@@ -25,6 +25,7 @@ from ..convert import SUPPORTED_SUFFIXES, ConversionError, convert_file
 from ..errors import OpenKBError
 from ..faults import checkpoint
 from ..fsutil import makedirs
+from ..hooks import run_hook
 from ..kb import KB
 from ..protocol.commit import Mutation, commit_mutation
 from ..protocol.recovery import release_staging, staging_run_dir
@@ -238,12 +239,13 @@ def build_footprint(task: Task, src: Path, data: bytes, sha: str, threshold: int
 
 
 def write_staged(out: Path, footprint: Footprint, warnings: list[str]) -> None:
-    makedirs(out, sync=False)
-    names = {}
-    for i, (path, data) in enumerate(sorted(footprint.files.items())):
-        (out / f"f{i}").write_bytes(data)
-        names[f"f{i}"] = path
-    manifest = {"doc": footprint.doc, "files": names, "record": footprint.record,
+    """Stage a footprint: its files under ``out/files/<KB path>`` (what a pre-ingest hook
+    sees) and ``out/manifest.json`` with the rest."""
+    for path, data in sorted(footprint.files.items()):
+        target = out / "files" / path
+        makedirs(target.parent, sync=False)
+        target.write_bytes(data)
+    manifest = {"doc": footprint.doc, "files": sorted(footprint.files), "record": footprint.record,
                 "concepts": {s: [c.phrase, c.snippet] for s, c in footprint.concepts.items()},
                 "index_line": footprint.index_line, "warnings": warnings}
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
@@ -251,7 +253,7 @@ def write_staged(out: Path, footprint: Footprint, warnings: list[str]) -> None:
 
 def read_staged(out: Path) -> tuple[Footprint, list[str]]:
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    files = {path: (out / name).read_bytes() for name, path in manifest["files"].items()}
+    files = {path: (out / "files" / path).read_bytes() for path in manifest["files"]}
     concepts = {s: Contribution(phrase=p, snippet=t) for s, (p, t) in manifest["concepts"].items()}
     return Footprint(doc=manifest["doc"], files=files, record=manifest["record"], concepts=concepts,
                      index_line=manifest["index_line"]), manifest["warnings"]
@@ -263,7 +265,7 @@ def read_staged(out: Path) -> tuple[Footprint, list[str]]:
 
 
 def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: float = 0.0,
-              allow_edit_commits: bool = True,
+              allow_edit_commits: bool = True, verify: bool = True,
               on_result: Callable[[FileResult], None] | None = None,
               on_progress: Callable[[int, int, str], None] | None = None) -> AddReport:
     """Add files and directories to the KB, one commit per new or changed file.
@@ -312,7 +314,7 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
                 report.interrupted = True
                 break
             progress(done - 1, len(tasks), task.display)
-            result = _commit_one(kb, writer, task, prepared, threshold, allow_edit_commits, report)
+            result = _commit_one(kb, writer, task, prepared, threshold, allow_edit_commits, report, verify)
             report.results.append(result)
             emit(result)
             if prepared.dir:
@@ -361,10 +363,32 @@ def _prepared_in_order(tasks: list[Task], run_dir: str, threshold: int, max_mb: 
                 future.cancel()
 
 
+def _hook_env(task: Task, sha: str, doc: str | None = None) -> dict[str, str]:
+    return {"OPENKB_DOC": doc or task.doc, "OPENKB_SOURCE": task.src, "OPENKB_SHA256": sha}
+
+
 def _commit_one(kb: KB, writer: Writer, task: Task, prepared: Prepared, threshold: int,
-                allow_edit_commits: bool, report: AddReport) -> FileResult:
+                allow_edit_commits: bool, report: AddReport, verify: bool = True) -> FileResult:
     if prepared.status == FAILED:
         return FileResult(task.display, FAILED, doc=None, reason=prepared.reason)
+    if verify and prepared.status != SKIPPED:
+        staged = Path(prepared.dir) / "files"
+        paths = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
+        hook = run_hook(kb.hooks_dir, "pre-ingest", kb.root,
+                        {**_hook_env(task, prepared.sha256), "OPENKB_STAGED_DIR": str(staged)}, paths)
+        if not hook.ok:
+            return FileResult(task.display, FAILED, doc=task.doc, reason=f"rejected by pre-ingest hook: {hook.message}")
+    result = _commit_locked(kb, writer, task, prepared, threshold, allow_edit_commits, report)
+    if result.status == ADDED:
+        hook = run_hook(kb.hooks_dir, "post-ingest", kb.root,
+                        {**_hook_env(task, prepared.sha256, result.doc), "OPENKB_COMMIT": result.commit or ""})
+        if not hook.ok:
+            result.warnings.append(f"post-ingest hook failed: {hook.message}")
+    return result
+
+
+def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, threshold: int,
+                   allow_edit_commits: bool, report: AddReport) -> FileResult:
     with writer.locked():
         head = kb.head()
         tree = kb.head_tree(head)

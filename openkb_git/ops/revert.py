@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ..errors import OpenKBError
 from ..git.objects import ChangeSet
 from ..history import Entry, iter_entries
+from ..hooks import run_hook
 from ..kb import KB
 from ..merge import MergeConflict, merge_file
 from ..merge.core import _Conflict
@@ -115,6 +116,7 @@ class RevertResult:
     commit: str | None
     paths: list[str]
     note: str = ""
+    warnings: list[str] = field(default_factory=list)
 
 
 def revert(kb: KB, entries: list[Entry], *, wait: float = 0.0, dry_run: bool = False,
@@ -155,6 +157,14 @@ def revert(kb: KB, entries: list[Entry], *, wait: float = 0.0, dry_run: bool = F
             committed = commit_mutation(kb, writer.registry, kb.head(), mutation)
             results.append(RevertResult(plan.entry, committed.sha.decode() if committed else None,
                                         sorted(plan.changes)))
+    for result in results:
+        if result.commit:
+            hook = run_hook(kb.hooks_dir, "post-revert", kb.root, {
+                "OPENKB_DOC": result.entry.doc or "", "OPENKB_SOURCE": result.entry.trailers.get("OpenKB-Source", ""),
+                "OPENKB_SHA256": result.entry.trailers.get("OpenKB-Source-Sha256", ""),
+                "OPENKB_COMMIT": result.commit, "OPENKB_REVERTS": result.entry.sha})
+            if not hook.ok:
+                result.warnings.append(f"post-revert hook failed: {hook.message}")
     return results
 
 
