@@ -175,3 +175,41 @@ def recover(ctx: click.Context, wait: float, as_json: bool) -> None:
     click.echo(f"recovered {len(data['journals']) + len(data['corrupt'])} journal(s): {data['paths_reset']} path(s) reset, "
                f"{data['staging_removed']} staging folder(s) removed"
                + (", views rebuilt" if data["views_rebuilt"] else ""))
+
+
+@cli.command()
+@click.option("--repair", is_flag=True,
+              help="Reset what is wrong to HEAD: working tree (hand edits are copied to .openkb/fsck-backup/ first), "
+                   "Git index, views. History is never rewritten.")
+@click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds to wait for the KB lock (with --repair).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def fsck(ctx: click.Context, repair: bool, wait: float, as_json: bool) -> None:
+    """Check the knowledge base against its history.
+
+    Checks the object store, HEAD's tree against the working tree, the Git index
+    against HEAD, registry records against the files they name, and the views
+    (hashes.json, log.md) against the history. Exit 0 when everything is right,
+    1 when anything was wrong (even if --repair fixed it).
+    """
+    from ..ops.fsck import fsck as kb_fsck, repair as kb_repair
+
+    kb = open_kb(ctx)
+    try:
+        report = kb_repair(kb, wait=wait) if repair else kb_fsck(kb)
+    finally:
+        kb.close()
+    if as_json:
+        echo_json(report.to_json())
+    else:
+        for p in report.problems:
+            click.echo(f"{p.check:<9} {p.path}: {p.detail}")
+        if report.backup:
+            click.echo(f"hand edits copied to {report.backup}/ before the reset")
+        if report.repaired:
+            click.echo(f"repaired {len(report.repaired)} path(s): the working tree, index and views match HEAD again")
+        if report.ok:
+            click.echo(f"ok: HEAD {report.head[:7] if report.head else '(none)'}, working tree, index, registry and views agree")
+    if not report.ok:
+        ctx.exit(EXIT_FAILED)
