@@ -93,3 +93,22 @@ def test_corrupt_journal_is_reported_and_reset(kb, tmp_path):
     assert proc.returncode == 0
     assert "corrupt journal deadbeef.json" in proc.stdout
     assert_consistent(kb)
+
+
+def test_ctrl_c_keeps_committed_files_and_exits_130(kb, tmp_path):
+    names = sorted(p.name for p in (TLDR / "common").glob("a*.md"))[:150]
+    src = copy_tldr(tmp_path / "src", names)
+    proc = subprocess.Popen([sys.executable, "-m", "openkb_git", "add", "--jobs", "2", str(src)], cwd=kb,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while len(git(kb, "log", "--format=%H").split()) < 6 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "interrupted" in out
+    committed = len(git(kb, "log", "--format=%H").split()) - 1
+    assert 5 <= committed < len(names)
+    assert out.count("added    ") == committed
+    assert len(json.loads(run_openkb("list", "--json", cwd=kb, check=True).stdout)) == committed
+    assert_consistent(kb)

@@ -97,15 +97,20 @@ def add(ctx: click.Context, paths: tuple[str, ...], jobs: int | None, wait: floa
         ctx.exit(EXIT_FAILED)
 
 
+def _shown(path: str) -> str:
+    """A path printable on one line: control characters (a newline in a file name) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
+
+
 def _result_line(result: FileResult) -> str:
     if result.status == ADDED:
-        line = f"added    {result.path} -> {result.doc} ({result.commit[:7]})"
+        line = f"added    {_shown(result.path)} -> {result.doc} ({result.commit[:7]})"
         for warning in result.warnings:
             line += f"\n         warning: {warning}"
         return line
     if result.status == SKIPPED:
-        return f"skipped  {result.path}: {result.reason}"
-    return f"failed   {result.path}: {result.reason}"
+        return f"skipped  {_shown(result.path)}: {result.reason}"
+    return f"failed   {_shown(result.path)}: {result.reason}"
 
 
 class _Progress:

@@ -13,14 +13,17 @@ import re
 
 import yaml
 
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
+YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 MENTIONS = "## Mentions"
 DOCUMENTS = "## Documents"
 CONCEPTS = "## Concepts"
 
 
 def dump_frontmatter(data: dict) -> str:
-    return "---\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False,
-                                     width=1_000_000) + "---\n"
+    return "---\n" + yaml.dump(data, Dumper=YAML_DUMPER, sort_keys=False, allow_unicode=True,
+                                default_flow_style=False, width=1_000_000) + "---\n"
 
 
 def split_frontmatter(text: str) -> tuple[dict | None, str]:
@@ -29,7 +32,7 @@ def split_frontmatter(text: str) -> tuple[dict | None, str]:
         end = text.find("\n---\n", 3)
         if end != -1:
             try:
-                data = yaml.safe_load(text[4:end + 1])
+                data = yaml.load(text[4:end + 1], Loader=YAML_LOADER)
             except yaml.YAMLError:
                 data = None
             if isinstance(data, dict) or data is None:

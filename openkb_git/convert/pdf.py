@@ -12,8 +12,6 @@ import json
 import re
 from collections import Counter
 
-import pymupdf
-
 from .base import ConversionError, Converted
 
 PYMUPDF_SUFFIXES = frozenset({".pdf", ".epub", ".xps", ".oxps", ".mobi", ".fb2", ".svg"})
@@ -22,12 +20,20 @@ MAX_TOC = 2000
 HEADING_SCAN_PAGES = 60
 MAX_HEADINGS = 300
 
-pymupdf.TOOLS.mupdf_display_errors(False)
-pymupdf.TOOLS.mupdf_display_warnings(False)
+
+
+def _pymupdf():
+    """PyMuPDF, imported on first use (it takes a noticeable part of a second), quiet."""
+    import pymupdf
+
+    pymupdf.TOOLS.mupdf_display_errors(False)
+    pymupdf.TOOLS.mupdf_display_warnings(False)
+    return pymupdf
 
 
 def convert_paged(data: bytes, suffix: str, stem: str, doc: str, threshold: int) -> Converted:
     kind = KIND[suffix]
+    pymupdf = _pymupdf()
     try:
         document = pymupdf.open(stream=data, filetype=suffix[1:])
     except Exception as exc:  # PyMuPDF raises several types for bad input

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import merge3
 import yaml
 
+from ..compiler.pages import YAML_LOADER, dump_frontmatter
+
 SET_KEYS = {"sources", "concepts"}
 KEYED_SECTIONS = {"Mentions", "Concepts", "Documents"}
 _LINK = re.compile(r"^\s*[-*]\s+\[\[([^\]|#]+)")
@@ -152,7 +154,7 @@ def _parse(data: bytes | None) -> _Page:
     if text.startswith("---\n"):
         end = text.find("\n---\n", 4)
         if end != -1:
-            loaded = yaml.safe_load(text[4:end + 1])
+            loaded = yaml.load(text[4:end + 1], Loader=YAML_LOADER)
             frontmatter = loaded if isinstance(loaded, dict) else {}
             text = text[end + 5:]
     preamble: list[str] = []
@@ -246,8 +248,7 @@ def merge_page(base: bytes | None, ours: bytes | None, theirs: bytes | None) -> 
         return None
     out = ""
     if fm is not None:
-        out = "---\n" + yaml.safe_dump(fm, sort_keys=False, allow_unicode=True, default_flow_style=False,
-                                       width=10_000) + "---\n"
+        out = dump_frontmatter(fm)
     return (out + body).encode("utf-8")
 
 

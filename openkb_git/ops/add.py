@@ -122,7 +122,9 @@ def scan(kb: KB, inputs: list[Path]) -> tuple[list[tuple[Path, str]], list[FileR
 
     for given in inputs:
         path = Path(os.path.abspath(given))
-        if path.is_dir():
+        if path.is_dir() and any(path.resolve() == p or p in path.resolve().parents for p in protected):
+            refused.append(FileResult(str(given), FAILED, reason="inside the knowledge base's own .git or .openkb; refused"))
+        elif path.is_dir():
             for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 here = Path(dirpath)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 import yaml
 from deepdiff import DeepDiff
 
+from ..compiler.pages import YAML_LOADER
 from ..history import Entry, entry_of, iter_entries
 from ..kb import KB
 
@@ -135,7 +136,7 @@ def split_structured(path: str, text: str) -> tuple[dict | None, str]:
             return None, text
     if path.endswith(".yaml"):
         try:
-            data = yaml.safe_load(text) if text else {}
+            data = yaml.load(text, Loader=YAML_LOADER) if text else {}
             return (data if isinstance(data, dict) else {"value": data}), ""
         except yaml.YAMLError:
             return None, text
@@ -143,7 +144,7 @@ def split_structured(path: str, text: str) -> tuple[dict | None, str]:
         end = text.find("\n---\n", 4)
         if end != -1:
             try:
-                data = yaml.safe_load(text[4:end + 1])
+                data = yaml.load(text[4:end + 1], Loader=YAML_LOADER)
                 if isinstance(data, dict):
                     return data, text[end + 5:]
             except yaml.YAMLError:

@@ -1,0 +1,109 @@
+"""Latency of history reads and revert on a KB of many ingests.
+
+Builds (or reuses) a KB with N ingests of tldr pages (default 5,000), then times the
+real commands — `openkb log`, `openkb show`, `openkb blame`, `openkb revert` — as a
+user runs them (a fresh process each time, medians over several runs), next to plain
+`git log` / `git show` / `git blame` on the same repository as a reference.
+
+    .venv/bin/python benchmarks/history_latency.py [--ingests 5000] [--runs 5] [--kb /tmp/openkb-bench-5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TLDR = ROOT.parent / "shared" / "corpus" / "md" / "tldr"
+
+
+def openkb(*args, kb: Path, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "openkb_git", "--kb-dir", str(kb), *map(str, args)],
+                          capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise SystemExit(f"openkb {' '.join(map(str, args))} failed: {proc.stderr}")
+    return proc
+
+
+def timed(argv: list[str], runs: int, cwd: Path | None = None, before=None) -> float:
+    samples = []
+    for _ in range(runs):
+        if before:
+            before()
+        start = time.perf_counter()
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
+        samples.append(time.perf_counter() - start)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr}")
+    return statistics.median(samples)
+
+
+def build(kb: Path, ingests: int) -> None:
+    if kb.exists():
+        count = len(json.loads(openkb("log", "--json", "--op", "add", kb=kb).stdout))
+        if count >= ingests:
+            return
+        shutil.rmtree(kb)
+    files = sorted((TLDR / "common").glob("*.md")) + sorted((TLDR / "linux").glob("*.md"))
+    files += sorted(p for p in TLDR.glob("*/*.md") if p.parent.name not in ("common", "linux"))
+    staging = kb.parent / f"{kb.name}-sources"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for i, path in enumerate(files[:ingests]):
+        (staging / f"{i:05d}-{path.parent.name}-{path.name}").write_bytes(path.read_bytes())
+    subprocess.run([sys.executable, "-m", "openkb_git", "init", str(kb)], check=True, capture_output=True)
+    start = time.perf_counter()
+    openkb("add", "-q", "--jobs", "2", staging, kb=kb)
+    print(f"built {ingests} ingests in {time.perf_counter() - start:.0f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ingests", type=int, default=5000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--kb", type=Path, default=None)
+    args = parser.parse_args()
+    kb = args.kb or Path(f"/tmp/openkb-bench-{args.ingests}")
+    build(kb, args.ingests)
+    py = [sys.executable, "-m", "openkb_git", "--kb-dir", str(kb)]
+    log = json.loads(openkb("log", "--json", kb=kb).stdout)
+    middle = log[len(log) // 2]
+    page = max((p for p in (kb / "wiki" / "concepts").glob("*.md")), key=lambda p: p.stat().st_size)
+    page_rel = page.relative_to(kb).as_posix()
+    rows = [
+        ("openkb log", timed(py + ["log"], args.runs), "git log --oneline", timed(["git", "-C", str(kb), "log", "--oneline"], args.runs)),
+        ("openkb log --json", timed(py + ["log", "--json"], args.runs), None, None),
+        ("openkb show <middle ingest>", timed(py + ["show", middle["short"]], args.runs),
+         "git show <same>", timed(["git", "-C", str(kb), "show", middle["short"]], args.runs)),
+        ("openkb show --stat HEAD", timed(py + ["show", "--stat", "HEAD"], args.runs),
+         "git show --stat HEAD", timed(["git", "-C", str(kb), "show", "--stat", "HEAD"], args.runs)),
+        (f"openkb blame index.md", timed(py + ["blame", "wiki/index.md"], max(1, args.runs // 2)),
+         "git blame index.md", timed(["git", "-C", str(kb), "blame", "wiki/index.md"], max(1, args.runs // 2))),
+        (f"openkb blame {page.name} (largest concept)", timed(py + ["blame", page_rel], args.runs),
+         f"git blame same", timed(["git", "-C", str(kb), "blame", page_rel], args.runs)),
+    ]
+    # revert the middle ingest, then revert the revert, so the KB returns to the same content
+    samples = []
+    for _ in range(max(1, args.runs // 2)):
+        start = time.perf_counter()
+        openkb("revert", middle["short"], kb=kb)
+        samples.append(time.perf_counter() - start)
+        openkb("revert", "HEAD", kb=kb)
+    rows.append(("openkb revert <middle ingest>", statistics.median(samples), None, None))
+    print(f"\nKB: {kb} — {len([e for e in log if e['op'] == 'add'])} ingests, {len(log)} commits; "
+          f"median of {args.runs} runs, each a fresh process (Python start-up included)\n")
+    print(f"{'command':<42} {'median':>9}   {'reference':<24} {'median':>9} {'ratio':>7}")
+    for name, value, ref_name, ref in rows:
+        ratio = f"{value / ref:6.1f}x" if ref else ""
+        ref_text = f"{ref * 1000:7.0f} ms" if ref else ""
+        print(f"{name:<42} {value * 1000:7.0f} ms   {(ref_name or ''):<24} {ref_text:>9} {ratio:>7}")
+
+
+if __name__ == "__main__":
+    main()
