@@ -1,30 +1,146 @@
-"""Named checkpoints in mutating code paths, for crash tests.
+"""Fault injection for crash tests: every durable operation of a mutating command goes
+through `op()`, which counts it and can fail it.
 
-Production runs pay one dictionary lookup per checkpoint. With the environment
-variable ``OPENKB_FAULT_KILL_AT=N`` the process SIGKILLs itself at its N-th
-checkpoint; ``OPENKB_FAULT_KILL_AT=label`` kills it at the first checkpoint of
-that name; ``OPENKB_FAULT_TRACE=FILE`` appends every checkpoint's label to FILE
-(so a test can count them and choose where to kill).
+Environment (read once, at import):
+
+- ``OPENKB_FAULT_TRACE=FILE`` appends "N kind path" for every operation (to count them).
+- ``OPENKB_FAULT_AT=N`` with ``OPENKB_FAULT_MODE``:
+  - ``kill``: SIGKILL the process just before the N-th operation;
+  - ``power``: simulate power loss at the N-th operation — undo everything not yet made
+    durable (file contents not fsynced are truncated or dropped; creations, renames,
+    removals in directories not fsynced since are reverted), then SIGKILL;
+  - ``eio`` / ``enospc``: the N-th operation raises OSError(EIO / ENOSPC).
+- ``OPENKB_FAULT_KILL_AT=N`` or ``=label`` kills at the N-th or a named `checkpoint()`.
+
+Operations counted: file write, fsync (file or directory), rename/replace, unlink, mkdir,
+reference update. Production runs pay one attribute check per operation.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import signal
+from pathlib import Path
+
+_MODE = os.environ.get("OPENKB_FAULT_MODE")
+_AT = int(os.environ.get("OPENKB_FAULT_AT", "0") or 0)
+_TRACE = os.environ.get("OPENKB_FAULT_TRACE")
+_KILL_AT = os.environ.get("OPENKB_FAULT_KILL_AT")
+ACTIVE = bool(_MODE or _TRACE or _KILL_AT)
 
 _count = 0
-_kill_at = os.environ.get("OPENKB_FAULT_KILL_AT")
-_trace = os.environ.get("OPENKB_FAULT_TRACE")
+_checkpoints = 0
+# Power-loss model: undo records for effects not yet durable, oldest first.
+# ("content", path) — file content written, not fsynced;
+# ("entry", directory, undo) — a name created/renamed/removed in directory, not fsynced.
+_pending: list[list] = []
+
+
+def op(kind: str, path: os.PathLike | str) -> None:
+    """Count one durable operation (before doing it); may kill, lose power, or raise."""
+    global _count
+    if not ACTIVE:
+        return
+    _count += 1
+    if _TRACE:
+        with open(_TRACE, "a", encoding="utf-8") as fh:
+            fh.write(f"{_count} {kind} {path}\n")
+    if _MODE and _count == _AT:
+        if _MODE == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif _MODE == "power":
+            _power_loss()
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif _MODE in ("eio", "enospc"):
+            code = errno.EIO if _MODE == "eio" else errno.ENOSPC
+            raise OSError(code, os.strerror(code), str(path))
 
 
 def checkpoint(label: str) -> None:
-    """Mark a point between two durable steps; may kill the process under test."""
-    global _count
-    if _kill_at is None and _trace is None:
+    """Mark a point between two protocol steps (OPENKB_FAULT_KILL_AT may kill here)."""
+    global _checkpoints
+    if _KILL_AT is None:
         return
-    _count += 1
-    if _trace:
-        with open(_trace, "a", encoding="utf-8") as fh:
-            fh.write(f"{_count} {label}\n")
-    if _kill_at is not None and (_kill_at == str(_count) or _kill_at == label):
+    _checkpoints += 1
+    if _KILL_AT == str(_checkpoints) or _KILL_AT == label:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+# -- bookkeeping for the power-loss model ------------------------------------------------
+
+def _tracking() -> bool:
+    return _MODE == "power"
+
+
+def before_image(path: Path) -> bytes | None:
+    """The current content of ``path`` (None when absent), for undo records."""
+    if not _tracking():
+        return None
+    try:
+        return Path(path).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def wrote(path: Path) -> None:
+    """``path``'s content changed and is not yet durable."""
+    if _tracking():
+        _pending.append(["content", str(path)])
+
+
+def renamed(src: Path, dst: Path, dst_before: bytes | None, dst_existed: bool) -> None:
+    if not _tracking():
+        return
+    for record in _pending:
+        if record[0] == "content" and record[1] == str(src):
+            record[1] = str(dst)
+    _pending.append(["entry", str(Path(dst).parent), ("restore", str(dst), dst_before, dst_existed)])
+
+
+def removed(path: Path, before: bytes | None) -> None:
+    if _tracking():
+        _pending.append(["entry", str(Path(path).parent), ("restore", str(path), before, before is not None)])
+
+
+def made_dir(path: Path) -> None:
+    if _tracking():
+        _pending.append(["entry", str(Path(path).parent), ("rmtree", str(path))])
+
+
+def synced_file(path: Path) -> None:
+    if _tracking():
+        _pending[:] = [r for r in _pending if not (r[0] == "content" and r[1] == str(path))]
+
+
+def synced_dir(path: Path) -> None:
+    if _tracking():
+        _pending[:] = [r for r in _pending if not (r[0] == "entry" and r[1] == str(path))]
+
+
+def _power_loss() -> None:
+    """Undo what a power cut would lose, newest first. Contents not fsynced are truncated
+    to half (odd N) or emptied (even N) — a torn write or a lost one."""
+    for record in reversed(_pending):
+        try:
+            if record[0] == "content":
+                path = Path(record[1])
+                if path.is_file():
+                    size = path.stat().st_size
+                    with open(path, "r+b") as fh:
+                        fh.truncate(size // 2 if _AT % 2 else 0)
+            else:
+                action = record[2]
+                if action[0] == "rmtree":
+                    shutil.rmtree(action[1], ignore_errors=True)
+                else:
+                    _kind, target, before, existed = action
+                    target = Path(target)
+                    if existed and before is not None:
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(before)
+                    else:
+                        target.unlink(missing_ok=True)
+        except OSError:
+            continue

@@ -1,7 +1,8 @@
 """Durable file operations: write to a temporary file, fsync, rename, fsync the directory.
 
-Every mutation of the knowledge base goes through these helpers so that the
-order in which bytes reach the disk is explicit (see docs/protocol.md).
+Every mutation of the knowledge base goes through these helpers so that the order in
+which bytes reach the disk is explicit (see docs/protocol.md), and so that the fault
+injector (`faults.py`) sees every durable operation.
 """
 
 from __future__ import annotations
@@ -9,16 +10,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import faults
+
 TMP_SUFFIX = ".openkb-tmp"
 
 
 def fsync_dir(path: Path) -> None:
     """Flush a directory's entries (new, renamed or removed names) to disk."""
+    faults.op("fsync-dir", path)
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+    faults.synced_dir(path)
 
 
 def fsync_file(path: Path) -> None:
@@ -28,9 +33,38 @@ def fsync_file(path: Path) -> None:
     except FileNotFoundError:
         return
     try:
+        faults.op("fsync", path)
         os.fsync(fd)
     finally:
         os.close(fd)
+    faults.synced_file(path)
+
+
+def write_bytes(path: Path, data: bytes, *, mode: int = 0o644, sync: bool = False, exclusive: bool = False) -> None:
+    """Write ``data`` to ``path`` in place (a new temporary or lock file); fsync with ``sync``."""
+    faults.op("write", path)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        faults.wrote(path)
+        if sync:
+            faults.op("fsync", path)
+            os.fsync(fd)
+            faults.synced_file(path)
+    finally:
+        os.close(fd)
+
+
+def replace(src: Path, dst: Path) -> None:
+    """Rename ``src`` over ``dst`` (atomic); the directory still needs an fsync to be durable."""
+    faults.op("rename", dst)
+    before = faults.before_image(dst)
+    existed = faults.ACTIVE and os.path.lexists(dst)
+    os.replace(src, dst)
+    faults.renamed(Path(src), Path(dst), before, existed)
 
 
 def write_file(path: Path, data: bytes, *, sync: bool, mode: int = 0o644) -> None:
@@ -41,21 +75,9 @@ def write_file(path: Path, data: bytes, *, sync: bool, mode: int = 0o644) -> Non
     crash sees the old or the new content, never a torn file).
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        if sync:
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        _unlink_quietly(tmp)
-        raise
-    os.close(fd)
-    try:
-        os.replace(tmp, path)
+        write_bytes(tmp, data, mode=mode, sync=sync)
+        replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
         raise
@@ -63,12 +85,32 @@ def write_file(path: Path, data: bytes, *, sync: bool, mode: int = 0o644) -> Non
         fsync_dir(path.parent)
 
 
+def append_bytes(path: Path, data: bytes, *, sync: bool) -> None:
+    """Append ``data`` to ``path`` (created if missing)."""
+    faults.op("write", path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, data)
+        faults.wrote(path)
+        if sync:
+            faults.op("fsync", path)
+            os.fsync(fd)
+            faults.synced_file(path)
+    finally:
+        os.close(fd)
+
+
 def remove_file(path: Path, *, sync: bool) -> bool:
     """Remove ``path`` if present; returns whether it existed."""
+    if not os.path.lexists(path):
+        return False
+    faults.op("unlink", path)
+    before = faults.before_image(path)
     try:
         os.unlink(path)
     except FileNotFoundError:
         return False
+    faults.removed(path, before)
     if sync:
         fsync_dir(path.parent)
     return True
@@ -77,15 +119,17 @@ def remove_file(path: Path, *, sync: bool) -> bool:
 def makedirs(path: Path, *, sync: bool) -> None:
     """Create ``path`` and missing parents; with ``sync`` each new directory entry is fsynced."""
     missing = []
-    current = path
+    current = Path(path)
     while not current.exists():
         missing.append(current)
         current = current.parent
     for directory in reversed(missing):
+        faults.op("mkdir", directory)
         try:
             os.mkdir(directory)
         except FileExistsError:
             continue
+        faults.made_dir(directory)
         if sync:
             fsync_dir(directory.parent)
 

@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from .fsutil import makedirs, write_file
+from .fsutil import append_bytes, fsync_file, makedirs, write_file
 from .history import Entry, iter_entries
 from .kb import KB
 from .registry import Registry
@@ -69,6 +69,11 @@ def log_line(entry: Entry) -> str:
     return f"## [{stamp}] {op} | {what} ({entry.short})\n\n"
 
 
+def view_paths() -> list[str]:
+    """The view files, for making them durable with the rest of a mutation."""
+    return [HASHES, LOG, STATE]
+
+
 def read_state(kb: KB) -> dict:
     try:
         state = json.loads((kb.root / STATE).read_text(encoding="utf-8"))
@@ -113,8 +118,10 @@ def update_views(kb: KB, registry: Registry, *, full: bool = False) -> None:
     else:
         with open(log_path, "r+b") as fh:
             fh.truncate(size)
-            fh.seek(size)
-            fh.write(lines.encode("utf-8"))
+        append_bytes(log_path, lines.encode("utf-8"), sync=False)
+    # The views' content is durable before the state that vouches for it is written.
+    fsync_file(kb.root / HASHES)
+    fsync_file(log_path)
     state = {"commit": head.decode() if head else None, "log_size": os.path.getsize(log_path)}
     write_file(kb.root / STATE, json.dumps(state).encode("utf-8"), sync=False)
 

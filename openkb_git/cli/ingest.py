@@ -91,6 +91,8 @@ def add(ctx: click.Context, paths: tuple[str, ...], jobs: int | None, wait: floa
         if report.interrupted:
             summary += " (interrupted: files not yet committed were left out)"
         click.echo(summary)
+        if report.stopped:
+            click.echo(f"openkb: error: {report.stopped}", err=True)
     if report.interrupted:
         ctx.exit(EXIT_INTERRUPTED)
     if report.failed:

@@ -18,6 +18,11 @@ class OpenKBGroup(click.Group):
         except OpenKBError as exc:
             click.echo(f"openkb: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:  # the disk or the file system failed under us
+            where = f" ({exc.filename})" if exc.filename else ""
+            click.echo(f"openkb: error: I/O error: {exc.strerror or exc}{where}; nothing after it was done; "
+                       "the next command (or `openkb recover`) brings the KB back to its last commit", err=True)
+            ctx.exit(EXIT_FAILED)
         except KeyboardInterrupt:
             click.echo("openkb: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import binascii
 import hashlib
+import io
 import os
 import struct
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 from dulwich.index import ConflictedIndexEntry, read_index_dict
 
 from ..errors import OpenKBError
-from ..fsutil import fsync_dir
+from ..fsutil import fsync_dir, replace, write_bytes
 
 FILE_MODE = 0o100644
 _ENTRY = struct.Struct(">LLLLLLLLLL20sH")  # ctime s/ns, mtime s/ns, dev, ino, mode, uid, gid, size, sha, flags
@@ -26,6 +27,10 @@ _ENTRY = struct.Struct(">LLLLLLLLLL20sH")  # ctime s/ns, mtime s/ns, dev, ino, m
 
 class IndexLockedError(OpenKBError):
     """Another process (a plain `git` command?) holds .git/index.lock."""
+
+
+class IndexCorruptError(OpenKBError):
+    """.git/index is torn or garbled (a power loss during its write); recovery rebuilds it."""
 
 
 class IndexConflictError(OpenKBError):
@@ -80,8 +85,13 @@ class GitIndex:
         if self._records is None or stamp != self._stamp:
             records: dict[bytes, bytes] = {}
             if stamp is not None:
-                with open(self.path, "rb") as fh:
-                    entries = read_index_dict(fh)
+                data = self.path.read_bytes()
+                if len(data) < 32 or hashlib.sha1(data[:-20]).digest() != data[-20:]:
+                    raise IndexCorruptError(f"{self.path} is damaged (bad checksum); `openkb recover` rebuilds it")
+                try:
+                    entries = read_index_dict(io.BytesIO(data))
+                except Exception as exc:
+                    raise IndexCorruptError(f"{self.path} is damaged ({exc}); `openkb recover` rebuilds it") from None
                 for path, entry in entries.items():
                     if isinstance(entry, ConflictedIndexEntry):
                         raise IndexConflictError(
@@ -92,6 +102,12 @@ class GitIndex:
             self._order = sorted(records)
             self._stamp = stamp
         return self._records
+
+    def start_over(self) -> None:
+        """Forget every entry (the file is rewritten by the next update)."""
+        self._records = {}
+        self._order = []
+        self._stamp = self._file_stamp()
 
     def paths(self) -> list[bytes]:
         self._load()
@@ -126,24 +142,18 @@ class GitIndex:
         data = body + hashlib.sha1(body).digest()
         lock = self.path.with_name("index.lock")
         try:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            write_bytes(lock, data, sync=sync, exclusive=True)
         except FileExistsError:
             raise IndexLockedError(
                 f"{lock} exists: another git process is using the index; "
                 "if none is running, remove that file and run `openkb recover`"
             ) from None
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if sync:
-                os.fsync(fd)
-            os.close(fd)
-            fd = -1
-            os.replace(lock, self.path)
         except BaseException:
-            if fd >= 0:
-                os.close(fd)
+            lock.unlink(missing_ok=True)
+            raise
+        try:
+            replace(lock, self.path)
+        except BaseException:
             lock.unlink(missing_ok=True)
             raise
         if sync:

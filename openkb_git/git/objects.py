@@ -14,7 +14,7 @@ from pathlib import Path
 from dulwich.objects import Blob, Commit, ShaFile, Tree
 from dulwich.repo import Repo
 
-from ..fsutil import TMP_SUFFIX, fsync_dir
+from ..fsutil import TMP_SUFFIX, fsync_dir, makedirs, replace, write_bytes
 
 FILE_MODE = 0o100644
 TREE_CACHE = 256  # parsed trees kept (LRU)
@@ -214,22 +214,11 @@ class ObjectStore:
             if path.exists():
                 continue
             if not directory.exists():
-                try:
-                    os.mkdir(directory)
-                    new_fanout = True
-                except FileExistsError:
-                    pass
+                makedirs(directory, sync=False)
+                new_fanout = True
             tmp = self.objects_dir / f"tmp_obj_{hexsha[:12]}_{os.getpid()}{TMP_SUFFIX}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
-            try:
-                for chunk in obj.as_legacy_object_chunks():
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
+            write_bytes(tmp, b"".join(obj.as_legacy_object_chunks()), mode=0o444, sync=True)
+            replace(tmp, path)
             touched_dirs.add(directory)
         if new_fanout:
             fsync_dir(self.objects_dir)

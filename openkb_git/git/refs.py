@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from ..errors import OpenKBError
-from ..fsutil import fsync_dir
+from .. import faults
+from ..fsutil import append_bytes, fsync_dir, makedirs, replace, write_bytes
 
 BRANCH = "refs/heads/main"
 ZERO = b"0" * 40
@@ -44,39 +45,38 @@ def read_branch(git_dir: Path, name: str = BRANCH) -> bytes | None:
 
 
 def compare_and_swap(git_dir: Path, old: bytes | None, new: bytes, *, identity: bytes, message: str,
-                     name: str = BRANCH, on_locked=None) -> None:
+                     name: str = BRANCH) -> None:
     """Move ``name`` from ``old`` to ``new`` durably, or raise RefMovedError if it is not at ``old``.
 
     Protocol: create ``<ref>.lock`` exclusively, check the current value, write and fsync
     the new value, append the reflogs, rename over the ref, fsync its directory. The
-    rename is the commit point. ``on_locked`` is called instead of failing when the lock
-    file exists (tests use it to inject faults; recovery passes a cleanup).
+    rename is the commit point.
     """
     ref_path = git_dir / name
     lock_path = ref_path.with_name(ref_path.name + ".lock")
-    ref_path.parent.mkdir(parents=True, exist_ok=True)
+    makedirs(ref_path.parent, sync=True)
+    current = read_branch(git_dir, name)
+    if current != old:
+        raise RefMovedError(
+            f"{name} moved from {_short(old)} to {_short(current)} while committing; nothing was changed"
+        )
     try:
-        fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        write_bytes(lock_path, new + b"\n", sync=True, exclusive=True)
     except FileExistsError:
         raise RefLockedError(
             f"{lock_path} exists: another git process is updating {name}; "
             "if none is running, remove that file and retry"
         ) from None
-    try:
-        current = read_branch(git_dir, name)
-        if current != old:
-            raise RefMovedError(
-                f"{name} moved from {_short(old)} to {_short(current)} while committing; nothing was changed"
-            )
-        os.write(fd, new + b"\n")
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        _append_reflog(git_dir, name, old, new, identity, message)
-        os.replace(lock_path, ref_path)
     except BaseException:
-        if fd >= 0:
-            os.close(fd)
+        lock_path.unlink(missing_ok=True)
+        raise
+    try:
+        if read_branch(git_dir, name) != old:  # re-check under the ref lock
+            raise RefMovedError(f"{name} moved while committing; nothing was changed")
+        _append_reflog(git_dir, name, old, new, identity, message)
+        faults.op("ref-update", ref_path)
+        replace(lock_path, ref_path)
+    except BaseException:
         lock_path.unlink(missing_ok=True)
         raise
     fsync_dir(ref_path.parent)
@@ -90,9 +90,8 @@ def _append_reflog(git_dir: Path, name: str, old: bytes | None, new: bytes, iden
     subject = message.splitlines()[0] if message else ""
     line = b"%s %s %s %d %s\t%s\n" % (old or ZERO, new, identity, now, tz.encode(), subject.encode("utf-8"))
     for log in (git_dir / "logs" / name, git_dir / "logs" / "HEAD"):
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as fh:
-            fh.write(line)
+        makedirs(log.parent, sync=True)
+        append_bytes(log, line, sync=True)
 
 
 def _short(sha: bytes | None) -> str:

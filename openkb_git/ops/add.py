@@ -54,17 +54,18 @@ class AddReport:
     results: list[FileResult] = field(default_factory=list)
     edit_commits: list[str] = field(default_factory=list)
     interrupted: bool = False
+    stopped: str = ""  # why the run stopped early (an I/O error), if it did
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
 
     @property
     def failed(self) -> bool:
-        return self.interrupted or any(r.status == FAILED for r in self.results)
+        return self.interrupted or bool(self.stopped) or any(r.status == FAILED for r in self.results)
 
     def to_json(self) -> dict:
         return {"added": self.count(ADDED), "skipped": self.count(SKIPPED), "failed": self.count(FAILED),
-                "interrupted": self.interrupted, "edit_commits": self.edit_commits,
+                "interrupted": self.interrupted, "stopped": self.stopped, "edit_commits": self.edit_commits,
                 "files": [asdict(r) for r in self.results]}
 
 
@@ -316,7 +317,15 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
                 report.interrupted = True
                 break
             progress(done - 1, len(tasks), task.display)
-            result = _commit_one(kb, writer, task, prepared, threshold, allow_edit_commits, report, verify)
+            try:
+                result = _commit_one(kb, writer, task, prepared, threshold, allow_edit_commits, report, verify)
+            except OSError as exc:
+                # The disk is failing (full, I/O error): this file is out, and so are the rest.
+                result = FileResult(task.display, FAILED, reason=f"I/O error while committing: {_os_error(exc)}")
+                report.results.append(result)
+                emit(result)
+                report.stopped = f"stopped after an I/O error ({_os_error(exc)}); run `openkb recover` when fixed"
+                break
             report.results.append(result)
             emit(result)
             if prepared.dir:
@@ -439,6 +448,11 @@ def _final_name(view: RegistryView, task: Task) -> str:
     if task.doc not in view.records:
         return task.doc
     return view.name_for(task.key, Path(task.src).stem)
+
+
+def _os_error(exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
 
 
 def _rmtree(path: Path) -> None:

@@ -22,7 +22,7 @@ from ..git.objects import ChangeSet, blob_id, make_commit
 from ..git.refs import compare_and_swap
 from ..kb import KB, local_tz_offset
 from ..registry import Registry
-from ..views import update_views
+from ..views import update_views, view_paths
 from .journal import Journal, new_journal_id, remove_journal, write_journal
 
 
@@ -96,15 +96,16 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
     try:
         compare_and_swap(kb.git_dir, base, commit.id, identity=identity, message=f"openkb {mutation.subject}")
     except BaseException:
-        remove_journal(journal_path)
-        raise
+        if kb.head() != commit.id:  # the commit point was not reached: nothing to finish
+            remove_journal(journal_path)
+        raise  # past the commit point (e.g. syncing the ref's folder failed), recovery finishes it
     checkpoint("ref:moved")
 
     project(kb, changes, blob_ids, write=mutation.project)
     checkpoint("projected")
     update_views(kb, registry)
     checkpoint("views")
-    make_durable(kb, paths)
+    make_durable(kb, paths + view_paths())
     remove_journal(journal_path)
     checkpoint("journal:removed")
     return Committed(sha=commit.id, base=base, paths=paths)

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..fsutil import fsync_dir, makedirs, write_file
+from ..fsutil import makedirs, remove_file, write_file
 
 
 @dataclass
@@ -44,8 +44,8 @@ def write_journal(journal_dir: Path, journal: Journal) -> Path:
 
 
 def remove_journal(path: Path) -> None:
-    path.unlink(missing_ok=True)
-    fsync_dir(path.parent)
+    """Delete a journal durably (the end of a mutation, or of its recovery)."""
+    remove_file(path, sync=True)
 
 
 class CorruptJournal(Exception):

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from ..faults import checkpoint
 from ..fsutil import TMP_SUFFIX, fsync_dir, makedirs, prune_empty_dirs, remove_file, write_file
+from ..git.index import IndexCorruptError
 from ..kb import KB
 from ..registry import Registry
-from ..views import update_views, views_are_current
+from ..views import update_views, view_paths, views_are_current
 from .commit import make_durable
 from .journal import CorruptJournal, list_journals, read_journal, remove_journal
 
@@ -54,6 +55,12 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
                 stale.unlink()
                 report.stale_locks.append(stale.relative_to(kb.root).as_posix())
     tree = kb.head_tree()
+    try:
+        kb.index.paths()
+    except IndexCorruptError as exc:
+        report.corrupt.append(f"index: {exc}")
+        kb.index.start_over()
+        report.paths_reset += reset_paths(kb, tree, [p for p, _m, _s in kb.objects.walk_files(tree)])
     for path in journals:
         try:
             journal = read_journal(path)
@@ -62,11 +69,18 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
             report.paths_reset += reset_all(kb, tree)
         else:
             report.journals.append(journal.id)
-            report.paths_reset += reset_paths(kb, tree, journal.paths)
+            head = kb.head()
+            if journal.op == "edit" and (head.decode() if head else None) != journal.new:
+                # An `edit` commit that did not happen: the working tree holds the user's own
+                # content, which must not be reset to the old HEAD. It stays uncommitted.
+                pass
+            else:
+                report.paths_reset += reset_paths(kb, tree, journal.paths)
         checkpoint("recover:reset")
         if not views_are_current(kb):
             update_views(kb, registry)
             report.views_rebuilt = True
+            make_durable(kb, view_paths())
         remove_journal(path)
         checkpoint("recover:journal-removed")
     if not views_are_current(kb):
