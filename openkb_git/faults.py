@@ -10,7 +10,8 @@ Environment (read once, at import):
     durable (file contents not fsynced are truncated or dropped; creations, renames,
     removals in directories not fsynced since are reverted), then SIGKILL;
   - ``eio`` / ``enospc``: the N-th operation raises OSError(EIO / ENOSPC).
-- ``OPENKB_FAULT_KILL_AT=N`` or ``=label`` kills at the N-th or a named `checkpoint()`.
+- ``OPENKB_FAULT_KILL_AT=N`` or ``=label`` kills at the N-th or a named `checkpoint()`;
+  ``OPENKB_FAULT_CHECKPOINTS=FILE`` lists the checkpoints of a run.
 
 Operations counted: file write, fsync (file or directory), rename/replace, unlink, mkdir,
 reference update. Production runs pay one attribute check per operation.
@@ -28,6 +29,7 @@ _MODE = os.environ.get("OPENKB_FAULT_MODE")
 _AT = int(os.environ.get("OPENKB_FAULT_AT", "0") or 0)
 _TRACE = os.environ.get("OPENKB_FAULT_TRACE")
 _KILL_AT = os.environ.get("OPENKB_FAULT_KILL_AT")
+_CHECKPOINT_TRACE = os.environ.get("OPENKB_FAULT_CHECKPOINTS")
 ACTIVE = bool(_MODE or _TRACE or _KILL_AT)
 
 _count = 0
@@ -61,9 +63,12 @@ def op(kind: str, path: os.PathLike | str) -> None:
 def checkpoint(label: str) -> None:
     """Mark a point between two protocol steps (OPENKB_FAULT_KILL_AT may kill here)."""
     global _checkpoints
-    if _KILL_AT is None:
+    if _KILL_AT is None and _CHECKPOINT_TRACE is None:
         return
     _checkpoints += 1
+    if _CHECKPOINT_TRACE:
+        with open(_CHECKPOINT_TRACE, "a", encoding="utf-8") as fh:
+            fh.write(f"{_checkpoints} {label}\n")
     if _KILL_AT == str(_checkpoints) or _KILL_AT == label:
         os.kill(os.getpid(), signal.SIGKILL)
 

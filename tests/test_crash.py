@@ -31,7 +31,7 @@ def trace_points(kb, src, tmp_path) -> list[str]:
     trace = tmp_path / "trace.txt"
     probe = tmp_path / "probe"
     run_openkb("init", probe, check=True)
-    run_openkb("add", "--jobs", "1", src, cwd=probe, env={"OPENKB_FAULT_TRACE": str(trace)}, check=True)
+    run_openkb("add", "--jobs", "1", src, cwd=probe, env={"OPENKB_FAULT_CHECKPOINTS": str(trace)}, check=True)
     return [line.split(" ", 1)[1] for line in trace.read_text().splitlines()]
 
 
