@@ -119,12 +119,12 @@ class KB:
 
     def identity(self) -> Identity:
         """Committer identity: the repository's or user's Git config, else a fixed openkb one."""
-        config = self.repo.get_config_stack()
         try:
+            config = self.repo.get_config_stack()
             name = config.get((b"user",), b"name").decode("utf-8")
             email = config.get((b"user",), b"email").decode("utf-8")
             return Identity(name, email)
-        except KeyError:
+        except (KeyError, OSError):  # not set, or a config file we may not read
             return Identity(os.environ.get("OPENKB_AUTHOR_NAME", "openkb"),
                             os.environ.get("OPENKB_AUTHOR_EMAIL", "openkb@localhost"))
 

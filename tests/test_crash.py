@@ -112,3 +112,18 @@ def test_ctrl_c_keeps_committed_files_and_exits_130(kb, tmp_path):
     assert out.count("added    ") == committed
     assert len(json.loads(run_openkb("list", "--json", cwd=kb, check=True).stdout)) == committed
     assert_consistent(kb)
+
+
+def test_journal_naming_missing_objects_is_reset(kb, tmp_path):
+    run_openkb("add", copy_tldr(tmp_path / "a", ["tar.md"]), cwd=kb, check=True)
+    journal = kb / ".openkb" / "journal"
+    journal.mkdir(exist_ok=True)
+    (journal / "ghost.json").write_text(json.dumps({
+        "id": "ghost", "op": "add", "base": "1" * 40, "new": "2" * 40,
+        "paths": ["wiki/summaries/tar.md", "wiki/concepts/never-was.md"]}))
+    (kb / "wiki" / "summaries" / "tar.md").write_text("half-written\n")
+    (kb / "wiki" / "concepts" / "never-was.md").write_text("junk\n")
+    proc = run_openkb("recover", cwd=kb)
+    assert proc.returncode == 0 and "recovered 1 journal" in proc.stdout
+    assert not (kb / "wiki" / "concepts" / "never-was.md").exists()
+    assert_consistent(kb)

@@ -87,6 +87,38 @@ def test_unreadable_and_special_files(kb, tmp_path):
     assert_consistent(kb)
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to switch to nobody")
+def test_unreadable_file_as_another_user():
+    """Run as `nobody` so that permission bits apply, even when the tests run as root."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="openkb-nobody-"))
+    tmp_path.chmod(0o755)
+    kb = tmp_path / "kb"
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(TLDR / "common" / "tar.md", src / "ok.md")
+    secret = src / "secret.md"
+    secret.write_text("# secret\n\nnot for you\n")
+    secret.chmod(0o000)
+    run_openkb("init", kb, check=True)
+    subprocess.run(["chown", "-R", "nobody:nogroup", str(kb)], check=True)
+    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-m", "openkb_git"]
+    env = {**os.environ, "HOME": str(tmp_path)}
+    proc = subprocess.run([*as_nobody, "--kb-dir", str(kb), "add", "--json", str(src)], capture_output=True,
+                          text=True, env=env)
+    report = json.loads(proc.stdout)
+    files = by_name(report)
+    assert proc.returncode == 1
+    assert files["secret.md"]["status"] == "failed"
+    assert files["secret.md"]["reason"] == "permission denied (cannot read the file)"
+    assert files["ok.md"]["status"] == "added"
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
 def test_symlink_loop_and_links_into_the_kb(kb, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
