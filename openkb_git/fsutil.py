@@ -42,8 +42,16 @@ def fsync_file(path: Path) -> None:
 
 def write_bytes(path: Path, data: bytes, *, mode: int = 0o644, sync: bool = False, exclusive: bool = False) -> None:
     """Write ``data`` to ``path`` in place (a new temporary or lock file); fsync with ``sync``."""
+    _write(path, data, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC), mode, sync)
+
+
+def append_bytes(path: Path, data: bytes, *, sync: bool) -> None:
+    """Append ``data`` to ``path`` (created if missing)."""
+    _write(path, data, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644, sync)
+
+
+def _write(path: Path, data: bytes, flags: int, mode: int, sync: bool) -> None:
     faults.op("write", path)
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
     fd = os.open(path, flags, mode)
     try:
         view = memoryview(data)
@@ -83,21 +91,6 @@ def write_file(path: Path, data: bytes, *, sync: bool, mode: int = 0o644) -> Non
         raise
     if sync:
         fsync_dir(path.parent)
-
-
-def append_bytes(path: Path, data: bytes, *, sync: bool) -> None:
-    """Append ``data`` to ``path`` (created if missing)."""
-    faults.op("write", path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, data)
-        faults.wrote(path)
-        if sync:
-            faults.op("fsync", path)
-            os.fsync(fd)
-            faults.synced_file(path)
-    finally:
-        os.close(fd)
 
 
 def remove_file(path: Path, *, sync: bool) -> bool:

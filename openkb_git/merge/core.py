@@ -46,12 +46,8 @@ def _short(value: object, limit: int = 160) -> str:
 
 def merge_file(path: str, base: bytes | None, ours: bytes | None, theirs: bytes | None) -> bytes | None | MergeConflict:
     """Merge one path; see the package docstring for the drivers."""
-    if ours == theirs:
-        return ours
-    if base == ours:
-        return theirs
-    if base == theirs:
-        return ours
+    if ours == theirs or base in (ours, theirs):
+        return _merge_value(path, base, ours, theirs)
     try:
         if path.startswith(".openkb/registry/") and path.endswith(".json"):
             return merge_record(base, ours, theirs)
