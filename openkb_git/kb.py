@@ -22,6 +22,7 @@ DEFAULT_CONFIG = {
     "max_file_mb": 200,
     "jobs": None,
     "concepts_per_doc": 5,
+    "gc_auto_commits": 1000,
 }
 
 CONFIG_PATH = ".openkb/config.yaml"

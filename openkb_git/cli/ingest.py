@@ -220,3 +220,30 @@ def fsck(ctx: click.Context, repair: bool, wait: float, as_json: bool) -> None:
             click.echo(f"ok: HEAD {report.head[:7] if report.head else '(none)'}, working tree, index, registry and views agree")
     if not report.ok:
         ctx.exit(EXIT_FAILED)
+
+
+@cli.command()
+@click.option("--prune-grace", type=click.IntRange(min=0), default=14 * 24 * 3600, show_default=True,
+              help="Unreachable objects younger than this many seconds are kept.")
+@click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds to wait for the KB lock.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def gc(ctx: click.Context, prune_grace: int, wait: float, as_json: bool) -> None:
+    """Pack loose objects (with deltas) and prune unreachable ones.
+
+    Takes the KB lock and recovers first, so objects of an in-flight mutation are
+    never touched. Also runs by itself every `gc_auto_commits` commits during `add`
+    (config, default 1000; 0 turns it off).
+    """
+    from ..ops.gc import gc as kb_gc
+
+    kb = open_kb(ctx)
+    try:
+        result = kb_gc(kb, grace=prune_grace, wait=wait)
+    finally:
+        kb.close()
+    if as_json:
+        echo_json(result.to_json())
+    else:
+        click.echo(f"packed with {result.tool}: .git {result.size_before / 1e6:.1f} MB -> {result.size_after / 1e6:.1f} MB")

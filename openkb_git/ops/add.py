@@ -32,6 +32,7 @@ from ..protocol.recovery import release_staging, staging_run_dir
 from ..registry import RegistryView, record_path, source_key
 from .contribution import Footprint, document_changes, summary_path
 from .edits import commit_edits, find_edits
+from .gc import collect, due as gc_due
 from .session import Writer
 
 ADDED, SKIPPED, FAILED = "added", "skipped", "failed"
@@ -330,6 +331,9 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
             emit(result)
             if prepared.dir:
                 _rmtree(Path(prepared.dir))
+            if result.status == ADDED and result.commit and gc_due(kb):
+                with writer.locked():
+                    collect(kb)  # keeps a long ingest from piling up loose objects
             progress(done, len(tasks), task.display)
         if interrupted["flag"]:
             report.interrupted = True
