@@ -99,8 +99,9 @@ def run_matrix(name: str, template: Path, work: Path, args: list, *, must_keep_d
                 assert proc.returncode == 1, (mode, n, proc.stdout, proc.stderr)
                 assert "I/O error" in proc.stdout + proc.stderr, (n, proc.stdout, proc.stderr)
             check_recovered(kb, before_head, before_docs, must_keep_docs, hand_edits)
-            # The KB stays usable: if the operation did not happen, it now succeeds.
-            if git(kb, "rev-parse", "HEAD").strip() == before_head:
+            # The KB stays usable: if the operation did not happen, it now succeeds
+            # (checked at every point of the sample, at every 5th of the full matrix).
+            if git(kb, "rev-parse", "HEAD").strip() == before_head and (not SLOW or n % 5 == 0):
                 again = openkb(kb, *args)
                 assert again.returncode == 0, (mode, n, again.stdout, again.stderr)
             shutil.rmtree(kb)
