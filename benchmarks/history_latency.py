@@ -83,10 +83,10 @@ def main() -> None:
          "git show <same>", timed(["git", "-C", str(kb), "show", middle["short"]], args.runs)),
         ("openkb show --stat HEAD", timed(py + ["show", "--stat", "HEAD"], args.runs),
          "git show --stat HEAD", timed(["git", "-C", str(kb), "show", "--stat", "HEAD"], args.runs)),
-        (f"openkb blame index.md", timed(py + ["blame", "wiki/index.md"], max(1, args.runs // 2)),
+        ("openkb blame index.md", timed(py + ["blame", "wiki/index.md"], max(1, args.runs // 2)),
          "git blame index.md", timed(["git", "-C", str(kb), "blame", "wiki/index.md"], max(1, args.runs // 2))),
         (f"openkb blame {page.name} (largest concept)", timed(py + ["blame", page_rel], args.runs),
-         f"git blame same", timed(["git", "-C", str(kb), "blame", page_rel], args.runs)),
+         "git blame same", timed(["git", "-C", str(kb), "blame", page_rel], args.runs)),
     ]
     # revert the middle ingest, then revert the revert, so the KB returns to the same content
     samples = []

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 
 from .fsutil import append_bytes, fsync_file, makedirs, write_file
 from .history import Entry, iter_entries

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from conftest import CORPUS, TLDR, assert_consistent, copy_tldr, git, run_openkb
+from conftest import CORPUS, assert_consistent, copy_tldr, git, run_openkb
 
 FEW = ["tar.md", "git-commit.md", "git-status.md", "grep.md", "curl.md"]
 

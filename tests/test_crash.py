@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from conftest import TLDR, assert_consistent, copy_tldr, git, run_openkb
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 from conftest import assert_consistent, copy_tldr, git, run_openkb
 

@@ -7,14 +7,13 @@ import shutil
 from pathlib import Path
 
 import git as gitpython
-import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from conftest import TLDR, assert_consistent, git, run_openkb
 from openkb_git.kb import KB
 from openkb_git.ops.add import add_paths
 from openkb_git.ops.init import init_kb
-from openkb_git.ops.revert import remove, revert
+from openkb_git.ops.revert import revert
 from openkb_git.ops.select import resolve
 
 POOL = sorted(p.name for p in (TLDR / "common").glob("git-*.md"))[:40]

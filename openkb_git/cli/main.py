@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from ..errors import EXIT_INTERRUPTED, OpenKBError
+from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, OpenKBError
 from ..kb import KB
 
 

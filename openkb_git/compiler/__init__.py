@@ -10,7 +10,6 @@ what makes `openkb revert` exact.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from .pages import (

@@ -9,7 +9,6 @@ added outside the managed sections is left as it is.
 from __future__ import annotations
 
 import bisect
-import re
 
 import yaml
 

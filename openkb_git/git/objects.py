@@ -11,7 +11,7 @@ import zlib
 from collections import OrderedDict
 from pathlib import Path
 
-from dulwich.objects import Blob, Commit, ShaFile, Tree
+from dulwich.objects import Commit, ShaFile, Tree
 from dulwich.repo import Repo
 
 from ..fsutil import TMP_SUFFIX, fsync_dir, makedirs, replace, write_bytes

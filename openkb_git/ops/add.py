@@ -29,7 +29,7 @@ from ..hooks import run_hook
 from ..kb import KB
 from ..protocol.commit import Mutation, commit_mutation
 from ..protocol.recovery import release_staging, staging_run_dir
-from ..registry import RegistryView, record_path, source_key
+from ..registry import RegistryView, source_key
 from .contribution import Footprint, document_changes, summary_path
 from .edits import commit_edits, find_edits
 from .gc import collect, due as gc_due

@@ -14,7 +14,6 @@ import stat as statmod
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from ..fsutil import makedirs, write_file
 from ..kb import KB

@@ -19,7 +19,7 @@ from ..merge import MergeConflict, merge_file
 from ..merge.core import _Conflict
 from ..merge.wiki import merge_concept_page, merge_index
 from ..protocol.commit import Committed, Mutation, commit_mutation
-from ..registry import Registry, record_path
+from ..registry import Registry
 from .contribution import INDEX_PATH, document_changes
 from .edits import commit_edits, find_edits
 from .review import changed_paths
@@ -125,7 +125,7 @@ def revert(kb: KB, entries: list[Entry], *, wait: float = 0.0, dry_run: bool = F
     conflicts, nothing changes and RevertConflictError lists every conflict."""
     writer = Writer(kb, wait)
     with writer.locked():
-        edited = commit_edits(kb, writer.registry, find_edits(kb, kb.head_tree()), allow=allow_edit_commits)
+        commit_edits(kb, writer.registry, find_edits(kb, kb.head_tree()), allow=allow_edit_commits)
         tree = kb.head_tree()
         plans: list[RevertPlan] = []
         for entry in entries:
