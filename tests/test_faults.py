@@ -98,6 +98,7 @@ def run_matrix(name: str, template: Path, work: Path, args: list, *, must_keep_d
             else:
                 assert proc.returncode == 1, (mode, n, proc.stdout, proc.stderr)
                 assert "I/O error" in proc.stdout + proc.stderr, (n, proc.stdout, proc.stderr)
+                assert "Traceback" not in proc.stderr, (n, proc.stderr)
             check_recovered(kb, before_head, before_docs, must_keep_docs, hand_edits)
             # The KB stays usable: if the operation did not happen, it now succeeds
             # (checked at every point of the sample, at every 5th of the full matrix).
