@@ -73,3 +73,14 @@ def kb(tmp_path) -> Path:
     root = tmp_path / "kb"
     run_openkb("init", root, check=True)
     return root
+
+
+# Lines the crash tests want shown at the end of every run (even without -s).
+SUMMARY: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SUMMARY:
+        terminalreporter.section("crash points checked")
+        for line in SUMMARY:
+            terminalreporter.write_line(line)

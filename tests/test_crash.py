@@ -10,7 +10,7 @@ import sys
 import time
 
 
-from conftest import TLDR, assert_consistent, copy_tldr, git, run_openkb
+from conftest import SUMMARY, TLDR, assert_consistent, copy_tldr, git, run_openkb
 
 FILES = ["tar.md", "git-commit.md", "grep.md"]
 
@@ -63,6 +63,7 @@ def test_sigkill_at_every_point_of_an_add(kb, tmp_path):
         assert_consistent(target)
         checked += 1
     print(f"crash points checked for add: {checked} of {len(labels)}")
+    SUMMARY.append(f"add (SIGKILL at protocol checkpoints): {checked} of {len(labels)} checkpoints checked")
 
 
 def test_sigkill_from_outside_during_parallel_add(kb, tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CORPUS, TLDR, git
+from conftest import CORPUS, SUMMARY, TLDR, git
 from openkb_git.kb import KB
 from openkb_git.ops.fsck import fsck
 from openkb_git.ops.session import Writer
@@ -107,7 +107,9 @@ def run_matrix(name: str, template: Path, work: Path, args: list, *, must_keep_d
                 assert again.returncode == 0, (mode, n, again.stdout, again.stderr)
             shutil.rmtree(kb)
             checked += 1
-    print(f"\n{name}: {total} durable operations; {checked} crash points checked (kill, power loss, I/O error)")
+    line = f"{name}: {total} durable operations; {checked} crash points checked (kill, power loss, I/O error)"
+    print("\n" + line)
+    SUMMARY.append(line + ("" if SLOW else " [sample; OPENKB_SLOW=1 for every point]"))
     return checked
 
 
