@@ -78,7 +78,7 @@ def run_matrix(name: str, template: Path, work: Path, args: list, *, must_keep_d
     before_head = git(template, "rev-parse", "HEAD").strip()
     before_docs = docs_of(template)
     checked = 0
-    for mode in ("kill", "power", "io"):
+    for mode in os.environ.get("OPENKB_FAULT_MODES", "kill,power,io").split(","):
         points = list(range(1, total + 1))
         if not SLOW and len(points) > SAMPLE:
             step = len(points) / SAMPLE

@@ -202,6 +202,8 @@ def prepare(task: Task, run_dir: str, threshold: int, max_mb: float, known: froz
         _footprint, warnings = build_footprint(task, src, data, sha, threshold, out)
     except ConversionError as exc:
         return Prepared(task.n, FAILED, sha256=sha, reason=str(exc))
+    except OSError as exc:  # staging could not be written (disk full, I/O error)
+        return Prepared(task.n, FAILED, sha256=sha, reason=f"I/O error while preparing: {_os_error(exc)}")
     return Prepared(task.n, "ready", sha256=sha, dir=str(out), warnings=warnings)
 
 
