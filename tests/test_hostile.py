@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import unicodedata
 
@@ -164,6 +165,10 @@ def test_awkward_file_names(kb, tmp_path):
     assert_consistent(kb)
 
 
+WORDS = sorted(set(re.findall(r"[a-z]{6,}", (TLDR / "common" / "tar.md").read_text() + (TLDR / "common" / "git.md").read_text()
+                                  + (TLDR / "linux" / "systemctl.md").read_text())))[:100]
+
+
 def test_directory_of_2000_files_some_failing(kb, tmp_path):
     src = tmp_path / "many"
     src.mkdir()
@@ -172,7 +177,10 @@ def test_directory_of_2000_files_some_failing(kb, tmp_path):
         if i in bad:
             (src / f"doc{i:04d}.md").write_bytes(b"\xff\xfe\x00broken" * 3)
         else:
-            (src / f"doc{i:04d}.md").write_text(f"# Note {i}\n\nNote {i} talks about topic {i % 7} and topic {i % 7} again.\n")
+            # a few words per file, each shared by ~20 files, as concepts are in a real corpus
+            words = [WORDS[(i * k) % len(WORDS)] for k in (1, 7, 13)]
+            (src / f"doc{i:04d}.md").write_text(f"# {words[0]} {i}\n\nOn {words[1]} and {words[2]}: "
+                                                 f"{words[1]} {words[2]} {words[0]}.\n")
     proc, report = add_json(kb, src)
     assert proc.returncode == 1
     assert report["added"] == 2000 - len(bad) and report["failed"] == len(bad)

@@ -32,7 +32,7 @@ from ..protocol.recovery import release_staging, staging_run_dir
 from ..registry import RegistryView, source_key
 from .contribution import Footprint, document_changes, summary_path
 from .edits import commit_edits, find_edits
-from .gc import collect, due as gc_due
+from .gc import AutoGC, collect
 from .session import Writer
 
 ADDED, SKIPPED, FAILED = "added", "skipped", "failed"
@@ -294,6 +294,7 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
         view = writer.registry.view(kb.head_tree())
         tasks = reserve(view, kb, files)
         known = frozenset(view.by_sha)
+        auto_gc = AutoGC(kb)
     for result in refused:
         report.results.append(result)
         emit(result)
@@ -333,7 +334,7 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
             emit(result)
             if prepared.dir:
                 _rmtree(Path(prepared.dir))
-            if result.status == ADDED and result.commit and gc_due(kb):
+            if result.status == ADDED and result.commit and auto_gc.committed():
                 with writer.locked():
                     collect(kb)  # keeps a long ingest from piling up loose objects
             progress(done, len(tasks), task.display)

@@ -76,18 +76,38 @@ def gc(kb: KB, *, grace: int = DEFAULT_GRACE, wait: float = 0.0) -> GCResult:
         return collect(kb, grace=grace)
 
 
-def due(kb: KB) -> bool:
-    """Whether `gc_auto_commits` commits were made since the last gc."""
-    every = int(kb.config.get("gc_auto_commits", 0) or 0)
-    if every <= 0:
+class AutoGC:
+    """Runs `collect` every `gc_auto_commits` commits of a long command.
+
+    The commits since the last gc are counted once, walking back at most that many
+    commits, then kept in memory: checking after each commit costs nothing."""
+
+    def __init__(self, kb: KB):
+        self.kb = kb
+        self.every = int(kb.config.get("gc_auto_commits", 0) or 0)
+        self.since = commits_since_gc(kb, self.every) if self.every > 0 else 0
+
+    def committed(self) -> bool:
+        """Count one commit; True when a gc is due now."""
+        if self.every <= 0:
+            return False
+        self.since += 1
+        if self.since >= self.every:
+            self.since = 0
+            return True
         return False
+
+
+def commits_since_gc(kb: KB, limit: int) -> int:
+    """Commits made since the last gc (HEAD recorded in gc.json), counting at most ``limit``."""
     try:
         last = json.loads((kb.root / STATE).read_text(encoding="utf-8")).get("head")
     except (OSError, ValueError):
         last = None
-    for count, entry in enumerate(iter_entries(kb)):
-        if entry.sha == last:
-            return False
-        if count + 1 >= every:
-            return True
-    return False
+    count = 0
+    for entry in iter_entries(kb):
+        if entry.sha == last or count >= limit:
+            break
+        count += 1
+    return count
+
