@@ -52,6 +52,9 @@ class RegistryView:
     records: dict[str, dict] = field(default_factory=dict)
     by_key: dict[str, str] = field(default_factory=dict)
     by_sha: dict[str, str] = field(default_factory=dict)
+    # When derived from another view: that view's records and the doc names that differ.
+    base_records: dict[str, dict] | None = field(default=None, repr=False, compare=False)
+    changed: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def name_for(self, key: str, stem: str, reserved: dict[str, str] | None = None) -> str:
         """The stable doc name for the source ``key``: its existing name if seen before;
@@ -95,13 +98,19 @@ class Registry:
             view, old_entries = RegistryView(), {}
         else:
             prev = self._last[2]
-            view = RegistryView(dict(prev.records), dict(prev.by_key), dict(prev.by_sha))
+            view = RegistryView(dict(prev.records), dict(prev.by_key), dict(prev.by_sha), base_records=prev.records)
             old_entries = self._last[1]
-        changed = set(old_entries.items()) ^ set(entries.items())
-        for name in sorted({name for name, _ in changed}):
+        derived = self.objects.derivation(folder_sha) if folder_sha else None
+        if self._last is not None and derived is not None and derived[0] == self._last[0]:
+            names = derived[1]  # built here from the previous folder: only these entries differ
+        else:
+            names = {n for n, v in entries.items() if old_entries.get(n) != v} | (old_entries.keys() - entries.keys())
+        changed_docs = []
+        for name in sorted(names):
             if not name.endswith(b".json"):
                 continue
             doc = name[: -len(b".json")].decode("utf-8", "surrogateescape")
+            changed_docs.append(doc)
             old = view.records.pop(doc, None)
             if old is not None:
                 if view.by_key.get(old.get("path")) == doc:
@@ -117,6 +126,7 @@ class Registry:
                     view.by_key[record["path"]] = doc
                 if record.get("sha256"):
                     view.by_sha[record["sha256"]] = doc
+        view.changed = frozenset(changed_docs)
         self._last = (folder_sha, entries, view)
         return view
 

@@ -8,6 +8,7 @@ update is repaired by truncating log.md back to the recorded size.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import time
@@ -33,30 +34,39 @@ def hashes_entry(record: dict) -> dict:
     return {k: record[k] for k in OPENKB_FIELDS if record.get(k) not in (None, "")}
 
 
-_fragments: dict[int, tuple[dict, str]] = {}
+# The last rendering of hashes.json: the records it was made from, and its entries
+# (doc names with a sha256, sorted, and the text of each entry), patched for the next one.
+_last_render: dict = {"records": None, "docs": [], "parts": []}
 
 
-def hashes_json(records: dict[str, dict]) -> bytes:
+def _entry_text(record: dict) -> str:
+    return json.dumps(record["sha256"]) + ": " + json.dumps(hashes_entry(record), ensure_ascii=False)
+
+
+def hashes_json(records: dict[str, dict], *, base: dict[str, dict] | None = None,
+                changed: frozenset[str] | None = None) -> bytes:
     """OpenKB's hashes.json ({sha256: metadata}) for ``records``, in doc-name order.
 
-    Each entry's text is cached by record identity (records are shared between
-    consecutive registry views), so a rewrite after one ingest costs a join.
+    With ``base`` (the records last rendered) and ``changed`` (the doc names that differ
+    from them), the last rendering is patched instead of walking every record, so the
+    rewrite after one ingest costs a join.
     """
-    parts = []
-    live = set()
-    for doc in sorted(records):
-        record = records[doc]
-        sha = record.get("sha256")
-        if not sha:
-            continue
-        cached = _fragments.get(id(record))
-        if cached is None or cached[0] is not record:
-            cached = (record, json.dumps(sha) + ": " + json.dumps(hashes_entry(record), ensure_ascii=False))
-            _fragments[id(record)] = cached
-        live.add(id(record))
-        parts.append(cached[1])
-    for key in [k for k in _fragments if k not in live]:
-        del _fragments[key]
+    last = _last_render
+    if base is not None and changed is not None and last["records"] is base:
+        docs, parts = last["docs"], last["parts"]
+        for doc in sorted(changed):
+            at = bisect.bisect_left(docs, doc)
+            if at < len(docs) and docs[at] == doc:
+                del docs[at]
+                del parts[at]
+            record = records.get(doc)
+            if record is not None and record.get("sha256"):
+                docs.insert(at, doc)
+                parts.insert(at, _entry_text(record))
+    else:
+        docs = [doc for doc in sorted(records) if records[doc].get("sha256")]
+        parts = [_entry_text(records[doc]) for doc in docs]
+    last.update(records=records, docs=docs, parts=parts)
     return ("{\n" + ",\n".join(parts) + "\n}\n").encode("utf-8")
 
 
@@ -92,9 +102,9 @@ def update_views(kb: KB, registry: Registry, *, full: bool = False) -> None:
     if head is not None and state.get("commit") == head.decode() and (kb.root / HASHES).exists() and (kb.root / LOG).exists():
         return
     tree = kb.head_tree(head)
-    records = registry.view(tree).records
+    view = registry.view(tree)
     makedirs(kb.openkb_dir, sync=False)
-    write_file(kb.root / HASHES, hashes_json(records), sync=False)
+    write_file(kb.root / HASHES, hashes_json(view.records, base=view.base_records, changed=view.changed), sync=False)
 
     log_path = kb.root / LOG
     new_entries: list[Entry] = []

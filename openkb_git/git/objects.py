@@ -39,6 +39,8 @@ class ObjectStore:
         # Small LRU caches: only the latest versions of the big folders are worth keeping.
         self._trees: OrderedDict[bytes, dict[bytes, tuple[int, bytes]]] = OrderedDict()
         self._encoded: OrderedDict[bytes, tuple[list[bytes], list[bytes]]] = OrderedDict()
+        # For trees built here: the tree they were edited from and the names edited.
+        self._derived: OrderedDict[bytes, tuple[bytes | None, frozenset[bytes]]] = OrderedDict()
 
     # -- reading -----------------------------------------------------------
     def __contains__(self, sha: bytes) -> bool:
@@ -62,6 +64,11 @@ class ObjectStore:
         else:
             self._trees.move_to_end(sha)
         return entries
+
+    def derivation(self, sha: bytes) -> tuple[bytes | None, frozenset[bytes]] | None:
+        """(base tree, names edited) when ``sha`` was built here by editing ``base``, else None.
+        Entries not named are the base's own, so a reader can diff in O(edits)."""
+        return self._derived.get(sha)
 
     def _remember_tree(self, sha: bytes, entries: dict) -> None:
         self._trees[sha] = entries
@@ -163,6 +170,9 @@ class ObjectStore:
         if tree.id != tree_sha:
             out.append(tree)
             self._remember_tree(tree.id, entries)
+            self._derived[tree.id] = (tree_sha, frozenset(name.encode("utf-8") for name in edits))
+            while len(self._derived) > TREE_CACHE:
+                self._derived.popitem(last=False)
             if len(keys) >= 256:
                 self._encoded[tree.id] = (keys, parts)
                 while len(self._encoded) > ENCODED_CACHE:

@@ -1,0 +1,43 @@
+"""hashes.json patched from the last rendering equals a full rendering."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from openkb_git import views
+
+
+def record(doc: str, sha: str) -> dict:
+    return {"doc_name": doc, "name": f"{doc}.md", "sha256": sha, "type": "md", "path": f"/src/{doc}.md",
+            "raw_path": f"raw/{doc}.md", "source_path": f"wiki/sources/{doc}.md"}
+
+
+def test_patched_rendering_equals_full_rendering():
+    rng = random.Random(7)
+    records = {f"d{i:03d}": record(f"d{i:03d}", f"{i:064x}") for i in range(200)}
+    views.hashes_json(records)
+    for step in range(60):
+        base = records
+        records = dict(base)
+        changed = set()
+        for _ in range(rng.randint(1, 4)):
+            doc = f"d{rng.randint(0, 260):03d}"
+            changed.add(doc)
+            if doc in records and rng.random() < 0.4:
+                del records[doc]
+            else:
+                records[doc] = record(doc, f"{rng.getrandbits(200):064x}")
+        patched = views.hashes_json(records, base=base, changed=frozenset(changed))
+        views._last_render["records"] = None  # force the full path for the reference
+        full = views.hashes_json(records)
+        assert patched == full, step
+        assert set(json.loads(full)) == {r["sha256"] for r in records.values()}
+
+
+def test_unrelated_base_falls_back_to_full_rendering():
+    a = {"x": record("x", "1" * 64)}
+    b = {"y": record("y", "2" * 64)}
+    views.hashes_json(a)
+    # `b` does not derive from the last rendering: `changed` must not be trusted
+    assert views.hashes_json(b, base={"z": {}}, changed=frozenset()) == views.hashes_json(b)
