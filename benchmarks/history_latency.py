@@ -57,6 +57,11 @@ def build(kb: Path, ingests: int) -> None:
     staging.mkdir(parents=True)
     for i, path in enumerate(files[:ingests]):
         (staging / f"{i:05d}-{path.parent.name}-{path.name}").write_bytes(path.read_bytes())
+    # Beyond the 7,425 tldr pages: edited versions of pages already in, as new documents.
+    for i in range(len(files), ingests):
+        path = files[i % len(files)]
+        (staging / f"{i:05d}-{path.parent.name}-{path.name}").write_bytes(
+            path.read_bytes() + f"\nRevised copy {i // len(files)}.\n".encode())
     subprocess.run([sys.executable, "-m", "openkb_git", "init", str(kb)], check=True, capture_output=True)
     start = time.perf_counter()
     openkb("add", "-q", "--jobs", "2", staging, kb=kb)

@@ -1,0 +1,144 @@
+"""End-to-end ingest figures: tldr add (time, peak memory, repository size before and
+after `openkb gc`) and PDF preparation throughput, each `--jobs 1` against `--jobs 2`.
+
+- tldr: `openkb add` of the 7,425 pages of ../shared/corpus/md/tldr into a fresh KB, one
+  commit per file, as a user runs it (a fresh process; peak RSS of the openkb process and
+  of its workers from getrusage). Then the size of .git before and after `openkb gc`,
+  against the size of raw/ + wiki/.
+- PDF: preparation alone (hash, conversion, compilation into staging — what the worker
+  processes do) of ../shared/corpus/pdf, in a process pool of 1 and of 2 workers; pages
+  per second.
+
+    .venv/bin/python benchmarks/ingest.py [--tldr-jobs 1,2] [--pdf-runs 3] [--skip-tldr] [--skip-pdf]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import synthetic  # noqa: E402
+
+CORPUS = synthetic.ROOT.parent / "shared" / "corpus"
+
+
+def tree_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def peak_rss_of(argv: list[str]) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run ``argv``; its wall time and the peak RSS (MB) of it and of its children."""
+    code = ("import json, resource, subprocess, sys, time\n"
+            "t = time.perf_counter()\n"
+            "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+            "wall = time.perf_counter() - t\n"
+            "r = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+            "print(json.dumps({'rc': p.returncode, 'wall': wall, 'rss_kb': r, 'tail': p.stdout[-400:], 'err': p.stderr[-2000:]}))\n")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True)
+    data = json.loads(out.stdout)
+    proc = subprocess.CompletedProcess(argv, data["rc"], data["tail"], data["err"])
+    return proc, data["wall"], data["rss_kb"] / 1024
+
+
+def tldr_add(jobs: int, workdir: Path) -> dict:
+    kb = workdir / f"tldr-jobs{jobs}"
+    shutil.rmtree(kb, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "openkb_git", "init", str(kb)], check=True, capture_output=True,
+                   env=synthetic.GIT_ENV)
+    proc, wall, rss = peak_rss_of([sys.executable, "-m", "openkb_git", "--kb-dir", str(kb), "add", "-q",
+                                   "--jobs", str(jobs), str(CORPUS / "md" / "tldr")])
+    if proc.returncode != 0:
+        raise SystemExit(f"tldr add --jobs {jobs} failed: {proc.stderr}")
+    commits = int(synthetic.git(kb, "rev-list", "--count", "HEAD").stdout)
+    before = tree_size(kb / ".git")
+    t0 = time.perf_counter()
+    synthetic.openkb("gc", "--prune-grace", "0", kb=kb)
+    gc_time = time.perf_counter() - t0
+    after = tree_size(kb / ".git")
+    content = tree_size(kb / "raw") + tree_size(kb / "wiki")
+    return {"jobs": jobs, "kb": str(kb), "wall": wall, "rss_mb": rss, "commits": commits, "git_before": before,
+            "git_after": after, "content": content, "gc_time": gc_time, "summary": proc.stdout.strip().splitlines()[-1]}
+
+
+def _prepare_one(args):
+    from openkb_git.ops.add import Task, prepare
+    n, path, run_dir = args
+    task = Task(n, str(path), path.name, str(path), path.stem)
+    start = time.perf_counter()
+    result = prepare(task, run_dir, 20, 200, frozenset())
+    pages = 0
+    if result.dir:
+        manifest = json.loads((Path(result.dir) / "manifest.json").read_text(encoding="utf-8"))
+        pages = int(manifest["record"].get("pages") or 0)
+    return result.status, pages, time.perf_counter() - start
+
+
+def pdf_prepare(jobs: int) -> tuple[float, int, int]:
+    pdfs = sorted((CORPUS / "pdf").glob("*.pdf"))
+    with tempfile.TemporaryDirectory(prefix="openkb-bench-pdf-") as run_dir:
+        start = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(_prepare_one, [(n, p, run_dir) for n, p in enumerate(pdfs)]))
+        wall = time.perf_counter() - start
+    return wall, sum(r[1] for r in results), sum(1 for r in results if r[0] == "ready")
+
+
+def pdf_pages() -> int:
+    import pymupdf
+    total = 0
+    for path in sorted((CORPUS / "pdf").glob("*.pdf")):
+        try:
+            with pymupdf.open(path) as doc:
+                total += doc.page_count
+        except Exception:  # noqa: BLE001 — a corrupt sample counts as no pages
+            pass
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tldr-jobs", default="1,2")
+    parser.add_argument("--pdf-runs", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/openkb-bench"))
+    parser.add_argument("--skip-tldr", action="store_true")
+    parser.add_argument("--skip-pdf", action="store_true")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    if not args.skip_pdf:
+        pages = pdf_pages()
+        timings = {}
+        for jobs in (1, 2):
+            runs = [pdf_prepare(jobs) for _ in range(args.pdf_runs)]
+            timings[jobs] = statistics.median(r[0] for r in runs)
+            ready = runs[0][2]
+        print(f"\nPDF preparation of {CORPUS / 'pdf'} ({ready} PDFs prepared, {pages} pages), median of {args.pdf_runs}")
+        print(f"{'jobs':>5} {'seconds':>9} {'pages/s':>9}")
+        for jobs, wall in timings.items():
+            print(f"{jobs:>5} {wall:9.2f} {pages / wall:9.1f}")
+        print(f"speed-up --jobs 2 over --jobs 1: {timings[1] / timings[2]:.2f}x")
+    if not args.skip_tldr:
+        rows = [tldr_add(int(j), args.workdir) for j in args.tldr_jobs.split(",")]
+        print(f"\nopenkb add of {CORPUS / 'md' / 'tldr'} (one commit per file)")
+        print(f"{'jobs':>5} {'wall':>9} {'commits':>8} {'peak RSS':>9} {'.git before gc':>15} {'after gc':>9} "
+              f"{'raw+wiki':>9} {'after/content':>14} {'gc time':>8}")
+        for r in rows:
+            print(f"{r['jobs']:>5} {r['wall']:8.0f}s {r['commits']:>8} {r['rss_mb']:7.0f}MB {r['git_before'] / 1e6:13.0f}MB "
+                  f"{r['git_after'] / 1e6:7.1f}MB {r['content'] / 1e6:7.1f}MB {r['git_after'] / r['content']:13.2f}x {r['gc_time']:7.0f}s")
+            print(f"       {r['summary']}")
+        if len(rows) == 2:
+            print(f"speed-up --jobs {rows[1]['jobs']} over --jobs {rows[0]['jobs']}: {rows[0]['wall'] / rows[1]['wall']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
