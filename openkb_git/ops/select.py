@@ -36,9 +36,13 @@ def resolve(kb: KB, selector: str) -> Entry:
             if pos == position:
                 return entry
         raise BadSelectorError(f"{selector!r}: the history has fewer than {position + 1} operations")
+    hexlike = bool(_HEX.match(text))
+    if hexlike:
+        direct = _commit_by_prefix(kb, text.lower())
+        if direct is not None:
+            return direct
     candidates: list[Entry] = []
     doc_match: Entry | None = None
-    hexlike = bool(_HEX.match(text))
     for entry in entries:
         if hexlike and entry.sha.startswith(text.lower()):
             candidates.append(entry)
@@ -57,3 +61,24 @@ def resolve(kb: KB, selector: str) -> Entry:
         f"{selector!r} names no operation: not HEAD~N, a log position, a commit id prefix or a document name "
         "(see `openkb log`)"
     )
+
+
+def _commit_by_prefix(kb: KB, prefix: str) -> Entry | None:
+    """The commit whose id starts with ``prefix`` when exactly one object of the store has
+    such an id and it is a commit (found through the pack indexes, without walking the
+    history); None otherwise, and the caller walks the history as before."""
+    from ..history import entry_of
+
+    found = []
+    for sha in kb.repo.object_store.iter_prefix(prefix.encode("ascii")):
+        found.append(sha)
+        if len(found) > 1:
+            return None
+    if len(found) != 1:
+        return None
+    try:
+        if kb.objects.get(found[0]).type_name != b"commit":
+            return None
+    except KeyError:
+        return None
+    return entry_of(kb, found[0])
