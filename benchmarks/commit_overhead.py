@@ -19,6 +19,7 @@ fresh process (without Python start-up), and so is the whole `openkb recover` co
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -74,11 +75,15 @@ def python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(synthetic.ROOT), **(env or {})})
 
 
+def child_commits(kb: Path, runs: int, start: int) -> str:
+    """The code of a child process committing ``runs`` ingests into ``kb``, printing their times."""
+    return CHILD_COMMIT.format(bench=str(Path(__file__).parent), kb=str(kb), runs=runs, start=start)
+
+
 def openkb_commits(kb: Path, runs: int, start: int) -> list[float]:
-    proc = python(CHILD_COMMIT.format(bench=str(Path(__file__).parent), kb=str(kb), runs=runs, start=start))
+    proc = python(child_commits(kb, runs, start))
     if proc.returncode != 0:
         raise SystemExit(f"openkb commit benchmark failed: {proc.stderr}")
-    import json
     return json.loads(proc.stdout)
 
 
@@ -99,9 +104,7 @@ def git_commits(copy: Path, runs: int, start: int) -> list[float]:
 
 def recovery(kb: Path) -> tuple[float, float, int]:
     """Kill a commit just after the ref moved; time recover() in-process and `openkb recover`."""
-    import json
-    code = CHILD_COMMIT.format(bench=str(Path(__file__).parent), kb=str(kb), runs=1, start=900_000)
-    proc = python(code, env={"OPENKB_FAULT_KILL_AT": "ref:moved"})
+    proc = python(child_commits(kb, 1, 900_000), env={"OPENKB_FAULT_KILL_AT": "ref:moved"})
     if proc.returncode != -9:
         raise SystemExit(f"the commit to kill was not killed (exit {proc.returncode}): {proc.stderr}")
     journals = list((kb / ".openkb" / "journal").glob("*.json"))

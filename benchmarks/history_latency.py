@@ -19,16 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-TLDR = ROOT.parent / "shared" / "corpus" / "md" / "tldr"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def openkb(*args, kb: Path, check=True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "openkb_git", "--kb-dir", str(kb), *map(str, args)],
-                          capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise SystemExit(f"openkb {' '.join(map(str, args))} failed: {proc.stderr}")
-    return proc
+from synthetic import TLDR, openkb  # noqa: E402
 
 
 def timed(argv: list[str], runs: int, cwd: Path | None = None, before=None) -> float:

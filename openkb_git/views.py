@@ -47,12 +47,15 @@ def hashes_json(records: dict[str, dict], *, base: dict[str, dict] | None = None
                 changed: frozenset[str] | None = None) -> bytes:
     """OpenKB's hashes.json ({sha256: metadata}) for ``records``, in doc-name order.
 
-    With ``base`` (the records last rendered) and ``changed`` (the doc names that differ
-    from them), the last rendering is patched instead of walking every record, so the
-    rewrite after one ingest costs a join.
+    The same ``records`` as last time give the last rendering again; with ``base`` (the
+    records last rendered) and ``changed`` (the doc names that differ from them), the last
+    rendering is patched instead of walking every record. Either way a rewrite after one
+    ingest costs a join.
     """
     last = _last_render
-    if base is not None and changed is not None and last["records"] is base:
+    if last["records"] is records:  # e.g. an edit commit: the registry did not change
+        docs, parts = last["docs"], last["parts"]
+    elif base is not None and changed is not None and last["records"] is base:
         docs, parts = last["docs"], last["parts"]
         for doc in sorted(changed):
             at = bisect.bisect_left(docs, doc)

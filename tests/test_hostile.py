@@ -177,7 +177,7 @@ def test_directory_of_2000_files_some_failing(kb, tmp_path):
         if i in bad:
             (src / f"doc{i:04d}.md").write_bytes(b"\xff\xfe\x00broken" * 3)
         else:
-            # a few words per file, each shared by ~20 files, as concepts are in a real corpus
+            # three words per file, each shared by a few dozen files, as concepts are in a real corpus
             words = [WORDS[(i * k) % len(WORDS)] for k in (1, 7, 13)]
             (src / f"doc{i:04d}.md").write_text(f"# {words[0]} {i}\n\nOn {words[1]} and {words[2]}: "
                                                  f"{words[1]} {words[2]} {words[0]}.\n")

@@ -41,3 +41,16 @@ def test_unrelated_base_falls_back_to_full_rendering():
     views.hashes_json(a)
     # `b` does not derive from the last rendering: `changed` must not be trusted
     assert views.hashes_json(b, base={"z": {}}, changed=frozenset()) == views.hashes_json(b)
+
+
+def test_same_records_again_give_the_same_rendering():
+    base = {f"d{i}": record(f"d{i}", f"{i:064x}") for i in range(5)}
+    views.hashes_json(base)
+    records = dict(base)
+    records["new"] = record("new", "f" * 64)
+    patched = views.hashes_json(records, base=base, changed=frozenset({"new"}))
+    # the registry did not change (an edit commit): the last rendering is reused as is
+    assert views.hashes_json(records) == patched
+    views._last_render["records"] = None
+    assert views.hashes_json(records) == patched
+    assert "new" in json.dumps(json.loads(patched))

@@ -83,7 +83,6 @@ class AutoGC:
     commits, then kept in memory: checking after each commit costs nothing."""
 
     def __init__(self, kb: KB):
-        self.kb = kb
         self.every = int(kb.config.get("gc_auto_commits", 0) or 0)
         self.since = commits_since_gc(kb, self.every) if self.every > 0 else 0
 
@@ -110,4 +109,3 @@ def commits_since_gc(kb: KB, limit: int) -> int:
             break
         count += 1
     return count
-

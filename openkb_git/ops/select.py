@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from itertools import islice
 
 from ..errors import OpenKBError
-from ..history import Entry, iter_entries
+from ..history import Entry, entry_of, iter_entries
 from ..kb import KB
 
 _HEAD_N = re.compile(r"^(?:HEAD|@)(~(\d*))?$")
@@ -67,13 +68,7 @@ def _commit_by_prefix(kb: KB, prefix: str) -> Entry | None:
     """The commit whose id starts with ``prefix`` when exactly one object of the store has
     such an id and it is a commit (found through the pack indexes, without walking the
     history); None otherwise, and the caller walks the history as before."""
-    from ..history import entry_of
-
-    found = []
-    for sha in kb.repo.object_store.iter_prefix(prefix.encode("ascii")):
-        found.append(sha)
-        if len(found) > 1:
-            return None
+    found = list(islice(kb.repo.object_store.iter_prefix(prefix.encode("ascii")), 2))
     if len(found) != 1:
         return None
     try:
