@@ -11,7 +11,25 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT.parent / "shared" / "corpus"
+
+
+def _find_corpus() -> Path:
+    """The shared corpus: $OPENKB_CORPUS, else ../shared/corpus next to this checkout, else
+    next to the repository it was cloned from (a clone made elsewhere, e.g. in /tmp)."""
+    candidates = [Path(os.environ["OPENKB_CORPUS"])] if os.environ.get("OPENKB_CORPUS") else []
+    candidates.append(ROOT.parent / "shared" / "corpus")
+    origin = subprocess.run(["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"],
+                            capture_output=True, text=True).stdout.strip()
+    if origin and "://" not in origin and not origin.startswith("git@"):
+        candidates.append(Path(origin).resolve().parent / "shared" / "corpus")
+    for candidate in candidates:
+        if (candidate / "md" / "tldr").is_dir():
+            return candidate
+    raise RuntimeError("the shared corpus was not found; tried " + ", ".join(map(str, candidates))
+                       + " (set OPENKB_CORPUS)")
+
+
+CORPUS = _find_corpus()
 TLDR = CORPUS / "md" / "tldr"
 
 
