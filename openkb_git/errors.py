@@ -13,6 +13,7 @@ EXIT_USAGE = 2  # bad arguments (Click)
 EXIT_LOCKED = 3  # another openkb process holds the KB lock
 EXIT_NOT_A_KB = 4  # no knowledge base found
 EXIT_INTERRUPTED = 130  # SIGINT
+EXIT_BROKEN_PIPE = 141  # standard output closed by its reader (128 + SIGPIPE, as git)
 
 
 class OpenKBError(Exception):

@@ -26,6 +26,19 @@ def test_every_command_has_help_and_is_in_the_reference():
         assert help_text(path).strip()
 
 
+def test_command_map_names_every_command_once():
+    """Commands load lazily from COMMAND_MODULES: each module defines exactly the commands mapped to it."""
+    import importlib
+
+    from openkb_git.cli.main import COMMAND_MODULES
+
+    for module in set(COMMAND_MODULES.values()):
+        importlib.import_module(f"openkb_git.cli.{module}")
+    assert set(cli.commands) == set(COMMAND_MODULES)
+    for name, command in cli.commands.items():
+        assert command.callback.__module__ == f"openkb_git.cli.{COMMAND_MODULES[name]}", name
+
+
 def test_tutorial_commands_run(tmp_path):
     commands = []
     in_console = False

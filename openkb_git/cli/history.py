@@ -32,9 +32,9 @@ def log(ctx: click.Context, doc: str | None, op: str | None, path: str | None, m
     if as_json:
         echo_json([entry_json(e, pos) for pos, e in entries])
         return
-    for pos, e in entries:
-        date = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.time))
-        click.echo(f"{pos:>5}  {e.short}  {date}  {e.op:<7} {e.doc or e.subject}")
+    lines = [f"{pos:>5}  {e.short}  {time.strftime('%Y-%m-%d %H:%M', time.localtime(e.time))}  "
+             f"{e.op:<7} {e.doc or e.subject}\n" for pos, e in entries]
+    click.echo("".join(lines), nl=False)
 
 
 @cli.command()

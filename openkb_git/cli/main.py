@@ -5,12 +5,36 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, OpenKBError
-from ..kb import KB
+from ..errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, OpenKBError
+
+
+# Which module of this package defines each command: a command's module (and what it imports,
+# e.g. deepdiff for `show`, pymupdf for `add`) is loaded only when that command runs, so a
+# quick read such as `openkb log` does not pay for the import of every other command.
+COMMAND_MODULES = {
+    "init": "ingest", "add": "ingest", "recover": "ingest", "fsck": "ingest", "gc": "ingest",
+    "log": "history", "status": "history", "list": "history",
+    "show": "review", "diff": "review", "blame": "review",
+    "revert": "revert", "remove": "revert", "merge-driver": "revert",
+    "hooks": "hooks",
+}
 
 
 class OpenKBGroup(click.Group):
-    """Maps OpenKBError to its exit code with a one-line message; Click keeps 2 for usage errors."""
+    """Maps OpenKBError to its exit code with a one-line message; Click keeps 2 for usage errors.
+
+    Commands are registered by their modules (``@cli.command()``), imported on first use.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(COMMAND_MODULES))
+
+    def get_command(self, ctx: click.Context, cmd_name: str):
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            import importlib
+
+            importlib.import_module(f"{__package__}.{COMMAND_MODULES[cmd_name]}")
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -18,6 +42,12 @@ class OpenKBGroup(click.Group):
         except OpenKBError as exc:
             click.echo(f"openkb: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except BrokenPipeError:  # `openkb log | head`: the reader has gone; stop quietly, as git does
+            import os
+            import sys
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            ctx.exit(EXIT_BROKEN_PIPE)
         except OSError as exc:  # the disk or the file system failed under us
             where = f" ({exc.filename})" if exc.filename else ""
             click.echo(f"openkb: error: I/O error: {exc.strerror or exc}{where}; nothing after it was done; "
@@ -45,8 +75,10 @@ def cli(ctx: click.Context, kb_dir: str | None) -> None:
     ctx.obj["kb_dir"] = kb_dir
 
 
-def open_kb(ctx: click.Context) -> KB:
+def open_kb(ctx: click.Context):
     """The KB named by --kb-dir / OPENKB_DIR or found from the current directory."""
+    from ..kb import KB
+
     return KB.find(ctx.obj.get("kb_dir"))
 
 
@@ -60,5 +92,3 @@ def main() -> None:
     """Console entry point."""
     cli.main(prog_name="openkb")
 
-
-from . import history, hooks, ingest, review, revert  # noqa: E402,F401  (registers the commands on `cli`)
