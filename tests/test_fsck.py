@@ -45,3 +45,19 @@ def test_fsck_reports_stale_log_view(kb, tmp_path):
     assert ("views", "wiki/log.md") in problems(kb)
     run_openkb("fsck", "--repair", cwd=kb)
     assert "forged" not in log.read_text() and run_openkb("fsck", cwd=kb).returncode == 0
+
+
+def test_fsck_checks_the_commit_memo(kb, tmp_path):
+    """A row of .openkb/commits.cache that parses but disagrees with its commit is found and dropped."""
+    run_openkb("add", copy_tldr(tmp_path / "src", ["tar.md", "grep.md"]), cwd=kb, check=True)
+    run_openkb("log", cwd=kb, check=True)
+    memo = kb / ".openkb" / "commits.cache"
+    rows = [json.loads(line) for line in memo.read_text().splitlines()]
+    rows[0][6]["OpenKB-Doc"] = "forged"
+    memo.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert "forged" in run_openkb("log", cwd=kb, check=True).stdout  # the memo is trusted by reads...
+    assert ("views", ".openkb/commits.cache") in problems(kb)          # ...and checked by fsck
+    assert run_openkb("fsck", "--repair", cwd=kb).returncode == 1
+    assert "forged" not in run_openkb("log", cwd=kb, check=True).stdout
+    assert run_openkb("fsck", cwd=kb).returncode == 0
+    assert_consistent(kb)

@@ -90,3 +90,36 @@ def test_blame_attributes_lines_to_ingests(history):
 def test_bad_selector_is_a_clear_error(history):
     proc = run_openkb("show", "no-such-doc", cwd=history)
     assert proc.returncode == 1 and "names no operation" in proc.stderr
+
+
+def test_log_memo_is_a_cache_that_cannot_mislead(history):
+    """.openkb/commits.cache memoizes parsed commits; deleting, garbling or tearing it, or moving
+    the branch back, never changes what log says (it is checked against git every time)."""
+    memo = history / ".openkb" / "commits.cache"
+    expected = git(history, "log", "--format=%H").split()
+
+    def logged():
+        return [e["commit"] for e in json.loads(run_openkb("log", "--json", cwd=history, check=True).stdout)]
+
+    memo.unlink(missing_ok=True)
+    assert logged() == expected
+    rows = memo.read_text().splitlines()
+    assert len(rows) == len(expected) and json.loads(rows[0])[0] in expected
+    first = run_openkb("log", cwd=history, check=True).stdout
+    memo.write_text("\n".join(rows[:1] + ["not json", "[1, 2]", rows[1][:17]]))  # garbled, torn tail
+    assert logged() == expected
+
+    def memoized():
+        found = set()
+        for line in memo.read_text().splitlines():
+            try:
+                found.add(json.loads(line)[0])
+            except (ValueError, TypeError, IndexError):
+                pass
+        return found
+
+    assert memoized() >= set(expected)  # re-parsed rows were appended on a new line, not onto the torn one
+    assert run_openkb("log", cwd=history, check=True).stdout == first
+    git(history, "reset", "-q", "--hard", "HEAD~1")
+    assert logged() == expected[1:]
+    assert run_openkb("status", "--json", cwd=history, check=True).returncode == 0

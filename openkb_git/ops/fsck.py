@@ -139,6 +139,13 @@ def check_views(kb: KB, records: dict[str, dict]) -> list[Problem]:
         problems.append(Problem("views", HASHES, "missing"))
     elif hashes.read_bytes() != hashes_json(records):
         problems.append(Problem("views", HASHES, "does not match the registry at HEAD"))
+    from ..history import MEMO_FILE, check_memo
+
+    bad = check_memo(kb)
+    if bad:
+        problems.append(Problem("views", f".openkb/{MEMO_FILE}",
+                                f"{len(bad)} memoized commit(s) differ from the commits (e.g. {bad[0][:7]})"))
+        return problems  # the log is checked against the history once the memo is dropped
     log = kb.root / LOG
     if not log.exists():
         problems.append(Problem("views", LOG, "missing"))
@@ -179,6 +186,10 @@ def repair(kb: KB, *, wait: float = 0.0) -> FsckReport:
             reset_paths(kb, tree, paths)
             report.repaired += paths
         if any(p.check == "views" for p in report.problems):
+            from ..history import MEMO_FILE, drop_memo
+
+            if any(p.path.endswith(MEMO_FILE) for p in report.problems):
+                drop_memo(kb)
             update_views(kb, writer.registry, full=True)
             report.repaired += sorted({p.path for p in report.problems if p.check == "views"})
     return report
