@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from dulwich.repo import Repo
 
 from openkb_git.git.index import GitIndex
@@ -60,3 +61,44 @@ def test_index_entries_make_git_status_clean(tmp_path):
     GitIndex(tmp_path / ".git").update(Path(tmp_path), {"raw/b.md": None}, sync=True)
     status = subprocess.run(["git", "-C", str(tmp_path), "status", "--porcelain"], capture_output=True, text=True)
     assert status.stdout.splitlines() == ["D  raw/b.md", "?? raw/"]
+
+
+_names = st.binary(min_size=1, max_size=6).filter(lambda n: b"/" not in n and b"\0" not in n and n not in (b".", b".."))
+_entries = st.dictionaries(_names, st.tuples(st.sampled_from([0o100644, 0o100755, 0o040000]),
+                                             st.binary(min_size=20, max_size=20)), max_size=40)
+
+
+@pytest.fixture(scope="module")
+def bare_store(tmp_path_factory):
+    return ObjectStore(Repo.init(str(tmp_path_factory.mktemp("difftree"))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(base=_entries, edits=st.lists(st.tuples(_names, st.one_of(st.none(), st.tuples(
+    st.sampled_from([0o100644, 0o040000]), st.sampled_from([b"\0" * 20, b" " * 20, b"\x00 a\x00" * 5])))),
+    max_size=6))
+def test_diff_tree_of_raw_encodings_equals_the_full_comparison(bare_store, base, edits):
+    """diff_tree decodes only the bytes between the common prefix and suffix: it must find exactly
+    the entries that differ, whatever the names and ids (ids full of NULs and spaces included)."""
+    from dulwich.objects import Tree
+
+    store = bare_store
+    new = dict(base)
+    for name, value in edits:
+        if value is None:
+            new.pop(name, None)
+        else:
+            new[name] = value
+    ids = []
+    for entries in (base, new):
+        tree = Tree()
+        for name, (mode, raw_id) in entries.items():
+            tree.add(name, mode, raw_id.hex().encode())
+        store.repo.object_store.add_object(tree)
+        ids.append(tree.id)
+    hexed = [{n: (m, i.hex().encode()) for n, (m, i) in e.items()} for e in (base, new)]
+    expected = {n: (hexed[0].get(n), hexed[1].get(n)) for n in hexed[0].keys() | hexed[1].keys()
+                if hexed[0].get(n) != hexed[1].get(n)}
+    assert store.diff_tree(ids[0], ids[1]) == expected
+    assert store.diff_tree(ids[1], ids[0]) == {n: (b, a) for n, (a, b) in expected.items()}
+    assert store.diff_tree(None, ids[1]) == {n: (None, v) for n, v in hexed[1].items()}

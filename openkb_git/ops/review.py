@@ -12,7 +12,6 @@ import stat as statmod
 from dataclasses import asdict, dataclass, field
 
 import yaml
-from deepdiff import DeepDiff
 
 from ..compiler.pages import YAML_LOADER
 from ..history import Entry, entry_of, iter_entries
@@ -71,12 +70,7 @@ def changed_paths(kb: KB, old_tree: bytes | None, new_tree: bytes | None, prefix
     """{path: (old blob id or None, new blob id or None)} for files that differ; descends
     only into subtrees whose ids differ."""
     out: dict[str, tuple] = {}
-    old = kb.objects.tree_entries(old_tree) if old_tree else {}
-    new = kb.objects.tree_entries(new_tree) if new_tree else {}
-    for name in sorted(set(old) | set(new)):
-        a, b = old.get(name), new.get(name)
-        if a == b:
-            continue
+    for name, (a, b) in sorted(kb.objects.diff_tree(old_tree, new_tree).items()):
         path = f"{prefix}{name.decode('utf-8', 'surrogateescape')}"
         a_dir = a is not None and statmod.S_ISDIR(a[0])
         b_dir = b is not None and statmod.S_ISDIR(b[0])
@@ -152,13 +146,34 @@ def split_structured(path: str, text: str) -> tuple[dict | None, str]:
     return None, text
 
 
+def _deepdiff():
+    """deepdiff's DeepDiff, imported on first use without numpy.
+
+    deepdiff imports numpy when it is installed (pymupdf brings it), which costs 0.2 s of every
+    `show`; the values compared here are YAML and JSON data, never arrays, so deepdiff is
+    imported with numpy hidden (it has a numpy-less mode) and numpy stays importable after.
+    """
+    import sys
+
+    if "deepdiff" in sys.modules or "numpy" in sys.modules:
+        from deepdiff import DeepDiff
+
+        return DeepDiff
+    sys.modules["numpy"] = None  # makes `import numpy` raise ImportError inside deepdiff
+    try:
+        from deepdiff import DeepDiff
+    finally:
+        del sys.modules["numpy"]
+    return DeepDiff
+
+
 def field_changes(old: dict, new: dict) -> list[FieldChange]:
     """Structured differences between two mappings, one per changed field or list item."""
     if not old or not new:
         side, kind = (new, "added") if not old else (old, "removed")
         return [FieldChange(key, kind, old=None if kind == "added" else value, new=value if kind == "added" else None)
                 for key, value in sorted(side.items())]
-    diff = DeepDiff(old, new, ignore_order=True, view="tree")
+    diff = _deepdiff()(old, new, ignore_order=True, view="tree")
     changes: list[FieldChange] = []
     for kind, items in diff.items():
         for item in items:
