@@ -130,6 +130,15 @@ class Registry:
         self._last = (folder_sha, entries, view)
         return view
 
+    @property
+    def warm(self) -> bool:
+        """True once a view was built (the next view is derived from it)."""
+        return self._last is not None
+
+    def record(self, sha: bytes) -> dict | None:
+        """The record in blob ``sha`` (None when it is not a JSON object)."""
+        return self._record(sha)
+
     def _record(self, sha: bytes) -> dict | None:
         record = self._parsed.get(sha)
         if record is None:

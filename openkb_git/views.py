@@ -15,7 +15,7 @@ import time
 
 from .fsutil import append_bytes, fsync_file, makedirs, write_file
 from .history import Entry, iter_entries
-from .kb import KB
+from .kb import KB, REGISTRY_DIR
 from .registry import Registry
 
 HASHES = ".openkb/hashes.json"
@@ -105,9 +105,19 @@ def update_views(kb: KB, registry: Registry, *, full: bool = False) -> None:
     if head is not None and state.get("commit") == head.decode() and (kb.root / HASHES).exists() and (kb.root / LOG).exists():
         return
     tree = kb.head_tree(head)
-    view = registry.view(tree)
     makedirs(kb.openkb_dir, sync=False)
-    write_file(kb.root / HASHES, hashes_json(view.records, base=view.base_records, changed=view.changed), sync=False)
+    patched = None if full or registry.warm else _patched_hashes(kb, state, tree)
+    if patched is not None:  # e.g. recovery in a fresh process: O(registry changes), not O(documents)
+        hashes, consistent = patched
+    else:
+        view = registry.view(tree)
+        hashes = hashes_json(view.records, base=view.base_records, changed=view.changed)
+        if view.base_records is not None and "names_consistent" in state:
+            consistent = state["names_consistent"] and all(
+                view.records[doc].get("doc_name") == doc for doc in view.changed if doc in view.records)
+        else:
+            consistent = all(record.get("doc_name") == doc for doc, record in view.records.items())
+    write_file(kb.root / HASHES, hashes, sync=False)
 
     log_path = kb.root / LOG
     new_entries: list[Entry] = []
@@ -134,8 +144,63 @@ def update_views(kb: KB, registry: Registry, *, full: bool = False) -> None:
     # The views' content is durable before the state that vouches for it is written.
     fsync_file(kb.root / HASHES)
     fsync_file(log_path)
-    state = {"commit": head.decode() if head else None, "log_size": os.path.getsize(log_path)}
+    state = {"commit": head.decode() if head else None, "log_size": os.path.getsize(log_path),
+             "hashes_size": len(hashes), "names_consistent": consistent}
     write_file(kb.root / STATE, json.dumps(state).encode("utf-8"), sync=False)
+
+
+def _patched_hashes(kb: KB, state: dict, tree: bytes | None) -> tuple[bytes, bool] | None:
+    """hashes.json at ``tree``, made by patching the file written for the state's commit with
+    the registry records that changed since: (bytes, names consistent), or None when the
+    file cannot be trusted for that (then the caller rebuilds it from every record).
+
+    The file has one entry per line in doc-name order, and every record's ``doc_name`` is its
+    doc name (``names_consistent``), so an entry is found by bisection on its line."""
+    known, size = state.get("commit"), state.get("hashes_size")
+    if not state.get("names_consistent") or not isinstance(known, str) or not isinstance(size, int):
+        return None
+    try:
+        data = (kb.root / HASHES).read_bytes()
+        base_tree = kb.objects.get(known.encode()).tree
+    except (OSError, KeyError, ValueError, AttributeError):
+        return None
+    lines = data.split(b"\n")
+    if len(data) != size or len(lines) < 4 or lines[0] != b"{" or lines[-2:] != [b"}", b""]:
+        return None
+    body = [line[:-1] if line.endswith(b",") else line for line in lines[1:-2]]
+    if body == [b""]:
+        body = []
+    old_folder = kb.objects.lookup(base_tree, REGISTRY_DIR)
+    new_folder = kb.objects.lookup(tree, REGISTRY_DIR)
+    changes = kb.objects.diff_tree(old_folder[1] if old_folder else None, new_folder[1] if new_folder else None)
+    records = Registry(kb.objects)
+    keys: dict[int, str] = {}
+
+    def doc_at(i: int) -> str:
+        if i not in keys:
+            (entry,) = json.loads(b"{" + body[i] + b"}").values()
+            keys[i] = entry["doc_name"]
+        return keys[i]
+
+    try:
+        for name in sorted(changes):
+            if not name.endswith(b".json"):
+                continue
+            doc = name[: -len(b".json")].decode("utf-8", "surrogateescape")
+            at = bisect.bisect_left(range(len(body)), doc, key=doc_at)
+            if at < len(body) and doc_at(at) == doc:
+                del body[at]
+            keys.clear()
+            new = changes[name][1]
+            record = records.record(new[1]) if new is not None else None
+            if record is None or not record.get("sha256"):
+                continue
+            if record.get("doc_name") != doc:
+                return None
+            body.insert(at, _entry_text(record).encode("utf-8"))
+    except (ValueError, KeyError, TypeError):  # a line that is not what this module writes
+        return None
+    return b"{\n" + b",\n".join(body) + b"\n}\n", True
 
 
 def prelude(kb: KB) -> str:

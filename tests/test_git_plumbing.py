@@ -102,3 +102,43 @@ def test_diff_tree_of_raw_encodings_equals_the_full_comparison(bare_store, base,
     assert store.diff_tree(ids[0], ids[1]) == expected
     assert store.diff_tree(ids[1], ids[0]) == {n: (b, a) for n, (a, b) in expected.items()}
     assert store.diff_tree(None, ids[1]) == {n: (None, v) for n, v in hexed[1].items()}
+
+
+def test_index_records_sliced_from_git_written_index_equal_dulwich_decoding(tmp_path):
+    """The fast v2 reader slices the same entries dulwich decodes, from an index real git wrote
+    (with its cached-tree extension), and leaves other versions to dulwich."""
+    from openkb_git.git.index import _split_v2
+
+    subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
+    names = ["a.md", "d/\u00fc x.md", "d/e/" + "n" * 200 + ".md", "z"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=T", "-c", "user.email=t@e", "commit", "-qm", "x"],
+                   check=True)
+    data = (tmp_path / ".git" / "index").read_bytes()
+    index = GitIndex(tmp_path / ".git")
+    sliced = _split_v2(data)
+    assert sliced == index._decode_with_dulwich(data)
+    assert sorted(sliced) == sorted(n.encode() for n in names)
+    subprocess.run(["git", "-C", str(tmp_path), "update-index", "--index-version", "4"], check=True)
+    assert _split_v2((tmp_path / ".git" / "index").read_bytes()) is None  # v4: left to dulwich
+
+
+def test_index_with_a_merge_conflict_is_refused(tmp_path):
+    from openkb_git.git.index import IndexConflictError
+
+    def g(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=T", "-c", "user.email=t@e", *args],
+                       capture_output=True, check=False)
+
+    subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
+    (tmp_path / "f.md").write_text("base\n")
+    g("add", "f.md"), g("commit", "-qm", "base"), g("checkout", "-qb", "other")
+    (tmp_path / "f.md").write_text("other\n")
+    g("commit", "-qam", "other"), g("checkout", "-q", "main")
+    (tmp_path / "f.md").write_text("main\n")
+    g("commit", "-qam", "main"), g("merge", "other")
+    with pytest.raises(IndexConflictError, match="f.md"):
+        GitIndex(tmp_path / ".git").paths()

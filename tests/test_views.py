@@ -54,3 +54,36 @@ def test_same_records_again_give_the_same_rendering():
     views._last_render["records"] = None
     assert views.hashes_json(records) == patched
     assert "new" in json.dumps(json.loads(patched))
+
+
+def test_views_behind_head_are_patched_from_the_registry_changes(kb, tmp_path):
+    """A fresh process (recovery) brings hashes.json from the views' commit to HEAD by patching
+    the lines of the changed records only: the result equals the full rendering, and a line it
+    had no reason to touch is left as it was (so the work is O(changes), not O(documents))."""
+    from conftest import assert_consistent, copy_tldr, run_openkb
+
+    run_openkb("add", copy_tldr(tmp_path / "a", ["tar.md", "grep.md", "ls.md"]), cwd=kb, check=True)
+    hashes, state = kb / ".openkb" / "hashes.json", kb / ".openkb" / "views.json"
+    old_hashes, old_state = hashes.read_bytes(), state.read_bytes()
+    run_openkb("add", copy_tldr(tmp_path / "b", ["cat.md", "cp.md"]), cwd=kb, check=True)
+    run_openkb("remove", "tar", cwd=kb, check=True)
+    current = hashes.read_bytes()
+
+    hashes.write_bytes(old_hashes)  # views left at an older commit, as after a crash
+    state.write_bytes(old_state)
+    assert run_openkb("recover", cwd=kb, check=True).returncode == 0
+    assert hashes.read_bytes() == current
+    assert run_openkb("fsck", cwd=kb).returncode == 0
+
+    forged = old_hashes.replace(b'"type": "md", "path": "' + str(tmp_path / "a" / "grep.md").encode(),
+                                b'"type": "mx", "path": "' + str(tmp_path / "a" / "grep.md").encode())
+    assert forged != old_hashes and len(forged) == len(old_hashes)
+    hashes.write_bytes(forged)
+    state.write_bytes(old_state)
+    run_openkb("recover", cwd=kb, check=True)
+    assert b'"type": "mx"' in hashes.read_bytes()  # grep did not change since: its line was not rewritten
+    assert ("views", ".openkb/hashes.json") in {(p["check"], p["path"]) for p in json.loads(
+        run_openkb("fsck", "--json", cwd=kb).stdout)["problems"]}
+    run_openkb("fsck", "--repair", cwd=kb)
+    assert hashes.read_bytes() == current
+    assert_consistent(kb)

@@ -88,20 +88,27 @@ class GitIndex:
                 data = self.path.read_bytes()
                 if len(data) < 32 or hashlib.sha1(data[:-20]).digest() != data[-20:]:
                     raise IndexCorruptError(f"{self.path} is damaged (bad checksum); `openkb recover` rebuilds it")
-                try:
-                    entries = read_index_dict(io.BytesIO(data))
-                except Exception as exc:
-                    raise IndexCorruptError(f"{self.path} is damaged ({exc}); `openkb recover` rebuilds it") from None
-                for path, entry in entries.items():
-                    if isinstance(entry, ConflictedIndexEntry):
-                        raise IndexConflictError(
-                            f"the Git index has an unresolved merge conflict at {path.decode(errors='replace')}; "
-                            "resolve or abort it with git first")
-                    records[path] = _encode_dulwich_entry(path, entry)
+                records = _split_v2(data)
+                if records is None:  # another version, extended flags or a conflict: dulwich decodes it
+                    records = self._decode_with_dulwich(data)
             self._records = records
             self._order = sorted(records)
             self._stamp = stamp
         return self._records
+
+    def _decode_with_dulwich(self, data: bytes) -> dict[bytes, bytes]:
+        try:
+            entries = read_index_dict(io.BytesIO(data))
+        except Exception as exc:
+            raise IndexCorruptError(f"{self.path} is damaged ({exc}); `openkb recover` rebuilds it") from None
+        records = {}
+        for path, entry in entries.items():
+            if isinstance(entry, ConflictedIndexEntry):
+                raise IndexConflictError(
+                    f"the Git index has an unresolved merge conflict at {path.decode(errors='replace')}; "
+                    "resolve or abort it with git first")
+            records[path] = _encode_dulwich_entry(path, entry)
+        return records
 
     def start_over(self) -> None:
         """Forget every entry (the file is rewritten by the next update)."""
@@ -159,6 +166,28 @@ class GitIndex:
         if sync:
             fsync_dir(self.path.parent)
         self._stamp = self._file_stamp()
+
+
+def _split_v2(data: bytes) -> dict[bytes, bytes] | None:
+    """{path: its entry's bytes} of a version-2 index, sliced out as they are (extensions such
+    as Git's cached trees are dropped, as on every write here); None when the index is not a
+    plain stage-0 version-2 one, for dulwich to decode."""
+    if data[:4] != b"DIRC" or struct.unpack_from(">L", data, 4)[0] != 2:
+        return None
+    count = struct.unpack_from(">L", data, 8)[0]
+    records = {}
+    pos, end, unpack = 12, len(data) - 20, struct.unpack_from
+    for _ in range(count):
+        flags = unpack(">H", data, pos + 60)[0]
+        if flags & 0xF000 or pos + 62 > end:  # a conflict stage, extended flags, or a torn index
+            return None
+        length = flags & 0xFFF
+        if length == 0xFFF:
+            length = data.index(b"\0", pos + 62) - pos - 62
+        size = (62 + length + 8) & ~7
+        records[data[pos + 62:pos + 62 + length]] = data[pos:pos + size]
+        pos += size
+    return records if pos <= end else None
 
 
 def _encode_dulwich_entry(path: bytes, entry) -> bytes:
