@@ -75,6 +75,11 @@ def replace(src: Path, dst: Path) -> None:
     faults.renamed(Path(src), Path(dst), before, existed)
 
 
+def temporary_for(path: Path) -> Path:
+    """The temporary file `write_file` writes before renaming it to ``path``."""
+    return path.with_name(f".{path.name}{TMP_SUFFIX}")
+
+
 def write_file(path: Path, data: bytes, *, sync: bool, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` atomically: temporary file in the same directory, then rename.
 
@@ -82,7 +87,10 @@ def write_file(path: Path, data: bytes, *, sync: bool, mode: int = 0o644) -> Non
     content survives power loss. Without it the rename is still atomic (a reader or a
     crash sees the old or the new content, never a torn file).
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    # One fixed temporary name per target: paths are written only under the KB lock (or by
+    # `init`, alone), and recovery can remove a crashed writer's temporary without listing
+    # the directory (wiki/sources/ holds one file per document).
+    tmp = temporary_for(path)
     try:
         write_bytes(tmp, data, mode=mode, sync=sync)
         replace(tmp, path)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..faults import checkpoint
-from ..fsutil import TMP_SUFFIX, fsync_dir, makedirs, prune_empty_dirs, remove_file, write_file
+from ..fsutil import TMP_SUFFIX, fsync_dir, makedirs, prune_empty_dirs, remove_file, temporary_for, write_file
 from ..git.index import IndexCorruptError
 from ..kb import KB
 from ..registry import Registry
@@ -132,10 +132,8 @@ def _read(path: Path) -> bytes | None:
 
 
 def _remove_temporaries_near(target: Path) -> None:
-    parent = target.parent
     try:
-        for tmp in parent.glob(f".{target.name}.*{TMP_SUFFIX}"):
-            tmp.unlink(missing_ok=True)
+        temporary_for(target).unlink(missing_ok=True)
     except OSError:
         pass
 
