@@ -94,11 +94,13 @@ def read_state(kb: KB) -> dict:
         return {}
 
 
-def update_views(kb: KB, registry: Registry, *, full: bool = False) -> None:
+def update_views(kb: KB, registry: Registry, *, full: bool = False, journal=None) -> None:
     """Bring hashes.json and log.md up to HEAD.
 
     Cost: proportional to the commits since the views' recorded commit (and to the
     number of documents for hashes.json); ``full`` rebuilds from the whole history.
+    ``journal`` (recovery's) names the blobs of the paths it touched, so hashes.json can be
+    patched without reading the registry's tree.
     """
     head = kb.head()
     state = {} if full else read_state(kb)
@@ -106,7 +108,7 @@ def update_views(kb: KB, registry: Registry, *, full: bool = False) -> None:
         return
     tree = kb.head_tree(head)
     makedirs(kb.openkb_dir, sync=False)
-    patched = None if full or registry.warm else _patched_hashes(kb, state, tree)
+    patched = None if full or registry.warm else _patched_hashes(kb, state, tree, journal)
     if patched is not None:  # e.g. recovery in a fresh process: O(registry changes), not O(documents)
         hashes, consistent = patched
     else:
@@ -149,7 +151,7 @@ def update_views(kb: KB, registry: Registry, *, full: bool = False) -> None:
     write_file(kb.root / STATE, json.dumps(state).encode("utf-8"), sync=False)
 
 
-def _patched_hashes(kb: KB, state: dict, tree: bytes | None) -> tuple[bytes, bool] | None:
+def _patched_hashes(kb: KB, state: dict, tree: bytes | None, journal=None) -> tuple[bytes, bool] | None:
     """hashes.json at ``tree``, made by patching the file written for the state's commit with
     the registry records that changed since: (bytes, names consistent), or None when the
     file cannot be trusted for that (then the caller rebuilds it from every record).
@@ -161,18 +163,16 @@ def _patched_hashes(kb: KB, state: dict, tree: bytes | None) -> tuple[bytes, boo
         return None
     try:
         data = (kb.root / HASHES).read_bytes()
-        base_tree = kb.objects.get(known.encode()).tree
-    except (OSError, KeyError, ValueError, AttributeError):
+    except OSError:
         return None
-    lines = data.split(b"\n")
-    if len(data) != size or len(lines) < 4 or lines[0] != b"{" or lines[-2:] != [b"}", b""]:
+    if len(data) != size or not data.startswith(b"{\n") or not data.endswith(b"\n}\n"):
         return None
-    body = [line[:-1] if line.endswith(b",") else line for line in lines[1:-2]]
+    body = data[2:-3].split(b",\n")  # one entry a line; JSON text never holds a raw newline
     if body == [b""]:
         body = []
-    old_folder = kb.objects.lookup(base_tree, REGISTRY_DIR)
-    new_folder = kb.objects.lookup(tree, REGISTRY_DIR)
-    changes = kb.objects.diff_tree(old_folder[1] if old_folder else None, new_folder[1] if new_folder else None)
+    changes = _registry_changes(kb, known, tree, journal)
+    if changes is None:
+        return None
     records = Registry(kb.objects)
     keys: dict[int, str] = {}
 
@@ -191,8 +191,8 @@ def _patched_hashes(kb: KB, state: dict, tree: bytes | None) -> tuple[bytes, boo
             if at < len(body) and doc_at(at) == doc:
                 del body[at]
             keys.clear()
-            new = changes[name][1]
-            record = records.record(new[1]) if new is not None else None
+            new = changes[name]
+            record = records.record(new) if new is not None else None
             if record is None or not record.get("sha256"):
                 continue
             if record.get("doc_name") != doc:
@@ -201,6 +201,28 @@ def _patched_hashes(kb: KB, state: dict, tree: bytes | None) -> tuple[bytes, boo
     except (ValueError, KeyError, TypeError):  # a line that is not what this module writes
         return None
     return b"{\n" + b",\n".join(body) + b"\n}\n", True
+
+
+def _registry_changes(kb: KB, known: str, tree: bytes | None, journal) -> dict[bytes, bytes | None] | None:
+    """{entry name: new blob id or None} of the registry entries that differ between commit
+    ``known`` and ``tree``: from the journal when both are its base or new commit (it names
+    every path the mutation touched), else by diffing the two registry trees."""
+    head = kb.head()
+    head = head.decode() if head else None
+    ends = {journal.base, journal.new} if journal is not None else set()
+    blobs = journal.blobs_at(head) if journal is not None and known in ends and head in ends else None
+    if blobs is not None:
+        prefix = REGISTRY_DIR + "/"
+        return {path[len(prefix):].encode("utf-8", "surrogateescape"): sha.encode() if sha else None
+                for path, sha in blobs.items() if path.startswith(prefix) and "/" not in path[len(prefix):]}
+    try:
+        base_tree = kb.objects.get(known.encode()).tree
+    except (KeyError, ValueError, AttributeError):
+        return None
+    old_folder = kb.objects.lookup(base_tree, REGISTRY_DIR)
+    new_folder = kb.objects.lookup(tree, REGISTRY_DIR)
+    diff = kb.objects.diff_tree(old_folder[1] if old_folder else None, new_folder[1] if new_folder else None)
+    return {name: (new[1] if new is not None else None) for name, (_old, new) in diff.items()}
 
 
 def prelude(kb: KB) -> str:

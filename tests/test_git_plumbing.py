@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from dulwich.repo import Repo
 
 from openkb_git.git.index import GitIndex
-from openkb_git.git.objects import ObjectStore, make_commit, serialize_tree
+from openkb_git.git.objects import ObjectStore, blob_id, make_commit, serialize_tree
 from openkb_git.git.refs import RefMovedError, compare_and_swap, read_branch
 
 
@@ -142,3 +142,56 @@ def test_index_with_a_merge_conflict_is_refused(tmp_path):
     g("commit", "-qam", "main"), g("merge", "other")
     with pytest.raises(IndexConflictError, match="f.md"):
         GitIndex(tmp_path / ".git").paths()
+
+
+def test_index_patched_in_place_equals_index_rewritten_from_all_entries(tmp_path):
+    """A process that never read the index (recovery) splices entries into the file by bisection;
+    the bytes must equal a full rewrite, for inserts, deletes and changes anywhere, and real git
+    must read the result (EOIE extension included) with a clean status."""
+    from openkb_git.git.index import entries_end
+
+    rng = random.Random(5)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
+    folders, stems = ["raw", "wiki/sources", "wiki/concepts", ".openkb/registry"], ["a", "b", "doc", "x y", "Z", "\u00e9"]
+    names = sorted({f"{rng.choice(folders)}/{rng.choice(stems)}{rng.randint(0, 9999)}.md" for _ in range(600)})
+
+    def put(path, text):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+        return blob_id(text.encode())
+
+    GitIndex(tmp_path / ".git").update(tmp_path, {n: put(n, n) for n in names}, sync=False)
+    present = set(names)
+    for round_ in range(25):
+        changes = {}
+        for _ in range(rng.randint(1, 9)):
+            if rng.random() < 0.3 and present:
+                path = rng.choice(sorted(present))
+                changes[path] = None
+            else:
+                path = rng.choice(sorted(present)) if rng.random() < 0.5 and present else \
+                    f"{rng.choice(['raw', 'wiki/new', 'a'])}/{rng.randint(0, 99999)}.md"
+                changes[path] = put(path, f"{path} {round_}")
+        reference = GitIndex(tmp_path / ".git")
+        reference.paths()  # loaded: the full rewrite
+        before = (tmp_path / ".git" / "index").read_bytes()
+        reference.update(tmp_path, changes, sync=False)
+        expected = (tmp_path / ".git" / "index").read_bytes()
+        (tmp_path / ".git" / "index").write_bytes(before)
+        fresh = GitIndex(tmp_path / ".git")
+        assert fresh._patch_file(tmp_path, changes, sync=False), round_
+        assert (tmp_path / ".git" / "index").read_bytes() == expected, round_
+        assert entries_end(expected) is not None
+        for path, sha in changes.items():
+            if sha is None:
+                present.discard(path)
+                (tmp_path / path).unlink(missing_ok=True)
+            else:
+                present.add(path)
+    listed = subprocess.run(["git", "-C", str(tmp_path), "ls-files", "-s"], capture_output=True, text=True, check=True)
+    assert len(listed.stdout.splitlines()) == len(present)
+    subprocess.run(["git", "-C", str(tmp_path), "add", "-A"], check=True)  # git rewrites it: no EOIE of ours
+    data = (tmp_path / ".git" / "index").read_bytes()
+    if entries_end(data) is None:
+        assert not GitIndex(tmp_path / ".git")._patch_file(tmp_path, {names[0]: None}, sync=False)
+        assert (tmp_path / ".git" / "index").read_bytes() == data  # refused without writing

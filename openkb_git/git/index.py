@@ -3,6 +3,13 @@
 Kept in memory as one serialized version-2 record per path, so writing the
 index after a commit costs a join and a checksum rather than re-encoding every
 entry (dulwich's writer takes ~60 ms at 20,000 entries).
+
+A process that has not read the index (recovery, which must cost O(touched paths))
+patches the file instead: every index written here ends with Git's End Of Index
+Entries extension (EOIE), which says where the entries end, and an entry is found by
+bisection over the bytes, re-synchronising on entry headers (see `_find_slot`). When
+the file lacks the extension (Git rewrote it) or anything looks unusual, the whole
+index is read as before.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import binascii
 import hashlib
 import io
 import os
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +31,10 @@ from ..fsutil import fsync_dir, replace, write_bytes
 
 FILE_MODE = 0o100644
 _ENTRY = struct.Struct(">LLLLLLLLLL20sH")  # ctime s/ns, mtime s/ns, dev, ino, mode, uid, gid, size, sha, flags
+EOIE_SIZE = 4 + 4 + 4 + 20  # signature, size, offset of the end of the entries, hash of the other extensions' headers
+_NO_EXTENSIONS_HASH = hashlib.sha1(b"").digest()
+_MODES = (b"\0\0\x81\xa4", b"\0\0\x81\xed", b"\0\0\xa0\x00", b"\0\0\xe0\x00")  # 100644 100755 120000 160000
+_MODE_RE = re.compile(b"|".join(re.escape(m) for m in _MODES))
 
 
 class IndexLockedError(OpenKBError):
@@ -72,6 +84,7 @@ class GitIndex:
         self._records: dict[bytes, bytes] | None = None
         self._order: list[bytes] = []
         self._stamp: tuple | None = None
+        self._verified: tuple[tuple | None, bytes] | None = None
 
     def _file_stamp(self) -> tuple | None:
         try:
@@ -110,6 +123,57 @@ class GitIndex:
             records[path] = _encode_dulwich_entry(path, entry)
         return records
 
+    def verify(self) -> None:
+        """Raise IndexCorruptError when the file is torn (bad checksum), without decoding entries."""
+        if self._records is not None and self._file_stamp() == self._stamp:
+            return
+        stamp = self._file_stamp()
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        if len(data) < 32 or data[:4] != b"DIRC" or hashlib.sha1(data[:-20]).digest() != data[-20:]:
+            raise IndexCorruptError(f"{self.path} is damaged (bad checksum); `openkb recover` rebuilds it")
+        self._verified = (stamp, data)  # a patch that follows needs neither to read nor to hash it again
+
+    def _patch_file(self, worktree: Path, blob_ids: dict[str, bytes | None], *, sync: bool) -> bool:
+        """Splice the entries of ``blob_ids`` into the file without decoding the others.
+        False when the file is not one this can patch (then nothing was written)."""
+        verified, self._verified = self._verified, None
+        if verified is not None and verified[0] == self._file_stamp():
+            data = verified[1]
+        else:
+            try:
+                data = self.path.read_bytes()
+            except FileNotFoundError:
+                return False
+            if hashlib.sha1(data[:-20]).digest() != data[-20:]:
+                return False
+        end = entries_end(data)
+        if end is None:
+            return False
+        count = struct.unpack_from(">L", data, 8)[0]
+        edits = []
+        try:
+            for path, sha in sorted(blob_ids.items()):
+                key = path.encode("utf-8")
+                if len(key) >= 0xFFF:
+                    return False
+                at, old_size = _find_slot(data, end, key)
+                new = encode_entry(key, os.lstat(worktree / path), sha) if sha is not None else b""
+                if old_size or new:
+                    edits.append((at, old_size, new))
+                    count += (1 if new else 0) - (1 if old_size else 0)
+        except _Unsure:
+            return False
+        pieces, previous = [b"DIRC" + struct.pack(">LL", 2, count)], 12
+        for at, old_size, new in edits:
+            pieces += [data[previous:at], new]
+            previous = at + old_size
+        pieces.append(data[previous:end])
+        self._write_body(b"".join(pieces), sync=sync)
+        return True
+
     def start_over(self) -> None:
         """Forget every entry (the file is rewritten by the next update)."""
         self._records = {}
@@ -131,6 +195,8 @@ class GitIndex:
         The stat data comes from the projected file, so Git sees it as unchanged.
         Written through index.lock and a rename, like Git does.
         """
+        if self._records is None and self._patch_file(worktree, blob_ids, sync=sync):
+            return
         records = self._load()
         for path, sha in blob_ids.items():
             key = path.encode("utf-8")
@@ -145,7 +211,12 @@ class GitIndex:
 
     def _write(self, *, sync: bool) -> None:
         records = self._records or {}
-        body = b"DIRC" + struct.pack(">LL", 2, len(records)) + b"".join(records[k] for k in self._order)
+        self._write_body(b"DIRC" + struct.pack(">LL", 2, len(records)) + b"".join(records[k] for k in self._order),
+                         sync=sync)
+
+    def _write_body(self, body: bytes, *, sync: bool) -> None:
+        """Write header + entries, then the EOIE extension and the checksum."""
+        body += b"EOIE" + struct.pack(">LL", EOIE_SIZE - 8, len(body)) + _NO_EXTENSIONS_HASH
         data = body + hashlib.sha1(body).digest()
         lock = self.path.with_name("index.lock")
         try:
@@ -166,6 +237,99 @@ class GitIndex:
         if sync:
             fsync_dir(self.path.parent)
         self._stamp = self._file_stamp()
+
+
+class _Unsure(Exception):
+    """The bytes are not laid out as expected: read the whole index instead."""
+
+
+def entries_end(data: bytes) -> int | None:
+    """Where the entries of a version-2 index end, from its EOIE extension when it is the only
+    extension (as written here); None otherwise."""
+    if len(data) < 12 + EOIE_SIZE + 20 or data[:4] != b"DIRC" or data[4:8] != b"\0\0\0\x02":
+        return None
+    tail = data[-20 - EOIE_SIZE:-20]
+    size, end = struct.unpack_from(">LL", tail, 4)
+    if tail[:4] != b"EOIE" or size != EOIE_SIZE - 8 or tail[12:] != _NO_EXTENSIONS_HASH:
+        return None
+    return end if end == len(data) - 20 - EOIE_SIZE else None
+
+
+def _entry_at(data: bytes, at: int, end: int) -> tuple[bytes, int] | None:
+    """(path, size) when a plain stage-0 entry plausibly starts at ``at``, else None."""
+    if at + 62 > end or data[at + 24:at + 28] not in _MODES:
+        return None
+    flags = (data[at + 60] << 8) | data[at + 61]
+    length = flags & 0xFFF
+    if flags & 0xF000 or length == 0xFFF:
+        return None
+    size = (62 + length + 8) & ~7
+    path = data[at + 62:at + 62 + length]
+    if at + size > end or b"\0" in path or data[at + 62 + length:at + size].strip(b"\0"):
+        return None
+    return path, size
+
+
+def _chained_entry(data: bytes, at: int, end: int) -> tuple[bytes, int] | None:
+    """_entry_at, confirmed by the two entries that follow it (or by reaching the end exactly):
+    a false start inside an entry's binary header would have to fake three in a row."""
+    first = _entry_at(data, at, end)
+    pos, entry = at, first
+    for _ in range(3):
+        if entry is None:
+            return None
+        pos += entry[1]
+        if pos == end:
+            return first
+        entry = _entry_at(data, pos, end)
+    return first
+
+
+def _next_entry(data: bytes, start: int, limit: int, end: int) -> int:
+    """The first entry that starts in [start, limit), found from the mode field of its header;
+    ``limit`` when there is none."""
+    pos = start
+    while pos < limit:
+        hit = _MODE_RE.search(data, pos + 24, min(limit + 28, end))
+        if hit is None:
+            return limit
+        at = hit.start() - 24
+        if at >= limit:
+            return limit
+        if _chained_entry(data, at, end) is not None:
+            return at
+        pos = at + 1
+    return limit
+
+
+def _find_slot(data: bytes, end: int, key: bytes) -> tuple[int, int]:
+    """(offset, size) of the entry for ``key``, or (offset where it belongs, 0), by bisection
+    over the bytes between the header and ``end``. Raises _Unsure on anything unexpected."""
+    lo, hi = 12, end  # entry starts: every entry before lo sorts before key, the one at hi (if any) not
+    while lo < hi:
+        at = _next_entry(data, (lo + hi) // 2, hi, end)
+        if at >= hi:  # no entry starts in the upper half: walk exactly from lo
+            while lo < hi:
+                entry = _entry_at(data, lo, end)
+                if entry is None:
+                    raise _Unsure
+                if entry[0] >= key:
+                    break
+                lo += entry[1]
+            hi = lo
+            break
+        path, size = _entry_at(data, at, end)
+        if path < key:
+            lo = at + size
+        else:
+            hi = at
+    if hi < end:
+        entry = _entry_at(data, hi, end)
+        if entry is None:
+            raise _Unsure
+        if entry[0] == key:
+            return hi, entry[1]
+    return hi, 0
 
 
 def _split_v2(data: bytes) -> dict[bytes, bytes] | None:

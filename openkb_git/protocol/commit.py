@@ -13,6 +13,7 @@ against ``base`` (the HEAD it read). This module makes it durable and visible:
 
 from __future__ import annotations
 
+import stat as statmod
 import time
 from dataclasses import dataclass, field
 
@@ -89,7 +90,7 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
     checkpoint("objects:durable")
 
     journal = Journal(id=journal_id, op=mutation.op, base=base.decode() if base else None,
-                      new=commit.id.decode(), paths=paths)
+                      new=commit.id.decode(), paths=paths, blobs=journal_blobs(kb, base_tree, changes, blob_ids))
     journal_path = write_journal(kb.journal_dir, journal)
     checkpoint("journal:durable")
 
@@ -109,6 +110,16 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
     remove_journal(journal_path)
     checkpoint("journal:removed")
     return Committed(sha=commit.id, base=base, paths=paths)
+
+
+def journal_blobs(kb: KB, base_tree: bytes | None, changes: ChangeSet, blob_ids: dict[str, bytes]) -> dict[str, list]:
+    """{path: [blob at base or None, blob at new or None]} for the journal (trees are warm here)."""
+    out = {}
+    for path, data in changes.items():
+        entry = kb.objects.lookup(base_tree, path)
+        old = entry[1].decode() if entry is not None and not statmod.S_ISDIR(entry[0]) else None
+        out[path] = [old, blob_ids[path].decode() if data is not None else None]
+    return out
 
 
 def project(kb: KB, changes: ChangeSet, blob_ids: dict[str, bytes], *, write: bool = True) -> None:

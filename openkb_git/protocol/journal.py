@@ -25,10 +25,25 @@ class Journal:
     new: str
     paths: list[str] = field(default_factory=list)
     pid: int = field(default_factory=os.getpid)
+    # {path: [blob id at base or None, blob id at new or None]}: lets recovery reset the paths
+    # without looking them up in trees of N entries (absent in journals of older versions).
+    blobs: dict[str, list] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         return json.dumps({"id": self.id, "op": self.op, "base": self.base, "new": self.new,
-                           "paths": self.paths, "pid": self.pid}, ensure_ascii=False, indent=1).encode("utf-8")
+                           "paths": self.paths, "pid": self.pid, "blobs": self.blobs},
+                          ensure_ascii=False, indent=1).encode("utf-8")
+
+    def blobs_at(self, head: str | None) -> dict[str, str | None] | None:
+        """{path: blob id or None} of every touched path at ``head`` when it is the journal's
+        base or new commit and the journal records them; else None."""
+        if not self.blobs or set(self.blobs) != set(self.paths):
+            return None
+        if head == self.new:
+            return {path: pair[1] for path, pair in self.blobs.items()}
+        if head == self.base:
+            return {path: pair[0] for path, pair in self.blobs.items()}
+        return None
 
 
 def new_journal_id() -> str:
@@ -71,7 +86,16 @@ def read_journal(path: Path) -> Journal:
         paths = data["paths"]
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise ValueError("paths is not a list of strings")
+        blobs = data.get("blobs") or {}
+        if not isinstance(blobs, dict) or not all(
+                isinstance(pair, list) and len(pair) == 2 and all(b is None or _is_hex_id(b) for b in pair)
+                for pair in blobs.values()):
+            raise ValueError("blobs is not a map of [base, new] blob ids")
         return Journal(id=str(data["id"]), op=str(data["op"]), base=data.get("base"), new=str(data["new"]),
-                       paths=paths, pid=int(data.get("pid", 0)))
+                       paths=paths, pid=int(data.get("pid", 0)), blobs=blobs)
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise CorruptJournal(path, str(exc) or type(exc).__name__) from None
+
+
+def _is_hex_id(value) -> bool:
+    return isinstance(value, str) and len(value) == 40 and all(c in "0123456789abcdef" for c in value)

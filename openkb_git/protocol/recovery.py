@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..faults import checkpoint
 from ..fsutil import TMP_SUFFIX, fsync_dir, makedirs, prune_empty_dirs, remove_file, temporary_for, write_file
-from ..git.index import IndexCorruptError
+from ..git.index import FILE_MODE, IndexCorruptError
 from ..kb import KB
 from ..registry import Registry
 from ..views import update_views, view_paths, views_are_current
@@ -56,12 +56,13 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
                 report.stale_locks.append(stale.relative_to(kb.root).as_posix())
     tree = kb.head_tree()
     try:
-        kb.index.paths()
+        kb.index.verify()  # a checksum over the file: entries are decoded only if they must be
     except IndexCorruptError as exc:
         report.corrupt.append(f"index: {exc}")
         kb.index.start_over()
         report.paths_reset += reset_paths(kb, tree, [p for p, _m, _s in kb.objects.walk_files(tree)])
     for path in journals:
+        journal, reset = None, []
         try:
             journal = read_journal(path)
         except CorruptJournal as exc:
@@ -75,12 +76,16 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
                 # content, which must not be reset to the old HEAD. It stays uncommitted.
                 pass
             else:
-                report.paths_reset += reset_paths(kb, tree, journal.paths)
+                known = journal.blobs_at(head.decode() if head else None)
+                report.paths_reset += reset_paths(kb, tree, journal.paths, known=known, durable=False)
+                reset = journal.paths
         checkpoint("recover:reset")
         if not views_are_current(kb):
-            update_views(kb, registry)
+            update_views(kb, registry, journal=journal)
             report.views_rebuilt = True
-            make_durable(kb, view_paths())
+            reset = reset + view_paths()
+        if reset:
+            make_durable(kb, reset)  # all of it before the journal goes
         remove_journal(path)
         checkpoint("recover:journal-removed")
     if not views_are_current(kb):
@@ -91,14 +96,22 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
     return report
 
 
-def reset_paths(kb: KB, tree: bytes | None, paths: list[str]) -> int:
-    """Make each path in the working tree and the index equal HEAD's; returns how many changed."""
+def reset_paths(kb: KB, tree: bytes | None, paths: list[str], known: dict[str, str | None] | None = None,
+                *, durable: bool = True) -> int:
+    """Make each path in the working tree and the index equal HEAD's; returns how many changed.
+
+    ``known`` ({path: blob id or None} at HEAD, from the journal) spares the tree lookups.
+    Without ``durable`` the caller makes the paths durable (with the views, in one pass)."""
     changed = 0
     index_updates: dict[str, bytes | None] = {}
     for path in paths:
         target = kb.root / path
         _remove_temporaries_near(target)
-        entry = kb.objects.lookup(tree, path)
+        if known is not None:
+            sha = known[path]
+            entry = (FILE_MODE, sha.encode()) if sha else None
+        else:
+            entry = kb.objects.lookup(tree, path)
         if entry is None or statmod.S_ISDIR(entry[0]):
             if remove_file(target, sync=False):
                 changed += 1
@@ -113,7 +126,8 @@ def reset_paths(kb: KB, tree: bytes | None, paths: list[str]) -> int:
         index_updates[path] = entry[1]
     if index_updates:
         kb.index.update(kb.root, index_updates, sync=False)
-        make_durable(kb, list(index_updates))
+        if durable:
+            make_durable(kb, list(index_updates))
     return changed
 
 
