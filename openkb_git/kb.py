@@ -75,6 +75,7 @@ class KB:
         self.objects = ObjectStore(self.repo)
         self.index = GitIndex(self.git_dir)
         self._config: dict | None = None
+        self._identity: Identity | None = None
 
     @classmethod
     def find(cls, override: str | os.PathLike | None = None) -> "KB":
@@ -119,7 +120,13 @@ class KB:
         return self._config
 
     def identity(self) -> Identity:
-        """Committer identity: the repository's or user's Git config, else a fixed openkb one."""
+        """Committer identity: the repository's or user's Git config, else a fixed openkb one
+        (read once per open KB: a long `add` does not re-read the Git config for each commit)."""
+        if self._identity is None:
+            self._identity = self._read_identity()
+        return self._identity
+
+    def _read_identity(self) -> Identity:
         try:
             config = self.repo.get_config_stack()
             name = config.get((b"user",), b"name").decode("utf-8")

@@ -94,13 +94,15 @@ def read_state(kb: KB) -> dict:
         return {}
 
 
-def update_views(kb: KB, registry: Registry, *, full: bool = False, journal=None) -> None:
+def update_views(kb: KB, registry: Registry, *, full: bool = False, patch: bool = False, journal=None) -> None:
     """Bring hashes.json and log.md up to HEAD.
 
     Cost: proportional to the commits since the views' recorded commit (and to the
     number of documents for hashes.json); ``full`` rebuilds from the whole history.
-    ``journal`` (recovery's) names the blobs of the paths it touched, so hashes.json can be
-    patched without reading the registry's tree.
+    With ``patch`` (recovery, a one-off in a fresh process) hashes.json is patched from the
+    registry changes instead of building the registry view (which a process that goes on
+    committing wants warm); ``journal`` names the blobs of the paths it touched, so the
+    registry's tree need not even be read.
     """
     head = kb.head()
     state = {} if full else read_state(kb)
@@ -108,7 +110,7 @@ def update_views(kb: KB, registry: Registry, *, full: bool = False, journal=None
         return
     tree = kb.head_tree(head)
     makedirs(kb.openkb_dir, sync=False)
-    patched = None if full or registry.warm else _patched_hashes(kb, state, tree, journal)
+    patched = _patched_hashes(kb, state, tree, journal) if patch and not full and not registry.warm else None
     if patched is not None:  # e.g. recovery in a fresh process: O(registry changes), not O(documents)
         hashes, consistent = patched
     else:

@@ -195,3 +195,32 @@ def test_index_patched_in_place_equals_index_rewritten_from_all_entries(tmp_path
     if entries_end(data) is None:
         assert not GitIndex(tmp_path / ".git")._patch_file(tmp_path, {names[0]: None}, sync=False)
         assert (tmp_path / ".git" / "index").read_bytes() == data  # refused without writing
+
+
+def test_large_trees_deflated_in_reused_pieces_are_valid_loose_objects(tmp_path):
+    """Trees over CHUNKED_TREE_BYTES are compressed piece by piece (pieces reused between
+    commits): git must read every version, and fsck must accept them."""
+    from openkb_git.git.objects import CHUNKED_TREE_BYTES, _pieces
+
+    subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
+    store = ObjectStore(Repo(str(tmp_path)))
+    rng = random.Random(3)
+    tree = base = None
+    big = []
+    for i in range(6):
+        changes = {f"wiki/sources/doc-{rng.randint(0, 99999):05d}.md": b"v%d" % i for _ in range(3)}
+        if i == 0:
+            changes.update({f"wiki/sources/doc-{j:05d}.md": b"%d" % j for j in range(2500)})
+        tree, objects, _ids = store.build_tree(tree, changes)
+        big += [o.id for o in objects if o.type_name == b"tree" and len(o.raw) >= CHUNKED_TREE_BYTES]
+        commit = make_commit(tree, base, f"c{i}\n", b"T <t@example.com>", int(time.time()), 0)
+        store.write_durably([*objects, commit])
+        compare_and_swap(tmp_path / ".git", base, commit.id, identity=b"T <t@example.com>", message=f"c{i}")
+        base = commit.id
+    assert len(big) == 6 and _pieces
+    fsck = subprocess.run(["git", "-C", str(tmp_path), "fsck", "--strict"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+    for sha in big:
+        listed = subprocess.run(["git", "-C", str(tmp_path), "ls-tree", sha.decode()], capture_output=True, text=True,
+                                check=True).stdout.splitlines()
+        assert len(listed) == len(store.tree_entries(sha)) >= 2500

@@ -85,6 +85,7 @@ class GitIndex:
         self._order: list[bytes] = []
         self._stamp: tuple | None = None
         self._verified: tuple[tuple | None, bytes] | None = None
+        self._written: bytes | None = None  # the file as last written here, while its stamp holds
 
     def _file_stamp(self) -> tuple | None:
         try:
@@ -107,6 +108,7 @@ class GitIndex:
             self._records = records
             self._order = sorted(records)
             self._stamp = stamp
+            self._written = None
         return self._records
 
     def _decode_with_dulwich(self, data: bytes) -> dict[bytes, bytes]:
@@ -125,9 +127,9 @@ class GitIndex:
 
     def verify(self) -> None:
         """Raise IndexCorruptError when the file is torn (bad checksum), without decoding entries."""
-        if self._records is not None and self._file_stamp() == self._stamp:
-            return
         stamp = self._file_stamp()
+        if stamp == self._stamp and (self._records is not None or self._written is not None):
+            return  # the file is the one read or written here
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -136,12 +138,16 @@ class GitIndex:
             raise IndexCorruptError(f"{self.path} is damaged (bad checksum); `openkb recover` rebuilds it")
         self._verified = (stamp, data)  # a patch that follows needs neither to read nor to hash it again
 
-    def _patch_file(self, worktree: Path, blob_ids: dict[str, bytes | None], *, sync: bool) -> bool:
+    def _patch_file(self, worktree: Path, blob_ids: dict[str, bytes | None], *, sync: bool,
+                    encoded: dict[str, bytes] | None = None) -> bool:
         """Splice the entries of ``blob_ids`` into the file without decoding the others.
         False when the file is not one this can patch (then nothing was written)."""
         verified, self._verified = self._verified, None
-        if verified is not None and verified[0] == self._file_stamp():
+        stamp = self._file_stamp()
+        if verified is not None and verified[0] == stamp:
             data = verified[1]
+        elif self._written is not None and stamp == self._stamp:
+            data = self._written
         else:
             try:
                 data = self.path.read_bytes()
@@ -160,7 +166,10 @@ class GitIndex:
                 if len(key) >= 0xFFF:
                     return False
                 at, old_size = _find_slot(data, end, key)
-                new = encode_entry(key, os.lstat(worktree / path), sha) if sha is not None else b""
+                if sha is None:
+                    new = b""
+                else:
+                    new = encoded[path] if encoded is not None else encode_entry(key, os.lstat(worktree / path), sha)
                 if old_size or new:
                     edits.append((at, old_size, new))
                     count += (1 if new else 0) - (1 if old_size else 0)
@@ -179,6 +188,7 @@ class GitIndex:
         self._records = {}
         self._order = []
         self._stamp = self._file_stamp()
+        self._written = None
 
     def paths(self) -> list[bytes]:
         self._load()
@@ -198,6 +208,21 @@ class GitIndex:
         if self._records is None and self._patch_file(worktree, blob_ids, sync=sync):
             return
         records = self._load()
+        if self._written is not None and self._file_stamp() == self._stamp:
+            # The file is the one written here last: splice it rather than join every entry.
+            encoded = {path: encode_entry(path.encode("utf-8"), os.lstat(worktree / path), sha)
+                       for path, sha in blob_ids.items() if sha is not None}
+            if self._patch_file(worktree, blob_ids, sync=sync, encoded=encoded):
+                for path, sha in blob_ids.items():
+                    key = path.encode("utf-8")
+                    if sha is None:
+                        if records.pop(key, None) is not None:
+                            del self._order[bisect.bisect_left(self._order, key)]
+                    else:
+                        if key not in records:
+                            bisect.insort(self._order, key)
+                        records[key] = encoded[path]
+                return
         for path, sha in blob_ids.items():
             key = path.encode("utf-8")
             if sha is None:
@@ -237,6 +262,7 @@ class GitIndex:
         if sync:
             fsync_dir(self.path.parent)
         self._stamp = self._file_stamp()
+        self._written = data
 
 
 class _Unsure(Exception):

@@ -7,6 +7,7 @@ import bisect
 import hashlib
 import os
 import stat as statmod
+import struct
 import zlib
 from collections import OrderedDict
 from pathlib import Path
@@ -308,10 +309,56 @@ class RawObject:
         return b"%s %d\0" % (self.type_name, len(self.raw))
 
     def as_legacy_object_chunks(self):
+        if self.type_name == b"tree" and len(self.raw) >= CHUNKED_TREE_BYTES:
+            yield from _deflate_in_pieces(self._header(), self.raw)
+            return
         compressor = zlib.compressobj(1)
         yield compressor.compress(self._header())
         yield compressor.compress(self.raw)
         yield compressor.flush()
+
+
+# Large trees (a folder of one file per document) are rewritten by every commit with one or
+# two entries changed. Their zlib stream is made of independently deflated pieces, cut where
+# the content says (after each pair of NUL bytes), so each commit compresses only the piece
+# that changed and reuses the others' deflated bytes: a full flush ends every piece on a byte
+# boundary with an empty window, which makes the pieces concatenable into one valid stream.
+CHUNKED_TREE_BYTES = 32 * 1024
+_MIN_PIECE = 2048
+_PIECE_CACHE_BYTES = 64 * 1024 * 1024
+_pieces: OrderedDict[bytes, bytes] = OrderedDict()
+_pieces_size = 0
+
+
+def _deflated_piece(piece: bytes) -> bytes:
+    global _pieces_size
+    out = _pieces.get(piece)
+    if out is not None:
+        _pieces.move_to_end(piece)
+        return out
+    compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
+    out = compressor.compress(piece) + compressor.flush(zlib.Z_FULL_FLUSH)
+    _pieces[piece] = out
+    _pieces_size += len(piece) + len(out)
+    while _pieces_size > _PIECE_CACHE_BYTES:
+        old, old_out = _pieces.popitem(last=False)
+        _pieces_size -= len(old) + len(old_out)
+    return out
+
+
+def _deflate_in_pieces(header: bytes, raw: bytes):
+    """The zlib stream of ``header + raw``, built from deflated pieces of ``raw``."""
+    yield b"\x78\x01"  # zlib header: deflate, 32 KB window, fastest level
+    compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
+    yield compressor.compress(header) + compressor.flush(zlib.Z_FULL_FLUSH)
+    start, find = 0, raw.find
+    while start < len(raw):
+        cut = find(b"\0\0", start + _MIN_PIECE)
+        end = len(raw) if cut < 0 else cut + 2
+        yield _deflated_piece(raw[start:end])
+        start = end
+    yield zlib.compressobj(1, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)  # the final, empty block
+    yield struct.pack(">L", zlib.adler32(raw, zlib.adler32(header)))
 
 
 def _entry_starts(raw: bytes) -> list[int]:

@@ -81,7 +81,7 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
                 reset = journal.paths
         checkpoint("recover:reset")
         if not views_are_current(kb):
-            update_views(kb, registry, journal=journal)
+            update_views(kb, registry, patch=True, journal=journal)
             report.views_rebuilt = True
             reset = reset + view_paths()
         if reset:
@@ -89,7 +89,7 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
         remove_journal(path)
         checkpoint("recover:journal-removed")
     if not views_are_current(kb):
-        update_views(kb, registry)
+        update_views(kb, registry, patch=True)
         report.views_rebuilt = True
     kb.objects.remove_temporaries()
     report.staging_removed = remove_orphaned_staging(kb.staging_dir)
