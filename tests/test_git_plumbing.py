@@ -224,3 +224,28 @@ def test_large_trees_deflated_in_reused_pieces_are_valid_loose_objects(tmp_path)
         listed = subprocess.run(["git", "-C", str(tmp_path), "ls-tree", sha.decode()], capture_output=True, text=True,
                                 check=True).stdout.splitlines()
         assert len(listed) == len(store.tree_entries(sha)) >= 2500
+
+
+def test_path_follower_agrees_with_lookup_along_a_history(tmp_path):
+    """blame's PathFollower carries a path's entry from tree to parent tree without decoding the
+    folder when the bytes around it are shared: it must answer exactly what lookup answers."""
+    from openkb_git.git.objects import PathFollower
+
+    subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
+    store = ObjectStore(Repo(str(tmp_path)))
+    rng = random.Random(11)
+    names = [f"wiki/concepts/c{i:03d}.md" for i in range(300)]
+    tree, trees = None, []
+    for i in range(60):
+        changes = {rng.choice(names): b"v%d %d" % (i, rng.random() * 1e6) for _ in range(rng.randint(1, 3))}
+        if i == 0:
+            changes.update({n: n.encode() for n in names[::2]})
+        if rng.random() < 0.3:
+            changes[rng.choice(names)] = None
+        tree, objects, _ids = store.build_tree(tree, changes)
+        store.write_durably(objects)
+        trees.append(tree)
+    for path in [names[0], names[1], names[150], names[299], rng.choice(names), "wiki/concepts/absent.md"]:
+        follower = PathFollower(store, path)
+        for t in reversed(trees):  # newest to oldest, as blame walks
+            assert follower.lookup(t) == store.lookup(t, path), path

@@ -295,6 +295,71 @@ class ObjectStore:
             fsync_dir(directory)
 
 
+class PathFollower:
+    """Looks one path up in a sequence of related trees (a commit, its parent, its parent's…).
+
+    The path's folder (say `wiki/concepts/`, one entry per concept) is decoded only when the
+    bytes around the path's entry changed: when the entry lies in the part the new folder
+    encoding shares with the previous one, from the start or from the end, it is the same
+    entry. Walking the history of one page so costs a comparison per commit, not a decoding
+    of a folder of N entries.
+    """
+
+    def __init__(self, store: "ObjectStore", path: str):
+        self.store = store
+        *self.dirs, self.name = path.encode("utf-8").split(b"/")
+        self.folder: bytes | None = None  # the folder tree last looked in, its raw encoding,
+        self.raw = b""                    # and the entry's span in it
+        self.span: tuple[int, int] | None = None
+        self.found: tuple[int, bytes] | None = None
+
+    def lookup(self, tree_sha: bytes | None) -> tuple[int, bytes] | None:
+        current: tuple[int, bytes] | None = (TREE_MODE, tree_sha) if tree_sha else None
+        for part in self.dirs:  # the folders above (the root, `wiki/`) are small
+            if current is None or not statmod.S_ISDIR(current[0]):
+                return None
+            current = self.store.tree_entries(current[1]).get(part)
+        if current is None or not statmod.S_ISDIR(current[0]):
+            return None
+        folder = current[1]
+        if folder == self.folder:
+            return self.found
+        raw = self.store._raw_tree(folder)
+        span = self._carried_span(raw)
+        if span is None:
+            self.found, span = _locate_entry(raw, self.name)
+        self.folder, self.raw, self.span = folder, raw, span
+        return self.found
+
+    def _carried_span(self, raw: bytes) -> tuple[int, int] | None:
+        """The entry's span in ``raw`` when it is among the bytes shared with the last folder."""
+        if self.span is None:
+            return None
+        a, b = self.span
+        old = self.raw
+        if len(raw) >= b and raw[:b] == old[:b]:
+            return a, b
+        tail = len(old) - a + 21  # the entry and the NUL and id that end the entry before it
+        if a >= 21 and len(raw) >= tail and raw[len(raw) - tail:] == old[a - 21:]:
+            shift = len(raw) - len(old)
+            return a + shift, b + shift
+        return None
+
+
+def _locate_entry(raw: bytes, name: bytes) -> tuple[tuple[int, bytes] | None, tuple[int, int] | None]:
+    """((mode, hex id), (start, end)) of the entry ``name`` in a raw tree, or (None, None)."""
+    pos, end, find = 0, len(raw), raw.find
+    while pos < end:
+        space = find(b" ", pos, end)
+        nul = find(b"\0", space, end) if space >= 0 else -1
+        if nul < 0 or nul + 21 > end:
+            raise ValueError("corrupt tree object: truncated entry")
+        if raw[space + 1:nul] == name:
+            return (int(raw[pos:space], 8), binascii.hexlify(raw[nul + 1:nul + 21])), (pos, nul + 21)
+        pos = nul + 21
+    return None, None
+
+
 class RawObject:
     """A loose object built from its type and raw content, without dulwich's parsing."""
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 import yaml
 
 from ..compiler.pages import YAML_LOADER
+from ..git.objects import PathFollower
 from ..history import Entry, entry_of, iter_entries
 from ..kb import KB
 
@@ -212,6 +213,30 @@ class BlameLine:
     text: str
 
 
+def _common_prefix(a: list[str], b: list[str]) -> int:
+    """Length of the longest common prefix of two lists (bisection on slice equality, in C)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _common_suffix(a: list[str], b: list[str], skip: int) -> int:
+    """Length of the longest common suffix of a[skip:] and b[skip:]."""
+    lo, hi = 0, min(len(a), len(b)) - skip
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[len(a) - mid:] == b[len(b) - mid:]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
     """For each line of ``path`` at ``at`` (default HEAD), the operation that last wrote it.
 
@@ -233,25 +258,36 @@ def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
     pending = {i: i for i in range(len(lines))}  # line at start -> line in the version being examined
     entry: Entry | None = start
     current = lines
-    current_sha = kb.objects.lookup(tree, path)
+    follower = PathFollower(kb.objects, path)
+    current_sha = follower.lookup(tree)
     while entry is not None and pending:
         parent = entry_of(kb, entry.parent.encode()) if entry.parent else None
         parent_tree = kb.objects.get(entry.parent.encode()).tree if entry.parent else None
-        parent_entry = kb.objects.lookup(parent_tree, path) if parent_tree else None
+        parent_entry = follower.lookup(parent_tree) if parent_tree else None
         if parent_entry == current_sha:
             entry = parent
             continue
         parent_lines = (kb.objects.blob_bytes(parent_entry[1]).decode("utf-8", "replace").splitlines()
                         if parent_entry and not statmod.S_ISDIR(parent_entry[0]) else [])
+        # A version usually differs from its parent in a few lines (an index entry, a bullet):
+        # the common head and tail are matched by comparing slices, difflib sees the middle.
+        head = _common_prefix(parent_lines, current)
+        tail = _common_suffix(parent_lines, current, head)
+        middle_end, shift = len(current) - tail, len(parent_lines) - len(current)
         mapping: dict[int, int] = {}
-        matcher = difflib.SequenceMatcher(None, parent_lines, current, autojunk=False)
+        matcher = difflib.SequenceMatcher(None, parent_lines[head:len(parent_lines) - tail], current[head:middle_end],
+                                          autojunk=False)
         for tag, i1, i2, j1, _j2 in matcher.get_opcodes():
             if tag == "equal":
                 for k in range(i2 - i1):
-                    mapping[j1 + k] = i1 + k
+                    mapping[head + j1 + k] = head + i1 + k
         still: dict[int, int] = {}
         for original, here in pending.items():
-            if here in mapping:
+            if here < head:
+                still[original] = here
+            elif here >= middle_end:
+                still[original] = here + shift
+            elif here in mapping:
                 still[original] = mapping[here]
             else:
                 owners[original] = entry
