@@ -75,23 +75,8 @@ class ObjectStore:
             return {}
         a = self._raw_tree(old_sha) if old_sha else b""
         b = self._raw_tree(new_sha) if new_sha else b""
-        shortest = min(len(a), len(b))
-        lo, hi = 0, shortest  # longest common prefix: a[:lo] == b[:lo]
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if a[:mid] == b[:mid]:
-                lo = mid
-            else:
-                hi = mid - 1
-        prefix = lo
-        lo, hi = 0, shortest - prefix  # longest common suffix that does not overlap the prefix
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if a[len(a) - mid:] == b[len(b) - mid:]:
-                lo = mid
-            else:
-                hi = mid - 1
-        suffix = lo
+        prefix = common_prefix(a, b)
+        suffix = common_suffix(a, b, prefix)
         starts_a, starts_b = _entry_starts(a), _entry_starts(b)
         # Entries wholly inside the common prefix are the same in both (same bytes, same offsets).
         head_a = bisect.bisect_right(starts_a, prefix) - 1  # entries [0, head) end at or before prefix
@@ -293,6 +278,32 @@ class ObjectStore:
             fsync_dir(self.objects_dir)
         for directory in touched_dirs:
             fsync_dir(directory)
+
+
+def common_prefix(a, b) -> int:
+    """Length of the longest common prefix of two sequences (bytes or lists): bisection on
+    slice equality, so the comparing is done in C."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def common_suffix(a, b, skip: int = 0) -> int:
+    """Length of the longest common suffix of a[skip:] and b[skip:] (it never overlaps a
+    common prefix of length ``skip``)."""
+    lo, hi = 0, min(len(a), len(b)) - skip
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[len(a) - mid:] == b[len(b) - mid:]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 class PathFollower:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 import yaml
 
 from ..compiler.pages import YAML_LOADER
-from ..git.objects import PathFollower
+from ..git.objects import PathFollower, common_prefix, common_suffix
 from ..history import Entry, entry_of, iter_entries
 from ..kb import KB
 
@@ -213,30 +213,6 @@ class BlameLine:
     text: str
 
 
-def _common_prefix(a: list[str], b: list[str]) -> int:
-    """Length of the longest common prefix of two lists (bisection on slice equality, in C)."""
-    lo, hi = 0, min(len(a), len(b))
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def _common_suffix(a: list[str], b: list[str], skip: int) -> int:
-    """Length of the longest common suffix of a[skip:] and b[skip:]."""
-    lo, hi = 0, min(len(a), len(b)) - skip
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[len(a) - mid:] == b[len(b) - mid:]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
 def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
     """For each line of ``path`` at ``at`` (default HEAD), the operation that last wrote it.
 
@@ -271,8 +247,8 @@ def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
                         if parent_entry and not statmod.S_ISDIR(parent_entry[0]) else [])
         # A version usually differs from its parent in a few lines (an index entry, a bullet):
         # the common head and tail are matched by comparing slices, difflib sees the middle.
-        head = _common_prefix(parent_lines, current)
-        tail = _common_suffix(parent_lines, current, head)
+        head = common_prefix(parent_lines, current)
+        tail = common_suffix(parent_lines, current, head)
         middle_end, shift = len(current) - tail, len(parent_lines) - len(current)
         mapping: dict[int, int] = {}
         matcher = difflib.SequenceMatcher(None, parent_lines[head:len(parent_lines) - tail], current[head:middle_end],
