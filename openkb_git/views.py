@@ -110,7 +110,7 @@ def update_views(kb: KB, registry: Registry, *, full: bool = False, patch: bool 
         return
     tree = kb.head_tree(head)
     makedirs(kb.openkb_dir, sync=False)
-    patched = _patched_hashes(kb, state, tree, journal) if patch and not full and not registry.warm else None
+    patched = _patched_hashes(kb, registry, state, tree, journal) if patch and not full and not registry.warm else None
     if patched is not None:  # e.g. recovery in a fresh process: O(registry changes), not O(documents)
         hashes, consistent = patched
     else:
@@ -153,7 +153,7 @@ def update_views(kb: KB, registry: Registry, *, full: bool = False, patch: bool 
     write_file(kb.root / STATE, json.dumps(state).encode("utf-8"), sync=False)
 
 
-def _patched_hashes(kb: KB, state: dict, tree: bytes | None, journal=None) -> tuple[bytes, bool] | None:
+def _patched_hashes(kb: KB, registry: Registry, state: dict, tree: bytes | None, journal=None) -> tuple[bytes, bool] | None:
     """hashes.json at ``tree``, made by patching the file written for the state's commit with
     the registry records that changed since: (bytes, names consistent), or None when the
     file cannot be trusted for that (then the caller rebuilds it from every record).
@@ -175,7 +175,6 @@ def _patched_hashes(kb: KB, state: dict, tree: bytes | None, journal=None) -> tu
     changes = _registry_changes(kb, known, tree, journal)
     if changes is None:
         return None
-    records = Registry(kb.objects)
     keys: dict[int, str] = {}
 
     def doc_at(i: int) -> str:
@@ -194,7 +193,7 @@ def _patched_hashes(kb: KB, state: dict, tree: bytes | None, journal=None) -> tu
                 del body[at]
             keys.clear()
             new = changes[name]
-            record = records.record(new) if new is not None else None
+            record = registry.record(new) if new is not None else None
             if record is None or not record.get("sha256"):
                 continue
             if record.get("doc_name") != doc:

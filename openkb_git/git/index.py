@@ -208,21 +208,11 @@ class GitIndex:
         if self._records is None and self._patch_file(worktree, blob_ids, sync=sync):
             return
         records = self._load()
-        if self._written is not None and self._file_stamp() == self._stamp:
-            # The file is the one written here last: splice it rather than join every entry.
-            encoded = {path: encode_entry(path.encode("utf-8"), os.lstat(worktree / path), sha)
-                       for path, sha in blob_ids.items() if sha is not None}
-            if self._patch_file(worktree, blob_ids, sync=sync, encoded=encoded):
-                for path, sha in blob_ids.items():
-                    key = path.encode("utf-8")
-                    if sha is None:
-                        if records.pop(key, None) is not None:
-                            del self._order[bisect.bisect_left(self._order, key)]
-                    else:
-                        if key not in records:
-                            bisect.insort(self._order, key)
-                        records[key] = encoded[path]
-                return
+        encoded = {path: encode_entry(path.encode("utf-8"), os.lstat(worktree / path), sha)
+                   for path, sha in blob_ids.items() if sha is not None}
+        # The file is the one written here last: splice it rather than join every entry.
+        spliced = (self._written is not None and self._file_stamp() == self._stamp
+                   and self._patch_file(worktree, blob_ids, sync=sync, encoded=encoded))
         for path, sha in blob_ids.items():
             key = path.encode("utf-8")
             if sha is None:
@@ -231,8 +221,9 @@ class GitIndex:
                 continue
             if key not in records:
                 bisect.insort(self._order, key)
-            records[key] = encode_entry(key, os.lstat(worktree / path), sha)
-        self._write(sync=sync)
+            records[key] = encoded[path]
+        if not spliced:
+            self._write(sync=sync)
 
     def _write(self, *, sync: bool) -> None:
         records = self._records or {}
