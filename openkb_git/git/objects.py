@@ -1,4 +1,4 @@
-"""Object store access: durable loose-object writes and cached tree edits."""
+"""Object store access: durable writes (one pack per call, see packs.py) and cached tree edits."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ from dulwich.objects import Commit, ShaFile, Tree
 from dulwich.repo import Repo
 
 from ..fsutil import TMP_SUFFIX, fsync_dir, makedirs, replace, write_bytes
+from . import packs
 
 FILE_MODE = 0o100644
 TREE_CACHE = 256  # parsed trees kept (LRU)
+LOOSE_BYTES = 32 * 1024  # objects this large are written loose, not into a commit's small pack
 ENCODED_CACHE = 16  # encodings of large trees kept for splicing (LRU)
 TREE_MODE = 0o040000
 
@@ -28,7 +30,7 @@ ChangeSet = dict[str, "bytes | None"]
 
 
 class ObjectStore:
-    """Reads objects through dulwich and writes new loose objects durably.
+    """Reads objects through dulwich and writes new objects durably, as small packs.
 
     Parsed trees are cached by id: a tree id names immutable content, so the cache
     never goes stale, and editing a path only re-reads the trees on its way.
@@ -247,37 +249,69 @@ class ObjectStore:
         return keys, parts
 
     def remove_temporaries(self) -> int:
-        """Delete temporary object files a killed writer left in the objects directory."""
+        """Delete temporary object and pack files a killed writer left in the object store."""
         removed = 0
         for tmp in self.objects_dir.glob(f"tmp_obj_*{TMP_SUFFIX}"):
             tmp.unlink(missing_ok=True)
             removed += 1
-        return removed
+        return removed + packs.remove_temporaries(self.pack_dir)
+
+    @property
+    def pack_dir(self) -> Path:
+        return self.objects_dir / "pack"
 
     def write_durably(self, objects: list) -> None:
-        """Write ``objects`` (RawObject or dulwich ShaFile) as loose objects, each fsynced, then
-        fsync the fan-out directories. Objects already present are skipped. When this
-        returns, every object is on disk.
+        """Write ``objects`` (RawObject or dulwich ShaFile) durably: the small ones as one pack
+        (see packs.py), the large ones (LOOSE_BYTES and over: big folders' trees, big files)
+        as loose objects, which no pack merge ever has to copy again. Objects already present
+        are skipped. When this returns, every object and its folder entry is on disk.
         """
+        store = self.repo.object_store
+        entries: dict[bytes, bytes] = {}
+        loose = []
+        for obj in objects:
+            sha = binascii.unhexlify(obj.id)
+            if sha in entries or self._present(obj.id):
+                continue
+            raw = obj.raw if isinstance(obj, RawObject) else obj.as_raw_string()
+            if len(raw) >= LOOSE_BYTES:
+                loose.append(obj)
+                entries[sha] = b""  # seen
+            else:
+                entries[sha] = packs.entry_header(packs.PACK_TYPES[obj.type_name], len(raw)) + zlib.compress(raw, 1)
+        self._write_loose(loose)
+        entries = {sha: data for sha, data in entries.items() if data}
+        if not entries:
+            return
+        makedirs(self.pack_dir, sync=True)
+        packs.write_pack(self.pack_dir, list(entries.items()))
+        for base in packs.merge_small_packs(self.pack_dir):
+            evicted = getattr(store, "_pack_cache", {}).pop(base, None)
+            if evicted is not None:
+                evicted.close()
+
+    def _write_loose(self, objects: list) -> None:
+        """Each object as a loose object, fsynced, then the fan-out folders fsynced."""
         touched_dirs: set[Path] = set()
         new_fanout = False
         for obj in objects:
             hexsha = obj.id.decode("ascii")
             directory = self.objects_dir / hexsha[:2]
-            path = directory / hexsha[2:]
-            if path.exists():
-                continue
             if not directory.exists():
                 makedirs(directory, sync=False)
                 new_fanout = True
             tmp = self.objects_dir / f"tmp_obj_{hexsha[:12]}_{os.getpid()}{TMP_SUFFIX}"
             write_bytes(tmp, b"".join(obj.as_legacy_object_chunks()), mode=0o444, sync=True)
-            replace(tmp, path)
+            replace(tmp, directory / hexsha[2:])
             touched_dirs.add(directory)
         if new_fanout:
             fsync_dir(self.objects_dir)
         for directory in touched_dirs:
             fsync_dir(directory)
+
+    def _present(self, hexsha: bytes) -> bool:
+        text = hexsha.decode("ascii")
+        return os.path.exists(self.objects_dir / text[:2] / text[2:]) or self.repo.object_store.contains_packed(hexsha)
 
 
 def common_prefix(a, b) -> int:

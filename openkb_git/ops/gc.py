@@ -12,10 +12,12 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import asdict, dataclass
 
 from ..errors import OpenKBError
 from ..fsutil import write_file
+from ..git.packs import remove_orphans
 from ..history import iter_entries
 from ..kb import KB
 from .session import Writer
@@ -34,6 +36,7 @@ class GCResult:
     size_before: int
     size_after: int
     seconds_grace: int
+    orphan_packs_removed: int = 0
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -64,9 +67,13 @@ def collect(kb: KB, *, grace: int = DEFAULT_GRACE) -> GCResult:
 
         dulwich.gc.garbage_collect(kb.repo, prune=True, grace_period=grace)
         tool = "dulwich"
+    # A .pack without its index is invisible to every reader: a crash between the two renames of
+    # a pack written or the two removals of a pack merged leaves one. Past the grace period it goes.
+    orphans = remove_orphans(kb.git_dir / "objects" / "pack", time.time() - grace)
     head = kb.head()
     write_file(kb.root / STATE, json.dumps({"head": head.decode() if head else None}).encode(), sync=False)
-    return GCResult(tool=tool, size_before=before, size_after=git_dir_size(kb), seconds_grace=grace)
+    return GCResult(tool=tool, size_before=before, size_after=git_dir_size(kb), seconds_grace=grace,
+                    orphan_packs_removed=len(orphans))
 
 
 def gc(kb: KB, *, grace: int = DEFAULT_GRACE, wait: float = 0.0) -> GCResult:

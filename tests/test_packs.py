@@ -1,0 +1,139 @@
+"""Each commit's small objects go into one pack; small packs are merged geometrically."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import time
+import zlib
+
+from dulwich.object_format import SHA1
+from dulwich.pack import load_pack_index_file
+from dulwich.repo import Repo
+
+from conftest import git, run_openkb
+from openkb_git.git import packs
+from openkb_git.git.objects import LOOSE_BYTES, ObjectStore, make_commit
+from openkb_git.git.refs import compare_and_swap
+
+IDENTITY = b"T <t@example.com>"
+
+
+def _commit_many(root, rounds, rng, big_every=0):
+    store = ObjectStore(Repo(str(root)))
+    tree = base = None
+    written = []
+    for i in range(rounds):
+        changes = {f"wiki/concepts/c{rng.randint(0, 40)}.md": b"v%d %f" % (i, rng.random()) for _ in range(3)}
+        if big_every and i % big_every == 0:
+            changes[f"raw/big{i}.bin"] = os.urandom(LOOSE_BYTES + 10)
+        tree, objects, _ids = store.build_tree(tree, changes)
+        commit = make_commit(tree, base, f"c{i}\n", IDENTITY, int(time.time()), 0)
+        store.write_durably([*objects, commit])
+        compare_and_swap(root / ".git", base, commit.id, identity=IDENTITY, message=f"c{i}")
+        written += [o.id.decode() for o in objects] + [commit.id.decode()]
+        base = commit.id
+    return store, written
+
+
+def _pack_names(root):
+    return sorted(p.name for p in (root / ".git" / "objects" / "pack").iterdir())
+
+
+def test_packs_are_valid_git_packs_and_merges_keep_every_object(tmp_path):
+    subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
+    store, written = _commit_many(tmp_path, 60, random.Random(5), big_every=7)
+    names = _pack_names(tmp_path)
+    idx = [n for n in names if n.endswith(".idx")]
+    assert len(idx) < packs.MERGE_AT, names  # merged as they piled up
+    assert len(idx) == len([n for n in names if n.endswith(".pack")])  # no orphan, no temporary
+    fsck = subprocess.run(["git", "-C", str(tmp_path), "fsck", "--strict", "--full"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+    for name in idx:
+        git(tmp_path, "verify-pack", str(tmp_path / ".git" / "objects" / "pack" / name))
+    # Every object written is there (git reads it), in a pack unless it is large.
+    present = set(git(tmp_path, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)").split())
+    assert set(written) <= present
+    loose = {p.parent.name + p.name for p in (tmp_path / ".git" / "objects").glob("??/*")}
+    assert loose
+    assert all(int(git(tmp_path, "cat-file", "-s", sha)) >= LOOSE_BYTES for sha in loose)
+    # A fresh reader sees the same objects as the writer that merged them.
+    fresh = Repo(str(tmp_path)).object_store
+    assert all(sha.encode() in fresh for sha in written)
+    assert all(sha.encode() in store.repo.object_store for sha in written)
+
+
+def test_merge_leaves_packs_it_cannot_copy_alone(tmp_path):
+    """A git-made pack with deltas, and a pack with a .keep, are never merged or removed."""
+    subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
+    text = "".join(f"line {i} of a page that changes a little\n" for i in range(400))
+    for i in range(4):
+        (tmp_path / "page.md").write_text(text + f"edit {i}\n")
+        git(tmp_path, "add", "page.md")
+        git(tmp_path, "-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qm", f"p{i}")
+    git(tmp_path, "repack", "-a", "-d", "-f", "-q")
+    pack_dir = tmp_path / ".git" / "objects" / "pack"
+    (delta_pack,) = pack_dir.glob("*.pack")
+    assert packs.read_entries(delta_pack.read_bytes(), delta_pack.with_suffix(".idx").read_bytes()) is None
+    repo = Repo(str(tmp_path))
+    store = ObjectStore(repo)
+    tree, base = repo[repo.head()].tree, repo.head()
+    for i in range(packs.MERGE_AT * 3):
+        tree, objects, _ = store.build_tree(tree, {f"n/f{i}.md": b"%d" % i})
+        commit = make_commit(tree, base, f"n{i}\n", IDENTITY, int(time.time()), 0)
+        store.write_durably([*objects, commit])
+        base = commit.id
+        if i == 0:
+            (kept,) = [p for p in pack_dir.glob("*.pack") if p != delta_pack and not p.with_suffix(".keep").exists()]
+            kept.with_suffix(".keep").write_text("")
+    compare_and_swap(tmp_path / ".git", repo.head(), base, identity=IDENTITY, message="n")
+    assert delta_pack.exists() and delta_pack.with_suffix(".idx").exists()
+    assert kept.exists() and kept.with_suffix(".idx").exists()
+    assert len(list(pack_dir.glob("*.idx"))) <= packs.MERGE_AT + 1
+    fsck = subprocess.run(["git", "-C", str(tmp_path), "fsck", "--strict"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+    assert git(tmp_path, "log", "--format=%s", "-1").strip() == f"n{packs.MERGE_AT * 3 - 1}"
+
+
+def test_read_entries_refuses_deltas_and_damage(tmp_path):
+    entries = [(bytes([i]) * 20, packs.entry_header(3, 5) + zlib.compress(b"hello")) for i in range(3)]
+    pack, index, _name = packs.encode_pack(entries)
+    assert sorted(packs.read_entries(pack, index)) == sorted(entries)
+    damaged = bytearray(pack)
+    damaged[20] ^= 1
+    assert packs.read_entries(bytes(damaged), index) is None
+    delta = [(b"\x07" * 20, bytes([0x75]) + b"\x00" * 20 + zlib.compress(b"x"))]  # a ref-delta entry
+    pack, index, _name = packs.encode_pack(delta)
+    assert packs.read_entries(pack, index) is None
+
+
+def test_index_with_large_offsets_reads_back(tmp_path):
+    offsets = {bytes([i]) * 20: (i * 900_000_000 + 12, i) for i in range(5)}  # up to 3.6 GB
+    data = packs.encode_index(offsets, b"\x01" * 20)
+    path = tmp_path / "x.idx"
+    path.write_bytes(data)
+    with open(path, "rb") as fh:
+        index = load_pack_index_file(str(path), fh, SHA1)
+        found = {sha: index.object_offset(sha) for sha in offsets}
+    assert found == {sha: offset for sha, (offset, _crc) in offsets.items()}
+
+
+def test_geometric_prefix():
+    assert packs.geometric_prefix([1, 1, 1, 1]) == 4
+    assert packs.geometric_prefix([1, 1, 100]) == 2
+    assert packs.geometric_prefix([1, 2, 4, 8]) == 0  # already a doubling sequence
+    assert packs.geometric_prefix([5]) == 0
+
+
+def test_gc_removes_orphan_packs_past_the_grace_period(kb, tmp_path):
+    pack_dir = kb / ".git" / "objects" / "pack"
+    source = next(pack_dir.glob("*.pack"))
+    old, new = pack_dir / "pack-0000000000000000000000000000000000000001.pack", pack_dir / "pack-fresh.pack"
+    shutil.copyfile(source, old)
+    shutil.copyfile(source, new)
+    os.utime(old, (time.time() - 30 * 24 * 3600,) * 2)
+    run_openkb("gc", cwd=kb, check=True)
+    assert not old.exists() and new.exists()
+    git(kb, "fsck", "--strict")
