@@ -156,14 +156,8 @@ def _entry(row: list) -> Entry:
 
 
 def entry_of(kb: KB, sha: bytes) -> Entry:
-    """The operation of one commit (from the memo when it has been parsed before)."""
-    memo = commit_memo(kb)
-    key = sha.decode()
-    row = memo.get(key)
-    if row is None:
-        row = _parse_row(kb, key)
-        memo.add(row)
-    return _entry(row)
+    """The operation of one commit, parsed from it (loading the memo costs more than that)."""
+    return _entry(_parse_row(kb, sha.decode()))
 
 
 def iter_entries(kb: KB, head: bytes | None = None) -> Iterator[Entry]:

@@ -7,11 +7,7 @@ from dataclasses import asdict, dataclass
 
 from ..history import Entry, iter_entries
 from ..kb import KB
-from ..lock import KBLock
-from ..protocol.journal import list_journals
 from ..registry import Registry
-from ..views import views_are_current
-from .edits import find_edits
 
 
 def entry_json(entry: Entry, position: int | None = None) -> dict:
@@ -62,6 +58,12 @@ class Status:
 
 
 def status(kb: KB) -> Status:
+    # Imported here: `log` and `show` import this module and need none of it (start-up time).
+    from ..lock import KBLock
+    from ..protocol.journal import list_journals
+    from ..views import views_are_current
+    from .edits import find_edits
+
     head = kb.head()
     tree = kb.head_tree(head)
     records = Registry(kb.objects).view(tree).records
