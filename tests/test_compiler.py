@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from conftest import TLDR
 from openkb_git.compiler import Contribution, compile_document, extract_keyphrases, slugify, update_concept_page, update_index
@@ -84,3 +84,56 @@ def test_keyphrases_and_slugs_are_clean():
     assert phrases and all(p == p.lower() and "{" not in p and "`" not in p for p in phrases)
     assert slugify("Attention Mechanism!") == "attention-mechanism"
     assert compiled(TLDR / "common" / "tar.md") == compiled(TLDR / "common" / "tar.md")
+
+
+_KEYS = st.text(alphabet="abcz-:] é", min_size=1, max_size=6)
+_BULLETS = {"## Documents": ["- [[summaries/a]] — A", "- [[summaries/b]]", "- [[summaries/a:]] — x", "- [[summaries/c]] — C"],
+            "## Concepts": ["- [[concepts/a]] — A", "- [[concepts/b]] — B", "- [[concepts/z-]] — Z"],
+            "## Other": ["- [[summaries/a]] — A", "text"]}
+
+
+@st.composite
+def _index_pages(draw):
+    """Index pages of many shapes: sections in any order or missing, bullets in any order,
+    blank lines or hand text in between, a heading repeated."""
+    lines = draw(st.sampled_from([["# Index", ""], [], ["# Index"]]))
+    for heading in draw(st.lists(st.sampled_from(sorted(_BULLETS)), max_size=4)):
+        lines.append(heading)
+        if draw(st.integers(0, 3)):
+            lines.append("")
+        body = draw(st.lists(st.sampled_from(_BULLETS[heading]), unique=True, max_size=4))
+        for line in body:
+            lines.append(line)
+            if draw(st.integers(0, 3)) == 0:
+                lines.append(draw(st.sampled_from(["", "hand text", "### deeper"])))
+        lines += [""] * draw(st.sampled_from([0, 0, 1, 1, 2]))
+    while lines and lines[-1] == "" and draw(st.integers(0, 3)):
+        lines.pop()  # most pages end with one newline, as the fast path requires
+    return ("\n".join(lines) + "\n" * draw(st.sampled_from([1, 1, 1, 0, 2]))).encode()
+
+
+@settings(max_examples=400, deadline=None)
+@example("## Documents\n\n- [[summaries/b]]\nhand text\n".encode(), False, {}, {})  # text among the bullets
+@example("## Documents\n\n- [[summaries/b]]\n- [[summaries/a]]\n".encode(), False, {}, {})  # unsorted
+@given(_index_pages(), st.booleans(), st.dictionaries(_KEYS, st.one_of(st.none(), _KEYS), max_size=4),
+       st.dictionaries(_KEYS, st.booleans(), max_size=4))
+def test_index_spliced_in_place_equals_the_line_by_line_rendering(page, canonical, docs, concepts):
+    """The fast path of update_index (splicing bullets into canonical sections) gives the
+    bytes of the line-by-line rendering, or declines; on pages openkb wrote it never declines."""
+    from openkb_git.compiler.pages import _render_index, _update_index_in_place, index_line
+
+    if canonical:  # a page as openkb writes it, then the same updates
+        existing = update_index(None, docs={k: index_line(k, v or k) for k, v in docs.items()} or {"seed": "- [[summaries/seed]] — S"},
+                                concepts={k: True for k in concepts} or {"seed": True})
+    else:
+        existing = page
+    for docs_update, concepts_update in (
+            ({k: (index_line(k, v) if v is not None else None) for k, v in docs.items()}, concepts),
+            ({"a": None, "b": "- [[summaries/b]] — new"}, {"a": False, "c": True}),
+            ({"a": None, "c": "- [[summaries/c]] — new"}, None), (None, {"a": False, "b": True})):
+        fast = _update_index_in_place(existing, docs_update, concepts_update)
+        if fast is not None:
+            assert fast == _render_index(existing, docs_update, concepts_update)
+    if canonical and any(v is not None for v in docs.values()) and any(concepts.values()):
+        assert _update_index_in_place(existing, {k: (index_line(k, v) if v is not None else None) for k, v in docs.items()},
+                                      concepts) is not None

@@ -173,6 +173,15 @@ def concept_index_line(slug: str) -> str:
 def update_index(existing: bytes | None = None, *, docs: dict | None = None, concepts: dict | None = None) -> bytes:
     """Set or drop document lines (``docs``: doc -> line or None) and concept lines
     (``concepts``: slug -> True to list it, False to drop it) in wiki/index.md."""
+    if existing is not None:
+        fast = _update_index_in_place(existing, docs, concepts)
+        if fast is not None:
+            return fast
+    return _render_index(existing, docs, concepts)
+
+
+def _render_index(existing: bytes | None, docs: dict | None, concepts: dict | None) -> bytes:
+    """update_index line by line: any shape of page (sections missing, hand-added text)."""
     if existing is None:
         lines = list(INDEX_SKELETON)
     else:
@@ -187,6 +196,68 @@ def update_index(existing: bytes | None = None, *, docs: dict | None = None, con
     while lines and lines[-1] == "":
         lines.pop()
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _update_index_in_place(existing: bytes, docs: dict | None, concepts: dict | None) -> bytes | None:
+    """update_index for an index whose sections are in canonical form (what openkb writes:
+    the heading, one blank line, sorted bullets and nothing else), by splicing the
+    bullets changed into the bytes; None for any other shape (update_index then re-renders
+    the page line by line). The bytes are the same either way (UTF-8 sorts as the code
+    points do); the index of a KB of N documents holds N + concepts lines, and this spares
+    decoding them and a pass over them in Python."""
+    text = existing
+    if not text.endswith(b"\n") or text.endswith(b"\n\n"):
+        return None
+    for heading, prefix, updates in (
+            (DOCUMENTS, "- [[summaries/", dict(docs or {})),
+            (CONCEPTS, "- [[concepts/", {slug: (concept_index_line(slug) if present else None)
+                                         for slug, present in (concepts or {}).items()})):
+        if not updates:
+            continue
+        text = _splice_keyed(text, heading.encode(), prefix.encode(),
+                             {key.encode("utf-8"): None if line is None else line.encode("utf-8")
+                              for key, line in updates.items()})
+        if text is None:
+            return None
+    return text
+
+
+def _splice_keyed(text: bytes, heading: bytes, prefix: bytes, updates: dict[bytes, bytes | None]) -> bytes | None:
+    """_set_keyed on the bytes of a page ending with one newline, for a canonical section."""
+    if text.startswith(heading + b"\n"):
+        start = 0
+    else:
+        start = text.find(b"\n" + heading + b"\n") + 1
+        if start == 0:
+            return None  # missing: the slow path creates it
+    if text.find(heading + b"\n") != start:
+        return None  # an earlier line holds the heading text as its tail: let the slow path decide
+    body = start + len(heading) + 1
+    ends = [at + 1 for at in (text.find(b"\n# ", body - 1), text.find(b"\n## ", body - 1)) if at != -1]
+    end = min(ends) if ends else len(text)
+    # Canonical: "\n" + bullets joined by "\n" + "\n" (+ "\n" before a following heading).
+    tail = b"\n" if end == len(text) else b"\n\n"
+    first, stop = body + 1, end - len(tail)
+    if (stop <= first or text[body:first] != b"\n" or not text.startswith(tail, stop)
+            or not text.startswith(prefix, first)
+            or text.count(b"\n", first, stop) != text.count(b"\n" + prefix, first, stop)):
+        return None
+    bullets = text[first:stop].split(b"\n")
+    if bullets != sorted(bullets):
+        return None
+    for key, line in sorted(updates.items()):
+        marker = prefix + key + b"]]"
+        at = bisect.bisect_left(bullets, marker)
+        while at < len(bullets) and bullets[at].startswith(marker):
+            if bullets[at][len(marker):len(marker) + 1] in (b"", b" ", b":"):
+                del bullets[at]
+            else:
+                at += 1
+        if line is not None:
+            bisect.insort(bullets, line)
+    if not bullets:
+        return None  # an emptied section: its exact shape is the slow path's
+    return b"".join((text[:body], b"\n", b"\n".join(bullets), tail, text[end:]))
 
 
 def index_line(doc: str, title: str) -> str:
