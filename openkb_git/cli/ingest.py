@@ -230,11 +230,14 @@ def fsck(ctx: click.Context, repair: bool, wait: float, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def gc(ctx: click.Context, prune_grace: int, wait: float, as_json: bool) -> None:
-    """Pack loose objects (with deltas) and prune unreachable ones.
+    """Repack all objects into one pack (with deltas) and prune unreachable ones.
 
-    Takes the KB lock and recovers first, so objects of an in-flight mutation are
-    never touched. Also runs by itself every `gc_auto_commits` commits during `add`
-    (config, default 1000; 0 turns it off).
+    Each commit writes its small objects as one small pack and its large ones (big
+    folders' trees, big files) as loose objects; small packs are merged as they pile
+    up, but only gc finds deltas. Takes the KB lock and recovers first, so objects of
+    an in-flight mutation are never touched. Also removes a pack left without its index
+    by a crash, once older than --prune-grace. Runs by itself every `gc_auto_commits`
+    commits during `add` (config, default 1000; 0 turns it off).
     """
     from ..ops.gc import gc as kb_gc
 
@@ -246,4 +249,5 @@ def gc(ctx: click.Context, prune_grace: int, wait: float, as_json: bool) -> None
     if as_json:
         echo_json(result.to_json())
     else:
-        click.echo(f"packed with {result.tool}: .git {result.size_before / 1e6:.1f} MB -> {result.size_after / 1e6:.1f} MB")
+        click.echo(f"packed with {result.tool}: .git {result.size_before / 1e6:.1f} MB -> {result.size_after / 1e6:.1f} MB"
+                   + (f"; {result.orphan_packs_removed} pack(s) without an index removed" if result.orphan_packs_removed else ""))

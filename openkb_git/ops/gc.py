@@ -1,4 +1,4 @@
-"""`openkb gc`: pack loose objects with deltas and prune unreachable ones past a grace period.
+"""`openkb gc`: repack every object with deltas and prune unreachable ones past a grace period.
 
 Runs under the KB lock after recovery, so no journal is pending and every object a
 journal could name is either reachable or already garbage. Uses `git gc` (deltas, the
