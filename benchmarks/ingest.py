@@ -6,8 +6,8 @@ after `openkb gc`) and PDF preparation throughput, each `--jobs 1` against `--jo
   of its workers from getrusage). Then the size of .git before and after `openkb gc`,
   against the size of raw/ + wiki/.
 - PDF: preparation alone (hash, conversion, compilation into staging — what the worker
-  processes do) of ../shared/corpus/pdf, in a process pool of 1 and of 2 workers; pages
-  per second.
+  processes do) of ../shared/corpus/pdf, by `openkb add`'s own ordered pool with 1 and 2
+  jobs, each run a fresh process (imports included); pages per second.
 
     .venv/bin/python benchmarks/ingest.py [--tldr-jobs 1,2] [--pdf-runs 3] [--skip-tldr] [--skip-pdf]
 """
@@ -20,9 +20,7 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -71,27 +69,34 @@ def tldr_add(jobs: int, workdir: Path) -> dict:
             "git_after": after, "content": content, "gc_time": gc_time, "summary": proc.stdout.strip().splitlines()[-1]}
 
 
-def _prepare_one(args):
-    from openkb_git.ops.add import Task, prepare
-    n, path, run_dir = args
-    task = Task(n, str(path), path.name, str(path), path.stem)
-    start = time.perf_counter()
-    result = prepare(task, run_dir, 20, 200, frozenset())
-    pages = 0
-    if result.dir:
-        manifest = json.loads((Path(result.dir) / "manifest.json").read_text(encoding="utf-8"))
-        pages = int(manifest["record"].get("pages") or 0)
-    return result.status, pages, time.perf_counter() - start
+PDF_CHILD = """
+import json, sys, tempfile, time
+sys.path.insert(0, {root!r})
+start = time.perf_counter()
+from pathlib import Path
+from openkb_git.ops.add import Task, _prepared_in_order
+pdfs = sorted(Path({pdf_dir!r}).glob("*.pdf"))
+tasks = [Task(n, str(p), p.name, str(p), p.stem) for n, p in enumerate(pdfs)]
+pages = ready = 0
+with tempfile.TemporaryDirectory(prefix="openkb-bench-pdf-") as run_dir:
+    for task, result in _prepared_in_order(tasks, run_dir, 20, 200, frozenset(), {jobs}, {{"flag": False}}):
+        if result.dir:
+            ready += 1
+            manifest = json.loads((Path(result.dir) / "manifest.json").read_text(encoding="utf-8"))
+            pages += int(manifest["record"].get("pages") or 0)
+print(json.dumps({{"wall": time.perf_counter() - start, "pages": pages, "ready": ready}}))
+"""
 
 
 def pdf_prepare(jobs: int) -> tuple[float, int, int]:
-    pdfs = sorted((CORPUS / "pdf").glob("*.pdf"))
-    with tempfile.TemporaryDirectory(prefix="openkb-bench-pdf-") as run_dir:
-        start = time.perf_counter()
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            results = list(pool.map(_prepare_one, [(n, p, run_dir) for n, p in enumerate(pdfs)]))
-        wall = time.perf_counter() - start
-    return wall, sum(r[1] for r in results), sum(1 for r in results if r[0] == "ready")
+    """Preparation of every PDF as `openkb add --jobs N` does it (its own ordered pool, in a
+    fresh process, imports included)."""
+    code = PDF_CHILD.format(root=str(synthetic.ROOT), pdf_dir=str(CORPUS / "pdf"), jobs=jobs)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"PDF preparation failed: {proc.stderr}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result["wall"], result["pages"], result["ready"]
 
 
 def pdf_pages() -> int:

