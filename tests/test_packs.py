@@ -9,6 +9,8 @@ import subprocess
 import time
 import zlib
 
+import pytest
+
 from dulwich.object_format import SHA1
 from dulwich.pack import load_pack_index_file
 from dulwich.repo import Repo
@@ -65,8 +67,11 @@ def test_packs_are_valid_git_packs_and_merges_keep_every_object(tmp_path):
     assert all(sha.encode() in store.repo.object_store for sha in written)
 
 
-def test_merge_leaves_packs_it_cannot_copy_alone(tmp_path):
-    """A git-made pack with deltas, and a pack with a .keep, are never merged or removed."""
+@pytest.mark.parametrize("with_git", [True, False])
+def test_merges_keep_every_object_and_leave_kept_packs_alone(tmp_path, monkeypatch, with_git):
+    """With Git, merged packs are written by `git pack-objects` (with deltas: versions of a
+    page end up as deltas, which `openkb gc` can reuse); without it, entries are copied and a
+    pack with deltas (here one made by git) is left alone. A pack with a .keep is never merged."""
     subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
     text = "".join(f"line {i} of a page that changes a little\n" for i in range(400))
     for i in range(4):
@@ -77,24 +82,39 @@ def test_merge_leaves_packs_it_cannot_copy_alone(tmp_path):
     pack_dir = tmp_path / ".git" / "objects" / "pack"
     (delta_pack,) = pack_dir.glob("*.pack")
     assert packs.read_entries(delta_pack.read_bytes(), delta_pack.with_suffix(".idx").read_bytes()) is None
+    before = set(git(tmp_path, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)").split())
+    if not with_git:
+        monkeypatch.setenv("PATH", "/nonexistent")  # a machine without git: the merge copies entries
     repo = Repo(str(tmp_path))
     store = ObjectStore(repo)
     tree, base = repo[repo.head()].tree, repo.head()
+    written = []
     for i in range(packs.MERGE_AT * 3):
-        tree, objects, _ = store.build_tree(tree, {f"n/f{i}.md": b"%d" % i})
+        tree, objects, _ = store.build_tree(tree, {"n/page.md": (text + f"version {i}\n").encode(), f"n/f{i}.md": b"%d" % i})
         commit = make_commit(tree, base, f"n{i}\n", IDENTITY, int(time.time()), 0)
         store.write_durably([*objects, commit])
+        written += [o.id.decode() for o in objects] + [commit.id.decode()]
         base = commit.id
         if i == 0:
-            (kept,) = [p for p in pack_dir.glob("*.pack") if p != delta_pack and not p.with_suffix(".keep").exists()]
+            (kept,) = [p for p in pack_dir.glob("*.pack") if p != delta_pack]
             kept.with_suffix(".keep").write_text("")
+    monkeypatch.undo()
     compare_and_swap(tmp_path / ".git", repo.head(), base, identity=IDENTITY, message="n")
-    assert delta_pack.exists() and delta_pack.with_suffix(".idx").exists()
     assert kept.exists() and kept.with_suffix(".idx").exists()
+    if not with_git:
+        assert delta_pack.exists() and delta_pack.with_suffix(".idx").exists()
     assert len(list(pack_dir.glob("*.idx"))) <= packs.MERGE_AT + 1
     fsck = subprocess.run(["git", "-C", str(tmp_path), "fsck", "--strict"], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stderr
+    present = set(git(tmp_path, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)").split())
+    assert before | set(written) <= present
     assert git(tmp_path, "log", "--format=%s", "-1").strip() == f"n{packs.MERGE_AT * 3 - 1}"
+    stored_as_delta = sum(1 for name in pack_dir.glob("*.idx") for line in git(
+        tmp_path, "verify-pack", "-v", str(name)).splitlines() if " blob " in line and len(line.split()) >= 7)
+    if with_git:
+        assert stored_as_delta >= packs.MERGE_AT  # the page's versions, merged with deltas
+    else:
+        assert stored_as_delta <= 3  # only the git-made pack's own deltas
 
 
 def test_read_entries_refuses_deltas_and_damage(tmp_path):
@@ -137,3 +157,51 @@ def test_gc_removes_orphan_packs_past_the_grace_period(kb, tmp_path):
     run_openkb("gc", cwd=kb, check=True)
     assert not old.exists() and new.exists()
     git(kb, "fsck", "--strict")
+
+
+_CHILD = """
+import sys, time
+from pathlib import Path
+from dulwich.repo import Repo
+from openkb_git.git.objects import ObjectStore, make_commit
+from openkb_git.git.refs import compare_and_swap
+root = sys.argv[1]
+repo = Repo(root)
+store = ObjectStore(repo)
+base = repo.head()
+tree, objects, _ = store.build_tree(repo[base].tree, {"wiki/concepts/last.md": b"the commit that merges"})
+commit = make_commit(tree, base, "last\\n", b"T <t@example.com>", int(time.time()), 0)
+store.write_durably([*objects, commit])
+compare_and_swap(Path(repo.controldir()), base, commit.id, identity=b"T <t@example.com>", message="last")
+"""
+
+
+def test_a_crash_at_any_point_of_a_merge_loses_no_object(tmp_path):
+    """Kill or power loss at every durable operation of a commit that merges packs: the
+    objects of the history are all still readable and git fsck is clean."""
+    import sys
+
+    subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path / "seed")], check=True)
+    _commit_many(tmp_path / "seed", packs.MERGE_AT - 1, random.Random(2))
+    assert len(list((tmp_path / "seed" / ".git" / "objects" / "pack").glob("*.idx"))) == packs.MERGE_AT - 1
+    trace = tmp_path / "trace"
+    env = dict(os.environ, OPENKB_FAULT_TRACE=str(trace))
+    probe = tmp_path / "probe"
+    shutil.copytree(tmp_path / "seed", probe)
+    subprocess.run([sys.executable, "-c", _CHILD, str(probe)], env=env, check=True)
+    ops = trace.read_text().splitlines()
+    assert any("pack-objects" in line or ".idx" in line and "unlink" in line for line in ops), ops
+    assert len(list((probe / ".git" / "objects" / "pack").glob("*.idx"))) < packs.MERGE_AT - 1  # it merged
+    history = {line.split()[0] for line in git(tmp_path / "seed", "rev-list", "--objects", "HEAD").splitlines()}
+    for mode in ("kill", "power"):
+        for at in range(1, len(ops) + 1):
+            kb = tmp_path / f"{mode}-{at}"
+            shutil.copytree(tmp_path / "seed", kb)
+            env = dict(os.environ, OPENKB_FAULT_MODE=mode, OPENKB_FAULT_AT=str(at))
+            subprocess.run([sys.executable, "-c", _CHILD, str(kb)], env=env, capture_output=True)
+            fsck = subprocess.run(["git", "-C", str(kb), "fsck", "--strict", "--no-dangling"], capture_output=True, text=True)
+            assert fsck.returncode == 0, (mode, at, ops[at - 1], fsck.stdout + fsck.stderr)
+            missing = subprocess.run(["git", "-C", str(kb), "cat-file", "--batch-check"], input="\n".join(history) + "\n",
+                                     capture_output=True, text=True).stdout
+            assert "missing" not in missing, (mode, at, ops[at - 1])
+            shutil.rmtree(kb)
