@@ -7,7 +7,8 @@ after `openkb gc`) and PDF preparation throughput, each `--jobs 1` against `--jo
   against the size of raw/ + wiki/.
 - PDF: preparation alone (hash, conversion, compilation into staging — what the worker
   processes do) of ../shared/corpus/pdf, by `openkb add`'s own ordered pool with 1 and 2
-  jobs, each run a fresh process (imports included); pages per second.
+  jobs, each run a fresh process timed from after Python's start-up and openkb's imports
+  (PyMuPDF's import, the pool's start and every file included); pages per second.
 
     .venv/bin/python benchmarks/ingest.py [--tldr-jobs 1,2] [--pdf-runs 3] [--skip-tldr] [--skip-pdf]
 """
@@ -72,9 +73,9 @@ def tldr_add(jobs: int, workdir: Path) -> dict:
 PDF_CHILD = """
 import json, sys, tempfile, time
 sys.path.insert(0, {root!r})
-start = time.perf_counter()
 from pathlib import Path
 from openkb_git.ops.add import Task, _prepared_in_order
+start = time.perf_counter()  # from here: PyMuPDF's import, the pool, every file
 pdfs = sorted(Path({pdf_dir!r}).glob("*.pdf"))
 tasks = [Task(n, str(p), p.name, str(p), p.stem) for n, p in enumerate(pdfs)]
 pages = ready = 0
@@ -90,7 +91,7 @@ print(json.dumps({{"wall": time.perf_counter() - start, "pages": pages, "ready":
 
 def pdf_prepare(jobs: int) -> tuple[float, int, int]:
     """Preparation of every PDF as `openkb add --jobs N` does it (its own ordered pool, in a
-    fresh process, imports included)."""
+    fresh process; timed from after openkb's own imports, PyMuPDF's import included)."""
     code = PDF_CHILD.format(root=str(synthetic.ROOT), pdf_dir=str(CORPUS / "pdf"), jobs=jobs)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if proc.returncode != 0:
