@@ -263,30 +263,32 @@ class ObjectStore:
     def write_durably(self, objects: list) -> None:
         """Write ``objects`` (RawObject or dulwich ShaFile) durably: the small ones as one pack
         (see packs.py), the large ones (LOOSE_BYTES and over: big folders' trees, big files)
-        as loose objects, which no pack merge ever has to copy again. Objects already present
+        as loose objects, which no pack merge ever has to copy again. Blobs already present
         are skipped. When this returns, every object and its folder entry is on disk.
         """
-        store = self.repo.object_store
         entries: dict[bytes, bytes] = {}
-        loose = []
+        loose, seen = [], set()
         for obj in objects:
-            sha = binascii.unhexlify(obj.id)
-            if sha in entries or self._present(obj.id):
+            # Only blobs can already be stored (the same content under another path or from an
+            # earlier version); trees and commits built here are new, and a duplicate would be
+            # harmless anyway. Each check that misses rescans the pack folder.
+            if obj.id in seen or (obj.type_name == b"blob" and self._present(obj.id)):
                 continue
+            seen.add(obj.id)
             raw = obj.raw if isinstance(obj, RawObject) else obj.as_raw_string()
             if len(raw) >= LOOSE_BYTES:
                 loose.append(obj)
-                entries[sha] = b""  # seen
             else:
-                entries[sha] = packs.entry_header(packs.PACK_TYPES[obj.type_name], len(raw)) + zlib.compress(raw, 1)
+                entry = packs.entry_header(packs.PACK_TYPES[obj.type_name], len(raw)) + zlib.compress(raw, 1)
+                entries[binascii.unhexlify(obj.id)] = entry
         self._write_loose(loose)
-        entries = {sha: data for sha, data in entries.items() if data}
         if not entries:
             return
         makedirs(self.pack_dir, sync=True)
         packs.write_pack(self.pack_dir, list(entries.items()))
+        cached = getattr(self.repo.object_store, "_pack_cache", {})
         for base in packs.merge_small_packs(self.pack_dir):
-            evicted = getattr(store, "_pack_cache", {}).pop(base, None)
+            evicted = cached.pop(base, None)
             if evicted is not None:
                 evicted.close()
 
