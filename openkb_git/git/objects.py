@@ -71,26 +71,44 @@ class ObjectStore:
         between two trees (either may be None: empty).
 
         Reads the raw encodings: the common leading and trailing bytes are found by comparing
-        slices (in C), and only the entries between them are decoded, so two versions of a
-        folder of 50,000 entries that differ in a few are compared without building either."""
+        slices (in C); entries are walked only up to the first difference (to find where its
+        entry starts) and through the differing middle, so two versions of a folder of 50,000
+        entries that differ in a few are compared without parsing either."""
         if old_sha == new_sha:
             return {}
         a = self._raw_tree(old_sha) if old_sha else b""
         b = self._raw_tree(new_sha) if new_sha else b""
         prefix = common_prefix(a, b)
         suffix = common_suffix(a, b, prefix)
-        starts_a, starts_b = _entry_starts(a), _entry_starts(b)
-        # Entries wholly inside the common prefix are the same in both (same bytes, same offsets).
-        head_a = bisect.bisect_right(starts_a, prefix) - 1  # entries [0, head) end at or before prefix
-        head = max(0, head_a)
-        begin = starts_a[head] if head < len(starts_a) else len(a)
-        # A tail is shared from the largest distance to the end, within the common suffix, at
-        # which both encodings start an entry: parsing from there on is identical.
-        tails_b = {len(b) - start for start in starts_b}
-        shared = max((d for d in (len(a) - start for start in starts_a[head:]) if d <= suffix and d in tails_b),
-                     default=0)
-        old_mid = _parse_entries(a, begin, len(a) - shared)
-        new_mid = _parse_entries(b, begin, len(b) - shared)
+        # The entry holding the first differing byte starts at the same offset in both: the
+        # bytes before it are the same, so are the entries they make.
+        begin = 0
+        find_a = a.find
+        while begin < len(a):
+            end = find_a(b"\0", begin) + 21
+            if end <= 20:
+                raise ValueError("corrupt tree object: entry without a NUL")
+            if end > prefix:
+                break
+            begin = end
+        # From there both are walked in step, always advancing the one with more bytes left,
+        # until both have as many bytes left, at entry starts, within the common suffix: the
+        # rest parses the same in both.
+        old_mid: dict[bytes, tuple[int, bytes]] = {}
+        new_mid: dict[bytes, tuple[int, bytes]] = {}
+        pa = pb = begin
+        left_a, left_b = len(a) - begin, len(b) - begin
+        while left_a != left_b or left_a > suffix:
+            if left_a > left_b:
+                name, entry, nxt = _entry_at(a, pa)
+                old_mid[name] = entry
+                left_a -= nxt - pa
+                pa = nxt
+            else:
+                name, entry, nxt = _entry_at(b, pb)
+                new_mid[name] = entry
+                left_b -= nxt - pb
+                pb = nxt
         return {name: (old_mid.get(name), new_mid.get(name)) for name in old_mid.keys() | new_mid.keys()
                 if old_mid.get(name) != new_mid.get(name)}
 
@@ -473,17 +491,13 @@ def _deflate_in_pieces(header: bytes, raw: bytes):
     yield struct.pack(">L", zlib.adler32(raw, zlib.adler32(header)))
 
 
-def _entry_starts(raw: bytes) -> list[int]:
-    """Offsets at which the entries of a raw tree start, plus its length."""
-    starts = []
-    pos, end, find = 0, len(raw), raw.find
-    while pos < end:
-        starts.append(pos)
-        pos = find(b"\0", pos) + 21
-        if pos <= 20:
-            raise ValueError("corrupt tree: entry without a NUL")
-    starts.append(end)
-    return starts
+def _entry_at(raw: bytes, pos: int) -> tuple[bytes, tuple[int, bytes], int]:
+    """(name, (mode, hex sha), offset of the next entry) of the tree entry starting at ``pos``."""
+    space = raw.find(b" ", pos)
+    nul = raw.find(b"\0", space) if space >= 0 else -1
+    if nul < 0 or nul + 21 > len(raw):
+        raise ValueError("corrupt tree object: truncated entry")
+    return raw[space + 1:nul], (int(raw[pos:space], 8), binascii.hexlify(raw[nul + 1:nul + 21])), nul + 21
 
 
 def _parse_entries(raw: bytes, begin: int, end: int) -> dict[bytes, tuple[int, bytes]]:
