@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from dulwich.repo import Repo
+from dulwich.object_store import DiskObjectStore
 
 from .errors import EXIT_NOT_A_KB, OpenKBError
 from .git.index import GitIndex
@@ -71,8 +71,8 @@ class KB:
             raise NotAKnowledgeBaseError(
                 f"{self.root} has .openkb/ but no Git repository; run `openkb init {self.root}` to adopt it"
             )
-        self.repo = Repo(str(self.root))
-        self.objects = ObjectStore(self.repo)
+        self._repo = None
+        self.objects = ObjectStore(DiskObjectStore(str(self.git_dir / "objects")))
         self.index = GitIndex(self.git_dir)
         self._config: dict | None = None
         self._identity: Identity | None = None
@@ -81,8 +81,20 @@ class KB:
     def find(cls, override: str | os.PathLike | None = None) -> "KB":
         return cls(find_kb_root(override))
 
+    @property
+    def repo(self):
+        """dulwich's Repo, opened on first use (gc, Git config): reading and committing need
+        only the object store, and importing dulwich.repo costs every command ~25 ms."""
+        if self._repo is None:
+            from dulwich.repo import Repo
+
+            self._repo = Repo(str(self.root), object_store=self.objects.store)
+        return self._repo
+
     def close(self) -> None:
-        self.repo.close()
+        if self._repo is not None:
+            self._repo.close()
+        self.objects.store.close()
 
     # -- paths -------------------------------------------------------------
     @property

@@ -19,7 +19,7 @@ from openkb_git.git.refs import RefMovedError, compare_and_swap, read_branch
 def test_spliced_trees_equal_full_encoding_and_pass_fsck(tmp_path):
     subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
     repo = Repo(str(tmp_path))
-    store = ObjectStore(repo)
+    store = ObjectStore(repo.object_store)
     rng = random.Random(7)
     base = tree = None
     for i in range(30):
@@ -46,7 +46,7 @@ def test_spliced_trees_equal_full_encoding_and_pass_fsck(tmp_path):
 
 def test_index_entries_make_git_status_clean(tmp_path):
     subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
-    store = ObjectStore(Repo(str(tmp_path)))
+    store = ObjectStore(Repo(str(tmp_path)).object_store)
     files = {"wiki/a.md": b"a\n", "wiki/sources/\u00fc x.md": b"u\n", "raw/b.md": b"b\n"}
     tree, objects, ids = store.build_tree(None, files)
     commit = make_commit(tree, None, "init\n", b"T <t@example.com>", int(time.time()), 0)
@@ -70,7 +70,7 @@ _entries = st.dictionaries(_names, st.tuples(st.sampled_from([0o100644, 0o100755
 
 @pytest.fixture(scope="module")
 def bare_store(tmp_path_factory):
-    return ObjectStore(Repo.init(str(tmp_path_factory.mktemp("difftree"))))
+    return ObjectStore(Repo.init(str(tmp_path_factory.mktemp("difftree"))).object_store)
 
 
 @settings(max_examples=300, deadline=None)
@@ -94,7 +94,7 @@ def test_diff_tree_of_raw_encodings_equals_the_full_comparison(bare_store, base,
         tree = Tree()
         for name, (mode, raw_id) in entries.items():
             tree.add(name, mode, raw_id.hex().encode())
-        store.repo.object_store.add_object(tree)
+        store.store.add_object(tree)
         ids.append(tree.id)
     hexed = [{n: (m, i.hex().encode()) for n, (m, i) in e.items()} for e in (base, new)]
     expected = {n: (hexed[0].get(n), hexed[1].get(n)) for n in hexed[0].keys() | hexed[1].keys()
@@ -203,7 +203,7 @@ def test_large_trees_deflated_in_reused_pieces_are_valid_loose_objects(tmp_path)
     from openkb_git.git.objects import CHUNKED_TREE_BYTES, _pieces
 
     subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
-    store = ObjectStore(Repo(str(tmp_path)))
+    store = ObjectStore(Repo(str(tmp_path)).object_store)
     rng = random.Random(3)
     tree = base = None
     big = []
@@ -232,7 +232,7 @@ def test_path_follower_agrees_with_lookup_along_a_history(tmp_path):
     from openkb_git.git.objects import PathFollower
 
     subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
-    store = ObjectStore(Repo(str(tmp_path)))
+    store = ObjectStore(Repo(str(tmp_path)).object_store)
     rng = random.Random(11)
     names = [f"wiki/concepts/c{i:03d}.md" for i in range(300)]
     tree, trees = None, []

@@ -24,7 +24,7 @@ IDENTITY = b"T <t@example.com>"
 
 
 def _commit_many(root, rounds, rng, big_every=0):
-    store = ObjectStore(Repo(str(root)))
+    store = ObjectStore(Repo(str(root)).object_store)
     tree = base = None
     written = []
     for i in range(rounds):
@@ -64,7 +64,7 @@ def test_packs_are_valid_git_packs_and_merges_keep_every_object(tmp_path):
     # A fresh reader sees the same objects as the writer that merged them.
     fresh = Repo(str(tmp_path)).object_store
     assert all(sha.encode() in fresh for sha in written)
-    assert all(sha.encode() in store.repo.object_store for sha in written)
+    assert all(sha.encode() in store.store for sha in written)
 
 
 @pytest.mark.parametrize("with_git", [True, False])
@@ -86,7 +86,7 @@ def test_merges_keep_every_object_and_leave_kept_packs_alone(tmp_path, monkeypat
     if not with_git:
         monkeypatch.setenv("PATH", "/nonexistent")  # a machine without git: the merge copies entries
     repo = Repo(str(tmp_path))
-    store = ObjectStore(repo)
+    store = ObjectStore(repo.object_store)
     tree, base = repo[repo.head()].tree, repo.head()
     written = []
     for i in range(packs.MERGE_AT * 3):
@@ -167,7 +167,7 @@ from openkb_git.git.objects import ObjectStore, make_commit
 from openkb_git.git.refs import compare_and_swap
 root = sys.argv[1]
 repo = Repo(root)
-store = ObjectStore(repo)
+store = ObjectStore(repo.object_store)
 base = repo.head()
 tree, objects, _ = store.build_tree(repo[base].tree, {"wiki/concepts/last.md": b"the commit that merges"})
 commit = make_commit(tree, base, "last\\n", b"T <t@example.com>", int(time.time()), 0)

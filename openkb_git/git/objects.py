@@ -13,7 +13,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from dulwich.objects import Commit, ShaFile, Tree
-from dulwich.repo import Repo
+from dulwich.object_store import DiskObjectStore
 
 from ..fsutil import TMP_SUFFIX, fsync_dir, makedirs, replace, write_bytes
 from . import packs
@@ -36,9 +36,9 @@ class ObjectStore:
     never goes stale, and editing a path only re-reads the trees on its way.
     """
 
-    def __init__(self, repo: Repo):
-        self.repo = repo
-        self.objects_dir = Path(repo.object_store.path)
+    def __init__(self, store: DiskObjectStore):
+        self.store = store
+        self.objects_dir = Path(store.path)
         # Small LRU caches: only the latest versions of the big folders are worth keeping.
         self._trees: OrderedDict[bytes, dict[bytes, tuple[int, bytes]]] = OrderedDict()
         self._encoded: OrderedDict[bytes, tuple[list[bytes], list[bytes]]] = OrderedDict()
@@ -47,13 +47,13 @@ class ObjectStore:
 
     # -- reading -----------------------------------------------------------
     def __contains__(self, sha: bytes) -> bool:
-        return sha in self.repo.object_store
+        return sha in self.store
 
     def get(self, sha: bytes) -> ShaFile:
-        return self.repo.object_store[sha]
+        return self.store[sha]
 
     def blob_bytes(self, sha: bytes) -> bytes:
-        return self.repo.object_store[sha].as_raw_string()
+        return self.store[sha].as_raw_string()
 
     def tree_entries(self, sha: bytes) -> dict[bytes, tuple[int, bytes]]:
         """Entries of the tree ``sha`` as {name: (mode, sha)} (cached; do not mutate)."""
@@ -124,7 +124,7 @@ class ObjectStore:
             if header.startswith(b"tree ") and sep and int(header[5:]) == len(raw):
                 return raw
             raise ValueError(f"object {hexsha} is not a tree")
-        type_num, raw = self.repo.object_store.get_raw(sha)
+        type_num, raw = self.store.get_raw(sha)
         if type_num != Tree.type_num:
             raise ValueError(f"object {sha.decode()} is not a tree")
         return raw
@@ -304,7 +304,7 @@ class ObjectStore:
             return
         makedirs(self.pack_dir, sync=True)
         packs.write_pack(self.pack_dir, list(entries.items()))
-        cached = getattr(self.repo.object_store, "_pack_cache", {})
+        cached = getattr(self.store, "_pack_cache", {})
         for base in packs.merge_small_packs(self.pack_dir):
             evicted = cached.pop(base, None)
             if evicted is not None:
@@ -331,7 +331,7 @@ class ObjectStore:
 
     def _present(self, hexsha: bytes) -> bool:
         text = hexsha.decode("ascii")
-        return os.path.exists(self.objects_dir / text[:2] / text[2:]) or self.repo.object_store.contains_packed(hexsha)
+        return os.path.exists(self.objects_dir / text[:2] / text[2:]) or self.store.contains_packed(hexsha)
 
 
 def common_prefix(a, b) -> int:

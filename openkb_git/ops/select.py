@@ -68,7 +68,7 @@ def _commit_by_prefix(kb: KB, prefix: str) -> Entry | None:
     """The commit whose id starts with ``prefix`` when exactly one object of the store has
     such an id and it is a commit (found through the pack indexes, without walking the
     history); None otherwise, and the caller walks the history as before."""
-    found = list(islice(kb.repo.object_store.iter_prefix(prefix.encode("ascii")), 2))
+    found = list(islice(kb.objects.store.iter_prefix(prefix.encode("ascii")), 2))
     if len(found) != 1:
         return None
     try:
