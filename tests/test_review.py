@@ -92,6 +92,21 @@ def test_bad_selector_is_a_clear_error(history):
     assert proc.returncode == 1 and "names no operation" in proc.stderr
 
 
+@pytest.mark.parametrize("direct_steps", [0, 64])
+def test_positions_name_the_commits_git_names(history, monkeypatch, direct_steps):
+    """HEAD~N and log positions, walked commit by commit (near HEAD) or through the log memo."""
+    from openkb_git.kb import KB
+    from openkb_git.ops import select
+
+    monkeypatch.setattr(select, "DIRECT_STEPS", direct_steps)
+    kb = KB(history)
+    for selector, rev in [("HEAD", "HEAD"), ("@", "HEAD"), ("HEAD~", "HEAD~1"), ("HEAD~3", "HEAD~3"),
+                          ("@~2", "HEAD~2"), ("#2", "HEAD~2"), ("1", "HEAD~1")]:
+        assert select.resolve(kb, selector).sha == git(history, "rev-parse", rev).strip(), selector
+    with pytest.raises(select.BadSelectorError, match="fewer than 5 operations"):
+        select.resolve(kb, "HEAD~4")
+
+
 def test_log_memo_is_a_cache_that_cannot_mislead(history):
     """.openkb/commits.cache memoizes parsed commits; deleting, garbling or tearing it, or moving
     the branch back, never changes what log says (it is checked against git every time)."""
@@ -123,3 +138,4 @@ def test_log_memo_is_a_cache_that_cannot_mislead(history):
     git(history, "reset", "-q", "--hard", "HEAD~1")
     assert logged() == expected[1:]
     assert run_openkb("status", "--json", cwd=history, check=True).returncode == 0
+

@@ -11,6 +11,7 @@ from ..kb import KB
 
 _HEAD_N = re.compile(r"^(?:HEAD|@)(~(\d*))?$")
 _HEX = re.compile(r"^[0-9a-fA-F]{4,40}$")
+DIRECT_STEPS = 64  # HEAD~N up to this far is walked commit by commit, without the memo
 
 
 class BadSelectorError(OpenKBError):
@@ -31,6 +32,17 @@ def resolve(kb: KB, selector: str) -> Entry:
         position = 0 if match.group(1) is None else int(match.group(2) or 1)
     elif re.fullmatch(r"#?\d{1,3}", text):
         position = int(text.lstrip("#"))
+    if position is not None and position <= DIRECT_STEPS:
+        # A few steps back are parsed from the commits: cheaper than loading the log's memo.
+        sha = kb.head()
+        for _ in range(position):
+            if sha is None:
+                break
+            sha = entry_of(kb, sha).parent
+            sha = sha.encode() if sha else None
+        if sha is None:
+            raise BadSelectorError(f"{selector!r}: the history has fewer than {position + 1} operations")
+        return entry_of(kb, sha)
     entries = iter_entries(kb)
     if position is not None:
         for pos, entry in enumerate(entries):
