@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from conftest import copy_tldr, git, run_openkb
 
@@ -139,3 +140,31 @@ def test_log_memo_is_a_cache_that_cannot_mislead(history):
     assert logged() == expected[1:]
     assert run_openkb("status", "--json", cwd=history, check=True).returncode == 0
 
+
+_words = st.text(alphabet="abc ", max_size=4)
+_values = st.one_of(st.none(), st.booleans(), st.integers(-2, 2), _words, st.lists(_words, max_size=4))
+_records = st.dictionaries(st.sampled_from(["doc", "title", "sources", "concepts", "n"]), _values, min_size=1)
+
+
+@settings(max_examples=400, deadline=None)
+@given(old=_records, new=_records)
+def test_flat_field_changes_equal_deepdiffs(old, new):
+    """The deepdiff-free path gives exactly deepdiff's changes wherever it answers (and it answers
+    for the usual ingest: a list that only gains, scalars that change)."""
+    from openkb_git.ops import review
+
+    def key(change):
+        return (change.field, change.change, repr(change.old), repr(change.new))
+
+    flat = review._flat_changes(old, new)
+    if flat is not None:
+        assert sorted(flat, key=key) == sorted(review._deepdiff_changes(old, new), key=key)
+
+
+def test_flat_field_changes_answer_for_an_ingest():
+    from openkb_git.ops import review
+
+    old = {"title": "Email", "sources": ["alpine", "git-send-email"]}
+    new = {"title": "Email", "sources": ["alpine", "git-send-email", "msmtp"]}
+    assert review._flat_changes(old, new) == [review.FieldChange("sources", "added", new="msmtp")]
+    assert review._flat_changes({"a": ["x"]}, {"a": ["y"]}) is None  # paired by deepdiff: left to it
