@@ -93,13 +93,29 @@ class ObjectStore:
             begin = end
         # From there both are walked in step, always advancing the one with more bytes left,
         # until both have as many bytes left, at entry starts, within the common suffix: the
-        # rest parses the same in both.
+        # rest parses the same in both. Wherever the bytes at the two positions (entry starts
+        # both) agree, the entries they make are the same and are stepped over unparsed
+        # (changes scattered through a big folder, before or after an added entry).
         old_mid: dict[bytes, tuple[int, bytes]] = {}
         new_mid: dict[bytes, tuple[int, bytes]] = {}
         pa = pb = begin
         left_a, left_b = len(a) - begin, len(b) - begin
         while left_a != left_b or left_a > suffix:
-            if left_a > left_b:
+            if left_a and left_b and a[pa] == b[pb]:
+                stop = pa + _same_run(a, pa, b, pb)
+                start = pa
+                while pa < len(a):
+                    end = find_a(b"\0", pa) + 21
+                    if end <= 20:
+                        raise ValueError("corrupt tree object: entry without a NUL")
+                    if end > stop:
+                        break
+                    pb += end - pa
+                    pa = end
+                if pa > start:
+                    left_a, left_b = len(a) - pa, len(b) - pb
+                    continue
+            if left_a >= left_b:
                 name, entry, nxt = _entry_at(a, pa)
                 old_mid[name] = entry
                 left_a -= nxt - pa
@@ -344,6 +360,27 @@ def common_prefix(a, b) -> int:
             lo = mid
         else:
             hi = mid - 1
+    return lo
+
+
+def _same_run(a: bytes, pa: int, b: bytes, pb: int) -> int:
+    """Length of the longest run a[pa:pa+k] == b[pb:pb+k]: galloping, then bisection, on slice
+    equality, so the cost follows the run's length, not the sequences'."""
+    limit = min(len(a) - pa, len(b) - pb)
+    lo, step = 0, 256
+    while True:  # a[pa:pa+lo] == b[pb:pb+lo]
+        hi = min(lo + step, limit)
+        if a[pa + lo:pa + hi] != b[pb + lo:pb + hi]:
+            break
+        if hi == limit:
+            return limit
+        lo, step = hi, step * 2
+    while hi - lo > 1:  # equal up to lo, not up to hi
+        mid = (lo + hi) // 2
+        if a[pa + lo:pa + mid] == b[pb + lo:pb + mid]:
+            lo = mid
+        else:
+            hi = mid
     return lo
 
 
