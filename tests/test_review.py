@@ -168,3 +168,43 @@ def test_flat_field_changes_answer_for_an_ingest():
     new = {"title": "Email", "sources": ["alpine", "git-send-email", "msmtp"]}
     assert review._flat_changes(old, new) == [review.FieldChange("sources", "added", new="msmtp")]
     assert review._flat_changes({"a": ["x"]}, {"a": ["y"]}) is None  # paired by deepdiff: left to it
+
+
+def _apply(lines: list[str], diff: list[str]) -> list[str]:
+    """Apply a unified diff (as `patch` would, offsets taken literally) to ``lines``."""
+    import re
+
+    out, pos = [], 0
+    for line in diff[2:]:
+        hunk = re.match(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@", line)
+        if hunk:
+            start, length = int(hunk[1]), int(hunk[2] if hunk[2] is not None else 1)
+            start = start - 1 if length else start  # 1-based, or "after line N" when empty
+            out += lines[pos:start]
+            pos = start
+            new_start, new_length = int(hunk[3]), int(hunk[4] if hunk[4] is not None else 1)
+            assert len(out) == (new_start - 1 if new_length else new_start), "new-side line number"
+        elif line.startswith((" ", "-")):
+            assert lines[pos] == line[1:], "context or removed line does not match"
+            if line.startswith(" "):
+                out.append(lines[pos])
+            pos += 1
+        else:
+            assert line.startswith("+")
+            out.append(line[1:])
+    return out + lines[pos:]
+
+
+_lines = st.lists(st.sampled_from(["a\n", "b\n", "c\n", "\n", "- [[x]]\n"]), max_size=40)
+
+
+@settings(max_examples=400, deadline=None)
+@given(old=_lines, new=_lines)
+def test_unified_diff_of_the_middle_applies(old, new):
+    """show's diff (difflib on the lines between the common head and tail, hunks shifted back)
+    turns the old lines into the new ones, with line numbers as a patch tool reads them."""
+    from openkb_git.ops.review import unified_diff
+
+    diff = unified_diff(old, new, "a/p", "b/p", n=3)
+    assert (diff == []) == (old == new)
+    assert _apply(old, diff) == new

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import stat as statmod
 from dataclasses import asdict, dataclass, field
 
@@ -113,12 +114,33 @@ def file_change(kb: KB, path: str, a: bytes | None, b: bytes | None, *, with_tex
     if old_meta is not None or new_meta is not None:
         change.fields = field_changes(old_meta or {}, new_meta or {})
     old_lines, new_lines = old_body.splitlines(True), new_body.splitlines(True)
-    diff = list(difflib.unified_diff(old_lines, new_lines, f"a/{path}", f"b/{path}", n=DIFF_CONTEXT))
+    diff = unified_diff(old_lines, new_lines, f"a/{path}", f"b/{path}", n=DIFF_CONTEXT)
     change.added = sum(1 for line in diff if line.startswith("+") and not line.startswith("+++"))
     change.removed = sum(1 for line in diff if line.startswith("-") and not line.startswith("---"))
     if with_text:
         change.diff = [line if line.endswith("\n") else line + "\n" for line in diff]
     return change
+
+
+_HUNK = re.compile(r"@@ -(\d+)((?:,\d+)?) \+(\d+)((?:,\d+)?) @@")
+
+
+def unified_diff(a: list[str], b: list[str], fromfile: str, tofile: str, n: int = 3) -> list[str]:
+    """difflib's unified diff of the lines that differ: the common head and tail are matched by
+    comparing slices (as Git's xdiff trims them) and only the middle, with ``n`` lines of
+    context, goes to difflib, whose matcher is quadratic-ish and builds a map of every line
+    (index.md's thousands of lines for one added bullet). Hunk line numbers are shifted back."""
+    head = common_prefix(a, b)
+    tail = common_suffix(a, b, head)
+    lo = max(0, head - n)
+    cut = max(0, tail - n)
+    diff = list(difflib.unified_diff(a[lo:len(a) - cut], b[lo:len(b) - cut], fromfile, tofile, n=n))
+    if lo:
+        for k, line in enumerate(diff):
+            if line.startswith("@@"):
+                m = _HUNK.match(line)
+                diff[k] = f"@@ -{int(m[1]) + lo}{m[2]} +{int(m[3]) + lo}{m[4]} @@{line[m.end():]}"
+    return diff
 
 
 def split_structured(path: str, text: str) -> tuple[dict | None, str]:
