@@ -11,7 +11,6 @@ import yaml
 from dulwich.object_store import DiskObjectStore
 
 from .errors import EXIT_NOT_A_KB, OpenKBError
-from .git.index import GitIndex
 from .git.objects import ObjectStore
 from .git.refs import read_branch
 
@@ -73,13 +72,22 @@ class KB:
             )
         self._repo = None
         self.objects = ObjectStore(DiskObjectStore(str(self.git_dir / "objects")))
-        self.index = GitIndex(self.git_dir)
+        self._index = None
         self._config: dict | None = None
         self._identity: Identity | None = None
 
     @classmethod
     def find(cls, override: str | os.PathLike | None = None) -> "KB":
         return cls(find_kb_root(override))
+
+    @property
+    def index(self):
+        """The Git index (its module, and dulwich's, imported on first use: reads need neither)."""
+        if self._index is None:
+            from .git.index import GitIndex
+
+            self._index = GitIndex(self.git_dir)
+        return self._index
 
     @property
     def repo(self):
