@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from dulwich.object_store import DiskObjectStore
 
 from .errors import EXIT_NOT_A_KB, OpenKBError
@@ -134,6 +133,8 @@ class KB:
             self._config = dict(DEFAULT_CONFIG)
             path = self.root / CONFIG_PATH
             if path.exists():
+                import yaml  # here: reads that never need the config (log) do not pay for the import
+
                 loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
                 if isinstance(loaded, dict):
                     self._config.update(loaded)
