@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from conftest import copy_tldr, git, run_openkb
 
@@ -208,3 +208,38 @@ def test_unified_diff_of_the_middle_applies(old, new):
     diff = unified_diff(old, new, "a/p", "b/p", n=3)
     assert (diff == []) == (old == new)
     assert _apply(old, diff) == new
+
+
+_yaml_words = st.one_of(
+    st.sampled_from(["yes", "No", "ON", "null", "Null", "~", "1e3", "0x1f", "1:20", "2001-12-14", ".inf", "-", "[]",
+                     "a: b", "a #b", "'q'", "x-y", "git add", "e1", "y", "n", "<<", "=", "v1.2", "a  b", "a ", ""]),
+    st.text(alphabet="aZ09 _.-:#'\"[]{}!&*|>%@`,?", max_size=6))
+_yaml_values = st.one_of(_yaml_words, st.lists(_yaml_words, max_size=3), st.integers(), st.booleans(), st.none())
+
+
+@example(data={}, raw=["x-y:", "n: e1"])  # a key with no items is a null, not an empty list
+@settings(max_examples=500, deadline=None)
+@given(data=st.dictionaries(_yaml_words, _yaml_values, max_size=5),
+       raw=st.lists(st.one_of(_yaml_words.map(lambda w: f"- {w}"), st.tuples(_yaml_words, _yaml_words).map(
+           lambda kv: f"{kv[0]}: {kv[1]}"), _yaml_words.map(lambda w: f"{w}:")), max_size=5))
+def test_plain_frontmatter_reader_agrees_with_pyyaml(data, raw):
+    """show reads openkb-shaped frontmatter without PyYAML; wherever it answers, PyYAML gives the
+    same mapping (frontmatter as the compiler dumps it, and arbitrary lines)."""
+    import yaml
+
+    from openkb_git.compiler.pages import dump_frontmatter
+    from openkb_git.ops.review import _plain_mapping
+
+    for text in (dump_frontmatter(data)[4:-4], "\n".join(raw) + "\n"):
+        fast = _plain_mapping(text)
+        if fast is not None:
+            assert fast == yaml.safe_load(text), text
+
+
+def test_plain_frontmatter_reader_answers_for_openkb_pages():
+    from openkb_git.compiler.pages import dump_frontmatter
+    from openkb_git.ops.review import _plain_mapping
+
+    page = {"title": "Git commit", "sources": ["git-add", "git-commit"], "type": "concept", "keywords": []}
+    assert _plain_mapping(dump_frontmatter(page)[4:-4]) == page
+    assert _plain_mapping("title: yes\n") is None  # a boolean to YAML: left to PyYAML
