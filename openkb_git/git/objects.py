@@ -82,15 +82,7 @@ class ObjectStore:
         suffix = common_suffix(a, b, prefix)
         # The entry holding the first differing byte starts at the same offset in both: the
         # bytes before it are the same, so are the entries they make.
-        begin = 0
-        find_a = a.find
-        while begin < len(a):
-            end = find_a(b"\0", begin) + 21
-            if end <= 20:
-                raise ValueError("corrupt tree object: entry without a NUL")
-            if end > prefix:
-                break
-            begin = end
+        begin = _skip_entries(a, 0, prefix)
         # From there both are walked in step, always advancing the one with more bytes left,
         # until both have as many bytes left, at entry starts, within the common suffix: the
         # rest parses the same in both. Wherever the bytes at the two positions (entry starts
@@ -102,17 +94,9 @@ class ObjectStore:
         left_a, left_b = len(a) - begin, len(b) - begin
         while left_a != left_b or left_a > suffix:
             if left_a and left_b and a[pa] == b[pb]:
-                stop = pa + _same_run(a, pa, b, pb)
-                start = pa
-                while pa < len(a):
-                    end = find_a(b"\0", pa) + 21
-                    if end <= 20:
-                        raise ValueError("corrupt tree object: entry without a NUL")
-                    if end > stop:
-                        break
-                    pb += end - pa
-                    pa = end
-                if pa > start:
+                skipped = _skip_entries(a, pa, pa + _same_run(a, pa, b, pb)) - pa
+                if skipped:
+                    pa, pb = pa + skipped, pb + skipped
                     left_a, left_b = len(a) - pa, len(b) - pb
                     continue
             if left_a >= left_b:
@@ -526,6 +510,20 @@ def _deflate_in_pieces(header: bytes, raw: bytes):
         start = end
     yield zlib.compressobj(1, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)  # the final, empty block
     yield struct.pack(">L", zlib.adler32(raw, zlib.adler32(header)))
+
+
+def _skip_entries(raw: bytes, pos: int, stop: int) -> int:
+    """From the entry starting at ``pos``, the start of the first entry that does not end at or
+    before ``stop`` (or the end of ``raw``): entries are stepped over, not decoded."""
+    find = raw.find
+    while pos < len(raw):
+        end = find(b"\0", pos) + 21
+        if end <= 20:
+            raise ValueError("corrupt tree object: entry without a NUL")
+        if end > stop:
+            break
+        pos = end
+    return pos
 
 
 def _entry_at(raw: bytes, pos: int) -> tuple[bytes, tuple[int, bytes], int]:
