@@ -253,3 +253,19 @@ def test_path_follower_agrees_with_lookup_along_a_history(tmp_path):
         follower = PathFollower(store, path)
         for t in reversed(trees):  # newest to oldest, as blame walks
             assert follower.lookup(t) == store.lookup(t, path), path
+
+
+@settings(max_examples=500, deadline=None)
+@given(a=st.binary(max_size=40), b=st.binary(max_size=40), skip=st.integers(0, 40))
+def test_common_prefix_and_suffix_equal_a_plain_scan(a, b, skip):
+    from openkb_git.git.objects import common_prefix, common_suffix
+
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    assert common_prefix(a, b) == n == common_prefix(list(a), list(b))
+    skip = min(skip, n)
+    m = 0
+    while m < min(len(a), len(b)) - skip and a[len(a) - 1 - m] == b[len(b) - 1 - m]:
+        m += 1
+    assert common_suffix(a, b, skip) == m == common_suffix(list(a), list(b), skip)

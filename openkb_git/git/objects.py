@@ -336,11 +336,12 @@ class ObjectStore:
 
 def common_prefix(a, b) -> int:
     """Length of the longest common prefix of two sequences (bytes or lists): bisection on
-    slice equality, so the comparing is done in C."""
+    slice equality, so the comparing is done in C; each probe compares only the part not
+    known equal yet, so the whole costs about one pass, not one per probe."""
     lo, hi = 0, min(len(a), len(b))
-    while lo < hi:
+    while lo < hi:  # a[:lo] == b[:lo], and the prefix is at most hi long
         mid = (lo + hi + 1) // 2
-        if a[:mid] == b[:mid]:
+        if a[lo:mid] == b[lo:mid]:
             lo = mid
         else:
             hi = mid - 1
@@ -372,9 +373,9 @@ def common_suffix(a, b, skip: int = 0) -> int:
     """Length of the longest common suffix of a[skip:] and b[skip:] (it never overlaps a
     common prefix of length ``skip``)."""
     lo, hi = 0, min(len(a), len(b)) - skip
-    while lo < hi:
+    while lo < hi:  # the last lo items are equal, and the suffix is at most hi long
         mid = (lo + hi + 1) // 2
-        if a[len(a) - mid:] == b[len(b) - mid:]:
+        if a[len(a) - mid:len(a) - lo] == b[len(b) - mid:len(b) - lo]:
             lo = mid
         else:
             hi = mid - 1

@@ -6,6 +6,7 @@ compared as data (deepdiff) and reported as "field X changed from A to B".
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import json
 import re
@@ -334,6 +335,58 @@ class BlameLine:
     text: str
 
 
+SMALL_PIECE = 64  # lines (both sides together) below which a piece goes straight to difflib
+ANCHOR_TRIES = 8
+
+
+def matching_blocks(a: list[str], b: list[str]) -> list[tuple[int, int, int]]:
+    """Runs (i, j, n) with a[i:i+n] == b[j:j+n], increasing in both, that a diff of a and b keeps.
+
+    The common head and tail are found by comparing slices (in C); the rest is split on a line
+    that occurs once on each side, near the middle (as patience diff anchors), piece by piece,
+    and a piece without such a line, or a small one, goes to difflib. Two versions of a page
+    that differ in a few scattered lines (index.md gains a line in each of its sections) cost
+    a few slice comparisons instead of difflib over everything between the changes."""
+    blocks: list[tuple[int, int, int]] = []
+    pieces = [(0, len(a), 0, len(b))]
+    while pieces:
+        alo, ahi, blo, bhi = pieces.pop()
+        sub_a, sub_b = a[alo:ahi], b[blo:bhi]
+        head = common_prefix(sub_a, sub_b)
+        tail = common_suffix(sub_a, sub_b, head)
+        if head:
+            blocks.append((alo, blo, head))
+        if tail:
+            blocks.append((ahi - tail, bhi - tail, tail))
+        ilo, ihi, jlo, jhi = alo + head, ahi - tail, blo + head, bhi - tail
+        if ilo >= ihi or jlo >= jhi:
+            continue
+        anchor = _anchor(a, b, ilo, ihi, jlo, jhi) if (ihi - ilo) + (jhi - jlo) > SMALL_PIECE else None
+        if anchor is None:
+            matcher = difflib.SequenceMatcher(None, a[ilo:ihi], b[jlo:jhi], autojunk=False)
+            blocks += [(ilo + i, jlo + j, n) for i, j, n in matcher.get_matching_blocks() if n]
+        else:
+            i, j = anchor
+            pieces += [(ilo, i, jlo, j), (i, ihi, j, jhi)]  # the second starts with the anchor line
+    blocks.sort()
+    return blocks
+
+
+def _anchor(a: list[str], b: list[str], ilo: int, ihi: int, jlo: int, jhi: int) -> tuple[int, int] | None:
+    """(i, j) with a[i] == b[j] the only occurrence of that line in a[ilo:ihi] and in b[jlo:jhi],
+    i tried from the middle outwards; None when the first few tried are not unique."""
+    sub_a, sub_b = a[ilo:ihi], b[jlo:jhi]
+    middle = (ilo + ihi) // 2
+    for step in range(ANCHOR_TRIES):
+        i = middle + (step + 1) // 2 * (1 if step % 2 else -1)
+        if not ilo <= i < ihi:
+            continue
+        line = a[i]
+        if sub_a.count(line) == 1 and sub_b.count(line) == 1:
+            return i, jlo + sub_b.index(line)
+    return None
+
+
 def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
     """For each line of ``path`` at ``at`` (default HEAD), the operation that last wrote it.
 
@@ -352,12 +405,15 @@ def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
         raise OpenKBError(f"{path} is not in {start.short}")
     lines = data.decode("utf-8", "replace").splitlines()
     owners: list[Entry | None] = [None] * len(lines)
-    pending = {i: i for i in range(len(lines))}  # line at start -> line in the version being examined
+    # The lines not yet attributed: their numbers at the start (origins) and in the version being
+    # examined (heres), both increasing (a diff keeps the order of the lines it carries over).
+    origins = list(range(len(lines)))
+    heres = list(origins)
     entry: Entry | None = start
     current = lines
     follower = PathFollower(kb.objects, path)
     current_sha = follower.lookup(tree)
-    while entry is not None and pending:
+    while entry is not None and heres:
         parent = entry_of(kb, entry.parent.encode()) if entry.parent else None
         parent_tree = kb.objects.get(entry.parent.encode()).tree if entry.parent else None
         parent_entry = follower.lookup(parent_tree) if parent_tree else None
@@ -366,29 +422,23 @@ def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
             continue
         parent_lines = (kb.objects.blob_bytes(parent_entry[1]).decode("utf-8", "replace").splitlines()
                         if parent_entry and not statmod.S_ISDIR(parent_entry[0]) else [])
-        # A version usually differs from its parent in a few lines (an index entry, a bullet):
-        # the common head and tail are matched by comparing slices, difflib sees the middle.
-        head = common_prefix(parent_lines, current)
-        tail = common_suffix(parent_lines, current, head)
-        middle_end, shift = len(current) - tail, len(parent_lines) - len(current)
-        mapping: dict[int, int] = {}
-        matcher = difflib.SequenceMatcher(None, parent_lines[head:len(parent_lines) - tail], current[head:middle_end],
-                                          autojunk=False)
-        for tag, i1, i2, j1, _j2 in matcher.get_opcodes():
-            if tag == "equal":
-                for k in range(i2 - i1):
-                    mapping[head + j1 + k] = head + i1 + k
-        still: dict[int, int] = {}
-        for original, here in pending.items():
-            if here < head:
-                still[original] = here
-            elif here >= middle_end:
-                still[original] = here + shift
-            elif here in mapping:
-                still[original] = mapping[here]
-            else:
-                owners[original] = entry
-        pending = still
+        # Carry each pending line through the blocks the parent shares with this version (each
+        # block shifts a run of lines by one amount); a line in no block was written here.
+        new_heres: list[int] = []
+        new_origins: list[int] = []
+        done = 0
+        for i0, j0, n in matching_blocks(parent_lines, current):
+            lo = bisect.bisect_left(heres, j0, done)
+            hi = bisect.bisect_left(heres, j0 + n, lo)
+            for k in range(done, lo):
+                owners[origins[k]] = entry
+            shift = i0 - j0
+            new_heres += map(shift.__add__, heres[lo:hi]) if shift else heres[lo:hi]
+            new_origins += origins[lo:hi]
+            done = hi
+        for k in range(done, len(heres)):
+            owners[origins[k]] = entry
+        heres, origins = new_heres, new_origins
         current = parent_lines
         current_sha = parent_entry
         entry = parent
