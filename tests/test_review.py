@@ -243,3 +243,34 @@ def test_plain_frontmatter_reader_answers_for_openkb_pages():
     page = {"title": "Git commit", "sources": ["git-add", "git-commit"], "type": "concept", "keywords": []}
     assert _plain_mapping(dump_frontmatter(page)[4:-4]) == page
     assert _plain_mapping("title: yes\n") is None  # a boolean to YAML: left to PyYAML
+
+
+_versions = st.lists(st.integers(0, 400).map(str), min_size=80, max_size=200, unique=True).flatmap(
+    lambda a: st.tuples(st.just(a), st.lists(st.tuples(st.integers(0, max(len(a), 1)), st.sampled_from(["ins", "del"]),
+                                                       st.integers(401, 420).map(str)), min_size=2, max_size=6)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(version=_versions)
+def test_matching_blocks_are_a_valid_alignment(version):
+    """blame's matcher (anchors between the common head and tail, difflib on small pieces):
+    every block is equal on both sides, blocks increase on both sides, and when the old lines
+    are distinct and the new ones are new, every line not deleted is matched."""
+    from openkb_git.ops.review import matching_blocks
+
+    a, edits = version
+    b = list(a)
+    deleted = 0
+    for at, kind, line in edits:
+        at = min(at, len(b))
+        if kind == "ins":
+            b.insert(at, line)
+        elif at < len(b):
+            deleted += b[at] in a
+            del b[at]
+    blocks = matching_blocks(a, b)
+    end_a = end_b = 0
+    for i, j, n in blocks:
+        assert n > 0 and i >= end_a and j >= end_b and a[i:i + n] == b[j:j + n]
+        end_a, end_b = i + n, j + n
+    assert sum(n for _i, _j, n in blocks) == len(a) - deleted
