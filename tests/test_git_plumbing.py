@@ -269,3 +269,31 @@ def test_common_prefix_and_suffix_equal_a_plain_scan(a, b, skip):
     while m < min(len(a), len(b)) - skip and a[len(a) - 1 - m] == b[len(b) - 1 - m]:
         m += 1
     assert common_suffix(a, b, skip) == m == common_suffix(list(a), list(b), skip)
+
+
+@example(entries={b"m": (0o100644, b"\0" * 20), b"n": (0o100644, b" m\0" + b"\1" * 17)}, name=b"m")
+@example(entries={b"a": (0o100644, b"x m\0" + b"\1" * 16), b"m": (0o100644, b"\0" * 20)}, name=b"m")
+@settings(max_examples=300, deadline=None)
+@given(entries=st.dictionaries(_names, st.tuples(st.sampled_from([0o100644, 0o040000]), st.one_of(
+    st.binary(min_size=20, max_size=20), _ids,
+    _names.map(lambda n: (b" " + n + b"\0" + b"\1" * 20)[:20]))), max_size=30),
+    name=_names)
+def test_locate_entry_finds_exactly_the_named_entry(bare_store, entries, name):
+    """PathFollower's search for ` name NUL` in a raw tree: found only where an entry starts,
+    even when other entries' ids hold those bytes."""
+    from dulwich.objects import Tree
+
+    from openkb_git.git.objects import _locate_entry
+
+    tree = Tree()
+    for n, (mode, raw_id) in entries.items():
+        tree.add(n, mode, raw_id.hex().encode())
+    raw = tree.as_raw_string()
+    found, span = _locate_entry(raw, name)
+    if name in entries:
+        mode, raw_id = entries[name]
+        assert found == (mode, raw_id.hex().encode())
+        assert raw[span[0]:span[1]].split(b" ", 1)[1].startswith(name + b"\0") and span[1] - span[0] == len(
+            b"%o" % mode) + 1 + len(name) + 1 + 20
+    else:
+        assert (found, span) == (None, None)

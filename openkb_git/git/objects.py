@@ -434,16 +434,23 @@ class PathFollower:
 
 
 def _locate_entry(raw: bytes, name: bytes) -> tuple[tuple[int, bytes] | None, tuple[int, int] | None]:
-    """((mode, hex id), (start, end)) of the entry ``name`` in a raw tree, or (None, None)."""
-    pos, end, find = 0, len(raw), raw.find
-    while pos < end:
-        space = find(b" ", pos, end)
-        nul = find(b"\0", space, end) if space >= 0 else -1
-        if nul < 0 or nul + 21 > end:
-            raise ValueError("corrupt tree object: truncated entry")
-        if raw[space + 1:nul] == name:
+    """((mode, hex id), (start, end)) of the entry ``name`` in a raw tree, or (None, None).
+
+    The bytes ` name NUL` are searched for (in C); a hit is the entry only if an entry starts
+    right before it, which stepping over whole entries from a known start tells (a hit inside
+    another entry's id is skipped)."""
+    needle = b" " + name + b"\0"
+    pos = 0
+    hit = raw.find(needle)
+    while hit >= 0:
+        pos = _skip_entries(raw, pos, hit)  # the entry holding the hit's first byte
+        space = raw.find(b" ", pos, hit + 1)
+        if space == hit:
+            nul = hit + len(needle) - 1
+            if nul + 21 > len(raw):
+                raise ValueError("corrupt tree object: truncated entry")
             return (int(raw[pos:space], 8), binascii.hexlify(raw[nul + 1:nul + 21])), (pos, nul + 21)
-        pos = nul + 21
+        hit = raw.find(needle, hit + 1)
     return None, None
 
 
