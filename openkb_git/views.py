@@ -34,13 +34,43 @@ def hashes_entry(record: dict) -> dict:
     return {k: record[k] for k in OPENKB_FIELDS if record.get(k) not in (None, "")}
 
 
-# The last rendering of hashes.json: the records it was made from, and its entries
-# (doc names with a sha256, sorted, and the text of each entry), patched for the next one.
-_last_render: dict = {"records": None, "docs": [], "parts": []}
+# The last rendering of hashes.json: the records it was made from, its entries (doc names
+# with a sha256, sorted, and the encoded text of each entry) and its bytes, patched for the next.
+_last_render: dict = {"records": None, "docs": [], "parts": [], "data": b"{\n\n}\n"}
 
 
 def _entry_text(record: dict) -> str:
     return json.dumps(record["sha256"]) + ": " + json.dumps(hashes_entry(record), ensure_ascii=False)
+
+
+def _render(parts: list[bytes]) -> bytes:
+    return b"{\n" + b",\n".join(parts) + b"\n}\n"
+
+
+def _splice(data: bytes, parts: list[bytes], at: int, removed: bytes | None, added: bytes | None) -> bytes:
+    """``data`` (the rendering of ``parts`` before the edit) with entry ``at`` removed and/or
+    ``added`` put there; ``parts`` is already edited. One copy of the bytes instead of joining
+    every entry again (12 MB of 50,000 entries: 26 ms joined, a few ms spliced)."""
+    # Where entry `at` starts (`{\n` and each `,\n` counted), or the closing `\n}\n` when it is
+    # appended after the last one (which has no `,\n` after it).
+    start = min(2 + sum(map(len, parts[:at])) + 2 * at, len(data) - 3)
+    end = start  # data[start:end] is replaced by `insert`
+    insert = b""
+    if removed is not None:
+        end += len(removed)
+        if data[end:end + 2] == b",\n":
+            end += 2
+        elif data[start - 2:start] == b",\n":  # the last entry went: so does the comma before it
+            start -= 2
+    if added is not None:
+        if end < len(data) - 3:  # another entry follows
+            insert = added + b",\n"
+        elif start > 2:
+            insert = b",\n" + added
+        else:
+            insert = added
+    view = memoryview(data)
+    return b"".join((view[:start], insert, view[end:]))
 
 
 def hashes_json(records: dict[str, dict], *, base: dict[str, dict] | None = None,
@@ -54,23 +84,28 @@ def hashes_json(records: dict[str, dict], *, base: dict[str, dict] | None = None
     """
     last = _last_render
     if last["records"] is records:  # e.g. an edit commit: the registry did not change
-        docs, parts = last["docs"], last["parts"]
-    elif base is not None and changed is not None and last["records"] is base:
-        docs, parts = last["docs"], last["parts"]
+        return last["data"]
+    if base is not None and changed is not None and last["records"] is base:
+        docs, parts, data = last["docs"], last["parts"], last["data"]
         for doc in sorted(changed):
             at = bisect.bisect_left(docs, doc)
+            removed = added = None
             if at < len(docs) and docs[at] == doc:
                 del docs[at]
-                del parts[at]
+                removed = parts.pop(at)
             record = records.get(doc)
             if record is not None and record.get("sha256"):
                 docs.insert(at, doc)
-                parts.insert(at, _entry_text(record))
+                added = _entry_text(record).encode("utf-8")
+                parts.insert(at, added)
+            if removed is not None or added is not None:
+                data = _splice(data, parts, at, removed, added)
     else:
         docs = [doc for doc in sorted(records) if records[doc].get("sha256")]
-        parts = [_entry_text(records[doc]) for doc in docs]
-    last.update(records=records, docs=docs, parts=parts)
-    return ("{\n" + ",\n".join(parts) + "\n}\n").encode("utf-8")
+        parts = [_entry_text(records[doc]).encode("utf-8") for doc in docs]
+        data = _render(parts)
+    last.update(records=records, docs=docs, parts=parts, data=data)
+    return data
 
 
 def log_line(entry: Entry) -> str:

@@ -87,3 +87,21 @@ def test_views_behind_head_are_patched_from_the_registry_changes(kb, tmp_path):
     run_openkb("fsck", "--repair", cwd=kb)
     assert hashes.read_bytes() == current
     assert_consistent(kb)
+
+
+def test_patched_rendering_down_to_empty_and_back():
+    """Entries removed one by one from either end down to none, then added back out of order:
+    each patched rendering equals a full one (the splices at the ends and of the only entry)."""
+    records = {f"d{i}": record(f"d{i}", f"{i:064x}") for i in range(6)}
+    views.hashes_json(records)
+    for doc in ["d0", "d5", "d2", "d4", "d1", "d3", "d3", "d0", "d5", "d2"]:
+        base = records
+        records = dict(base)
+        if doc in records:
+            del records[doc]
+        else:
+            records[doc] = record(doc, f"{int(doc[1:]) + 100:064x}")
+        patched = views.hashes_json(records, base=base, changed=frozenset({doc}))
+        views._last_render["records"] = None
+        assert patched == views.hashes_json(records), doc
+        assert json.loads(patched) == {r["sha256"]: views.hashes_entry(r) for r in records.values()}
