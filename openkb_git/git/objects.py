@@ -94,7 +94,7 @@ class ObjectStore:
         left_a, left_b = len(a) - begin, len(b) - begin
         while left_a != left_b or left_a > suffix:
             if left_a and left_b and a[pa] == b[pb]:
-                skipped = _skip_entries(a, pa, pa + _same_run(a, pa, b, pb)) - pa
+                skipped = _skip_entries(a, pa, pa + common_prefix(a, b, pa, pb)) - pa
                 if skipped:
                     pa, pb = pa + skipped, pb + skipped
                     left_a, left_b = len(a) - pa, len(b) - pb
@@ -334,35 +334,22 @@ class ObjectStore:
         return os.path.exists(self.objects_dir / text[:2] / text[2:]) or self.store.contains_packed(hexsha)
 
 
-def common_prefix(a, b) -> int:
-    """Length of the longest common prefix of two sequences (bytes or lists): bisection on
-    slice equality, so the comparing is done in C; each probe compares only the part not
-    known equal yet, so the whole costs about one pass, not one per probe."""
-    lo, hi = 0, min(len(a), len(b))
-    while lo < hi:  # a[:lo] == b[:lo], and the prefix is at most hi long
-        mid = (lo + hi + 1) // 2
-        if a[lo:mid] == b[lo:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def _same_run(a: bytes, pa: int, b: bytes, pb: int) -> int:
-    """Length of the longest run a[pa:pa+k] == b[pb:pb+k]: galloping, then bisection, on slice
-    equality, so the cost follows the run's length, not the sequences'."""
-    limit = min(len(a) - pa, len(b) - pb)
+def common_prefix(a, b, start_a: int = 0, start_b: int = 0) -> int:
+    """Length of the longest run a[start_a:start_a+k] == b[start_b:start_b+k] (sequences: bytes
+    or lists): galloping, then bisection, on slice equality, so the comparing is done in C and
+    each probe compares only the part not yet known equal — the cost follows the run's length."""
+    limit = min(len(a) - start_a, len(b) - start_b)
     lo, step = 0, 256
-    while True:  # a[pa:pa+lo] == b[pb:pb+lo]
+    while True:  # a[start_a:start_a+lo] == b[start_b:start_b+lo]
         hi = min(lo + step, limit)
-        if a[pa + lo:pa + hi] != b[pb + lo:pb + hi]:
+        if a[start_a + lo:start_a + hi] != b[start_b + lo:start_b + hi]:
             break
         if hi == limit:
             return limit
         lo, step = hi, step * 2
     while hi - lo > 1:  # equal up to lo, not up to hi
         mid = (lo + hi) // 2
-        if a[pa + lo:pa + mid] == b[pb + lo:pb + mid]:
+        if a[start_a + lo:start_a + mid] == b[start_b + lo:start_b + mid]:
             lo = mid
         else:
             hi = mid
