@@ -66,7 +66,7 @@ def status(kb: KB) -> Status:
 
     head = kb.head()
     tree = kb.head_tree(head)
-    records = Registry(kb.objects).view(tree).records
+    records = Registry.of(kb).view(tree).records
     concepts = [n for n in kb.objects.list_dir(tree, "wiki/concepts") if n.endswith(".md")]
     commits = sum(1 for _ in iter_entries(kb, head))
     holder = KBLock(kb.openkb_dir).probe()
@@ -78,7 +78,7 @@ def status(kb: KB) -> Status:
 
 def list_documents(kb: KB) -> list[dict]:
     """One dict per document at HEAD, sorted by doc name."""
-    records = Registry(kb.objects).view(kb.head_tree()).records
+    records = Registry.of(kb).view(kb.head_tree()).records
     out = []
     for doc in sorted(records):
         r = records[doc]

@@ -22,7 +22,7 @@ class Writer:
         self.kb = kb
         self.wait = wait
         self.lock = KBLock(kb.openkb_dir)
-        self.registry = Registry(kb.objects)
+        self.registry = Registry.of(kb)
         self.recoveries: list[RecoveryReport] = []
         self._acquired_once = False
 
