@@ -108,6 +108,15 @@ def hashes_json(records: dict[str, dict], *, base: dict[str, dict] | None = None
     return data
 
 
+def _seed_rendering(records: dict[str, dict], data: bytes) -> None:
+    """Take ``data`` (hashes.json of ``records``, as `_patched_hashes` made it from the file on
+    disk) as the last rendering, unless its entries do not line up with the records."""
+    docs = [doc for doc in sorted(records) if records[doc].get("sha256")]
+    parts = data[2:-3].split(b",\n") if data != _render([]) else []
+    if len(parts) == len(docs):
+        _last_render.update(records=records, docs=docs, parts=parts, data=data)
+
+
 def log_line(entry: Entry) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.time))
     op = LOG_OPS.get(entry.op, entry.op)
@@ -150,6 +159,13 @@ def update_views(kb: KB, registry: Registry, *, full: bool = False, patch: bool 
         hashes, consistent = patched
     else:
         view = registry.view(tree)
+        rendered = _last_render["records"]
+        if not full and (rendered is None or (rendered is not view.records and rendered is not view.base_records)):
+            # A fresh process (the first commit of an `add`): rather than rendering every
+            # record, patch the file on disk and keep that as the rendering to splice next.
+            seeded = _patched_hashes(kb, registry, state, tree, journal)
+            if seeded is not None:
+                _seed_rendering(view.records, seeded[0])
         hashes = hashes_json(view.records, base=view.base_records, changed=view.changed)
         if view.base_records is not None and "names_consistent" in state:
             consistent = state["names_consistent"] and all(

@@ -105,3 +105,51 @@ def test_patched_rendering_down_to_empty_and_back():
         views._last_render["records"] = None
         assert patched == views.hashes_json(records), doc
         assert json.loads(patched) == {r["sha256"]: views.hashes_entry(r) for r in records.values()}
+
+
+def test_first_commit_of_a_process_patches_hashes_json_from_disk(kb, tmp_path):
+    """A new process does not render hashes.json from every record: it patches the file on disk
+    (vouched for by views.json) and splices later commits into that. The result equals a full
+    rendering; a line no commit touched is carried over as it was."""
+    from conftest import assert_consistent, copy_tldr, run_openkb
+
+    from openkb_git.kb import KB
+    from openkb_git.registry import Registry
+
+    def full_rendering() -> bytes:
+        handle = KB(kb)
+        views._last_render["records"] = None
+        return views.hashes_json(Registry(handle.objects).view(handle.head_tree()).records)
+
+    hashes = kb / ".openkb" / "hashes.json"
+    run_openkb("add", copy_tldr(tmp_path / "a", ["tar.md", "grep.md", "ls.md"]), cwd=kb, check=True)
+    run_openkb("add", copy_tldr(tmp_path / "b", ["cat.md", "cp.md"]), cwd=kb, check=True)
+    assert hashes.read_bytes() == full_rendering()
+
+    old = hashes.read_bytes()
+    forged = old.replace(b'"type": "md", "path": "' + str(tmp_path / "a" / "grep.md").encode(),
+                         b'"type": "mx", "path": "' + str(tmp_path / "a" / "grep.md").encode())
+    assert forged != old and len(forged) == len(old)
+    hashes.write_bytes(forged)
+    run_openkb("add", copy_tldr(tmp_path / "c", ["rm.md", "mv.md"]), cwd=kb, check=True)
+    run_openkb("remove", "tar", cwd=kb, check=True)
+    assert b'"type": "mx"' in hashes.read_bytes()  # grep's line was patched around, not re-rendered
+    assert hashes.read_bytes() == full_rendering().replace(b'"type": "md", "path": "' + str(tmp_path / "a" / "grep.md").encode(),
+                                                           b'"type": "mx", "path": "' + str(tmp_path / "a" / "grep.md").encode())
+    run_openkb("fsck", "--repair", cwd=kb)
+    assert hashes.read_bytes() == full_rendering()
+    assert_consistent(kb)
+
+
+def test_a_rendering_that_does_not_line_up_is_not_seeded():
+    records = {f"d{i}": record(f"d{i}", f"{i:064x}") for i in range(3)}
+    views._last_render["records"] = None
+    two_lines = views._render([views._entry_text(records["d0"]).encode(), views._entry_text(records["d1"]).encode()])
+    views._seed_rendering(records, two_lines)
+    assert views._last_render["records"] is None
+    views._seed_rendering({}, two_lines)
+    assert views._last_render["records"] is None
+    full = views.hashes_json(records)
+    views._last_render["records"] = None
+    views._seed_rendering(records, full)
+    assert views._last_render["records"] is records and views._last_render["parts"] == full[2:-3].split(b",\n")
