@@ -17,8 +17,6 @@ _SAFE_STEM_RE = re.compile(r"[^\w\-]+")
 SUFFIX_LEN = 8
 RECORD_MEMO = "records.cache"  # in .openkb/
 MEMO_MIN = 64  # a view reading fewer records than this neither loads nor extends the memo
-_DECODER = json.JSONDecoder()
-_JSON_SPACE = " \t\n\r"  # the whitespace json.loads allows around a value
 
 
 def record_path(doc: str) -> str:
@@ -113,38 +111,8 @@ class Registry:
                 memo.add(sha, raw)
             raws.append(raw)
         memo.flush()
-        self._parse_many(shas, raws)
-
-    def _parse_many(self, shas: list[bytes], raws: list[bytes]) -> None:
-        """Parse each of ``raws`` as `_parse` does, with one decoder pass over their joined text
-        (a json.loads call per record costs as much as the parsing). A record whose JSON value
-        does not span exactly its own text (less the whitespace json.loads allows around it),
-        or that is not UTF-8, goes through `_parse` alone."""
-        texts = []
-        for raw in raws:
-            try:
-                texts.append(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                texts.append("")  # not a value: falls back below
-        joined = "".join(texts)
-        scan = _DECODER.scan_once
-        at = 0
-        for sha, raw, text in zip(shas, raws, texts):
-            limit = at + len(text)
-            start = limit - len(text.lstrip(_JSON_SPACE))
-            value = None
-            if start < limit:
-                try:
-                    value, end = scan(joined, start)
-                    if end != start + len(text.strip(_JSON_SPACE)):
-                        value = None  # it stops short, or runs into the next record's text
-                except (StopIteration, ValueError, RecursionError):
-                    value = None
-            if type(value) is dict:
-                self._parsed[sha] = value
-            else:
-                self._parse(sha, raw)
-            at = limit
+        for sha, raw in zip(shas, raws):  # json.loads of each, or of all joined: the same time
+            self._parse(sha, raw)
 
     def view(self, tree: bytes | None) -> RegistryView:
         folder = self.objects.lookup(tree, REGISTRY_DIR) if tree else None

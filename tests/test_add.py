@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -158,3 +159,40 @@ def test_pdf_and_long_pdf(kb, tmp_path):
     assert record["type"] == "long_pdf" and record["pages"] == 47 and record["tree"]
     assert (kb / "wiki" / "sources" / "attention.md").is_file()
     assert_consistent(kb)
+
+
+def test_a_copied_kb_gets_its_index_refreshed_and_same_size_edits_still_count(kb, tmp_path):
+    """After the KB is copied (new inodes) or files are touched, the first writer reads the
+    files whose stat data changed, and refreshes the index entries of those whose content did
+    not change (as `git update-index --refresh`), so later checks trust them again; a file
+    whose content changed keeps counting as an edit even when its size and mtime were kept."""
+    from openkb_git.kb import KB
+
+    run_openkb("add", copy_tldr(tmp_path / "a", FEW), cwd=kb, check=True)
+    copy = tmp_path / "copy"
+    shutil.copytree(kb, copy, symlinks=True)  # new inodes: no stat data matches any more
+    summary = copy / "wiki" / "summaries" / "grep.md"
+    st = summary.stat()
+    text = summary.read_bytes()
+    summary.write_bytes(text.replace(b"grep", b"GREP", 1))  # same size
+    os.utime(summary, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def stale(root) -> list[str]:
+        index = KB(root).index
+        out = []
+        for key in index.paths():
+            path = key.decode()
+            entry, now = index.stat(path), os.lstat(root / path)
+            if (entry.size, entry.mtime, entry.ino) != (now.st_size, (int(now.st_mtime), now.st_mtime_ns % 10**9), now.st_ino):
+                out.append(path)
+        return out
+
+    tracked = len(KB(copy).index.paths())
+    assert len(stale(copy)) == tracked
+    proc = run_openkb("add", copy_tldr(tmp_path / "b", ["ls.md"]), cwd=copy)
+    assert proc.returncode == 0, proc.stderr
+    assert "(edit)" in proc.stderr
+    assert git(copy, "show", "--format=", "--name-only", "HEAD~1").split() == ["wiki/summaries/grep.md"]
+    assert "GREP" in git(copy, "show", "HEAD~1:wiki/summaries/grep.md")
+    assert stale(copy) == []
+    assert_consistent(copy)

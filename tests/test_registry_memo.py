@@ -100,30 +100,3 @@ def test_a_damaged_end_is_dropped_and_rewritten(kb_with_records, damage):
     assert RecordMemo(memo_file).raw.keys() == registry_blobs(kb)
     assert RecordMemo(memo_file)._clean
 
-
-BLOBS = [b'{"a": 1}\n', b'  {"b": [1, 2]}  ', b'{"c": "\xc3\xa9"}', b'{"d": 1}, {"e": 2}', b'{"open": "',
-         b'x"}', b'[1, 2]', b'', b'\xef\xbb\xbf{"bom": 1}', b'{"bad": "\xff"}', b'{"nan": NaN}', b'\t{}\r\n',
-         b'{"a": 1} x', b'"text"', b'{"dup": 1, "dup": 2}',
-         '{"utf16": 1}'.encode("utf-16"), b'{"ctl": "\x01"}', b'{}{}', b'{"esc": "\\ud800"}']
-
-
-def test_batch_parsing_agrees_with_parsing_each_record(kb):
-    """`_parse_many` over joined text gives what `_parse` (json.loads) gives record by record,
-    for every blob order, including blobs that are not one JSON object or only parse joined."""
-    import random
-
-    rng = random.Random(3)
-    handle = KB(kb)
-    for round_ in range(40):
-        blobs = [rng.choice(BLOBS) for _ in range(rng.randint(1, 12))]
-        shas = [b"%040d" % i for i in range(len(blobs))]
-        one, many = Registry(handle.objects), Registry(handle.objects)
-        for sha, raw in zip(shas, blobs):
-            one._parse(sha, raw)
-        many._parse_many(shas, blobs)
-        assert many._parsed == one._parsed, (round_, blobs)
-    deep = b'{"deep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    with pytest.raises(RecursionError):
-        Registry(handle.objects)._parse(b"0" * 40, deep)
-    with pytest.raises(RecursionError):  # as json.loads does, not a silently missing record
-        Registry(handle.objects)._parse_many([b"0" * 40], [deep])

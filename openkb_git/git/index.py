@@ -71,6 +71,21 @@ def encode_entry(path: bytes, st: os.stat_result, hexsha: bytes, mode: int = FIL
     return head + path + b"\0" * (8 - length % 8)
 
 
+_STAT_FIELDS = struct.Struct(">LL4xL12xL")  # bytes 8-40 of an entry: mtime s, ns, (dev) ino, (mode uid gid) size
+
+
+def stat_matches(record: bytes, st: os.stat_result) -> bool:
+    """Whether the entry ``record`` holds ``st``'s mtime, inode and size (as Git stores them)."""
+    return _STAT_FIELDS.unpack_from(record, 8) == (
+        (st.st_mtime_ns // 1_000_000_000) & 0xFFFFFFFF, st.st_mtime_ns % 1_000_000_000,
+        st.st_ino & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF)
+
+
+def record_sha(record: bytes) -> bytes:
+    """The blob id (hex) of the entry ``record``."""
+    return binascii.hexlify(record[40:60])
+
+
 def decode_stat(record: bytes) -> Stat:
     fields = _ENTRY.unpack_from(record)
     return Stat(sha=binascii.hexlify(fields[10]), size=fields[9], mtime=(fields[2], fields[3]), ino=fields[5])
@@ -194,21 +209,28 @@ class GitIndex:
         self._load()
         return list(self._order)
 
+    def records(self) -> dict[bytes, bytes]:
+        """{path: encoded entry} of every entry (decode one with `decode_stat`; do not mutate)."""
+        return self._load()
+
     def stat(self, path: str) -> Stat | None:
         """The index entry of ``path`` (sha and stat data), or None."""
         record = self._load().get(path.encode("utf-8"))
         return decode_stat(record) if record is not None else None
 
-    def update(self, worktree: Path, blob_ids: dict[str, bytes | None], *, sync: bool) -> None:
-        """Set the entries of ``blob_ids`` ({path: blob id, or None to drop}) from the files on disk.
+    def update(self, worktree: Path, blob_ids: dict[str, bytes | None], *, sync: bool,
+               stats: dict[str, os.stat_result] | None = None) -> None:
+        """Set the entries of ``blob_ids`` ({path: blob id, or None to drop}) from the files on disk
+        (or from ``stats``, taken by the caller before it read the files).
 
         The stat data comes from the projected file, so Git sees it as unchanged.
         Written through index.lock and a rename, like Git does.
         """
-        if self._records is None and self._patch_file(worktree, blob_ids, sync=sync):
+        stats = stats or {}
+        if self._records is None and not stats and self._patch_file(worktree, blob_ids, sync=sync):
             return
         records = self._load()
-        encoded = {path: encode_entry(path.encode("utf-8"), os.lstat(worktree / path), sha)
+        encoded = {path: encode_entry(path.encode("utf-8"), stats.get(path) or os.lstat(worktree / path), sha)
                    for path, sha in blob_ids.items() if sha is not None}
         # The file is the one written here last: splice it rather than join every entry.
         spliced = (self._written is not None and self._file_stamp() == self._stamp

@@ -171,6 +171,19 @@ class ObjectStore:
             tree_sha = entry[1]
         return {name.decode("utf-8", "surrogateescape"): value for name, value in self.tree_entries(tree_sha).items()}
 
+    def file_ids(self, tree_sha: bytes | None) -> dict[bytes, bytes]:
+        """{path: blob id} of every file in ``tree_sha``, paths as the bytes Git stores."""
+        out: dict[bytes, bytes] = {}
+        pending = [(b"", tree_sha)] if tree_sha else []
+        while pending:
+            base, sha = pending.pop()
+            for name, (mode, child) in self.tree_entries(sha).items():
+                if statmod.S_ISDIR(mode):
+                    pending.append((base + name + b"/", child))
+                else:
+                    out[base + name] = child
+        return out
+
     def walk_files(self, tree_sha: bytes | None, prefix: str = ""):
         """Yield (path, mode, sha) for every file below ``prefix`` in ``tree_sha``."""
         for name, (mode, sha) in sorted(self.list_dir(tree_sha, prefix).items()):

@@ -288,7 +288,7 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
     files, refused = scan(kb, inputs)
     with writer.locked():
         tree = kb.head_tree()
-        edited = commit_edits(kb, writer.registry, find_edits(kb, tree), allow=allow_edit_commits)
+        edited = commit_edits(kb, writer.registry, find_edits(kb, tree, refresh=True), allow=allow_edit_commits)
         if edited:
             report.edit_commits.append(edited.sha.decode())
         view = writer.registry.view(kb.head_tree())
@@ -440,7 +440,7 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, thres
             except ConversionError as exc:
                 return FileResult(task.display, FAILED, reason=str(exc))
         changes = document_changes(kb.objects, tree, view, doc, footprint)
-        edits = find_edits(kb, tree, sorted(changes))
+        edits = find_edits(kb, tree, sorted(changes), refresh=True)
         if edits:
             edited = commit_edits(kb, writer.registry, edits, allow=allow_edit_commits)
             report.edit_commits.append(edited.sha.decode())

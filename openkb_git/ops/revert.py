@@ -125,7 +125,7 @@ def revert(kb: KB, entries: list[Entry], *, wait: float = 0.0, dry_run: bool = F
     conflicts, nothing changes and RevertConflictError lists every conflict."""
     writer = Writer(kb, wait)
     with writer.locked():
-        commit_edits(kb, writer.registry, find_edits(kb, kb.head_tree()), allow=allow_edit_commits)
+        commit_edits(kb, writer.registry, find_edits(kb, kb.head_tree(), refresh=True), allow=allow_edit_commits)
         tree = kb.head_tree()
         plans: list[RevertPlan] = []
         for entry in entries:
@@ -184,7 +184,7 @@ def remove(kb: KB, doc: str, *, wait: float = 0.0, dry_run: bool = False,
         if doc not in view.records:
             raise UnknownDocumentError(f"no document named {doc!r} (see `openkb list`)")
         changes = document_changes(kb.objects, tree, view, doc, None)
-        edits = find_edits(kb, tree, sorted(changes))
+        edits = find_edits(kb, tree, sorted(changes), refresh=True)
         if dry_run:
             return sorted(changes)
         if edits:
