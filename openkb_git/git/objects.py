@@ -260,6 +260,8 @@ class ObjectStore:
         """Encode ``entries`` as (sort keys, parts); for large trees, splice the changed entries
         into the cached encoding of ``base_sha`` instead of re-sorting and re-encoding all."""
         cached = self._encoded.get(base_sha) if base_sha else None
+        if cached is None and base_sha is not None and len(entries) >= 256:
+            cached = _tree_parts(self._raw_tree(base_sha))  # a fresh process: splice the stored tree
         if cached is None:
             keys, parts = encode_tree_parts(entries)
         else:
@@ -555,6 +557,30 @@ def _parse_entries(raw: bytes, begin: int, end: int) -> dict[bytes, tuple[int, b
         out[raw[space + 1:nul]] = (int(raw[pos:space], 8), hexlify(raw[nul + 1:nul + 21]))
         pos = nul + 21
     return out
+
+
+_CANONICAL_MODES = frozenset((b"100644", b"100755", b"120000", b"160000", b"40000"))
+
+
+def _tree_parts(raw: bytes) -> tuple[list[bytes], list[bytes]] | None:
+    """(sort keys, encoded entries) of a stored tree, as `encode_tree_parts` gives them, or None
+    when the tree is not in Git's canonical form (order, modes), which re-encoding would change."""
+    keys, parts = [], []
+    pos, end, find = 0, len(raw), raw.find
+    while pos < end:
+        space = find(b" ", pos, end)
+        nul = find(b"\0", space, end) if space >= 0 else -1
+        if nul < 0 or nul + 21 > end:
+            raise ValueError("corrupt tree object: truncated entry")
+        mode, name = raw[pos:space], raw[space + 1:nul]
+        if mode not in _CANONICAL_MODES:
+            return None
+        keys.append(name + b"/" if mode == b"40000" else name)
+        parts.append(raw[pos:nul + 21])
+        pos = nul + 21
+    if any(a >= b for a, b in zip(keys, keys[1:])):
+        return None
+    return keys, parts
 
 
 def _tree_sort_key(item: tuple[bytes, tuple[int, bytes]]) -> bytes:

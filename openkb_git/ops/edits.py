@@ -66,7 +66,9 @@ def find_edits(kb: KB, tree: bytes | None, paths: list[str] | None = None, *,
         elif same_blob and refresh:
             fresh[path] = (head_sha, st)
     if fresh:
-        kb.index.update(kb.root, {path: sha for path, (sha, _st) in fresh.items()}, sync=False,
+        # Durable before anything else happens: a torn index makes recovery reset every path to
+        # HEAD, which would take the user's uncommitted edits found here with it.
+        kb.index.update(kb.root, {path: sha for path, (sha, _st) in fresh.items()}, sync=True,
                         stats={path: st for path, (_sha, st) in fresh.items()})
     return dict(sorted(edits.items()))
 
