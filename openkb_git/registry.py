@@ -211,6 +211,18 @@ class RecordMemo:
             self.raw[sha] = raw
         self._clean = at == len(data)
 
+    def keep_only(self, live: set[bytes]) -> int:
+        """Drop the entries not in ``live`` (e.g. records no longer at HEAD) from the file;
+        returns how many went. `openkb gc` runs this: the memo otherwise keeps every version."""
+        dropped = [sha for sha in self.raw if sha not in live]
+        for sha in dropped:
+            del self.raw[sha]
+        if dropped:
+            self._clean = False  # the next flush rewrites the file
+            self.new = []
+        self.flush()
+        return len(dropped)
+
     def add(self, sha: bytes, raw: bytes) -> None:
         if sha not in self.raw:
             self.raw[sha] = raw

@@ -100,3 +100,27 @@ def test_a_damaged_end_is_dropped_and_rewritten(kb_with_records, damage):
     assert RecordMemo(memo_file).raw.keys() == registry_blobs(kb)
     assert RecordMemo(memo_file)._clean
 
+
+
+def test_gc_keeps_only_the_records_at_head(kb_with_records):
+    import json
+
+    from conftest import run_openkb
+
+    kb = kb_with_records
+    memo_file = kb.openkb_dir / RECORD_MEMO
+    fresh_view(kb)
+    writer = Writer(kb)
+    changes = {record_path(f"doc-{i:03d}"): encode_record({**record(i), "title": "changed"}) for i in range(5)}
+    changes[record_path("doc-006")] = None
+    with writer.locked():
+        commit_mutation(kb, writer.registry, kb.head(), Mutation(op="add", subject="add: changed", changes=changes))
+    kb.close()
+    before = set(RecordMemo(memo_file).raw)
+    handle = KB(kb.root)
+    live = registry_blobs(handle)
+    assert live < before and len(before - live) == 6  # 5 records' old versions, 1 removed record
+    result = json.loads(run_openkb("gc", "--json", cwd=kb.root, check=True).stdout)
+    assert result["memo_records_dropped"] == 6
+    assert set(RecordMemo(memo_file).raw) == live
+    assert Registry.of(handle).view(handle.head_tree()).records["doc-001"]["title"] == "changed"

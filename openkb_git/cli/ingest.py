@@ -236,8 +236,9 @@ def gc(ctx: click.Context, prune_grace: int, wait: float, as_json: bool) -> None
     folders' trees, big files) as loose objects; small packs are merged as they pile
     up, but only gc finds deltas. Takes the KB lock and recovers first, so objects of
     an in-flight mutation are never touched. Also removes a pack left without its index
-    by a crash, once older than --prune-grace. Runs by itself every `gc_auto_commits`
-    commits during `add` (config, default 1000; 0 turns it off).
+    by a crash, once older than --prune-grace, and drops from .openkb/records.cache the
+    registry records no longer at HEAD. Runs by itself every `gc_auto_commits` commits
+    during `add` (config, default 1000; 0 turns it off).
     """
     from ..ops.gc import gc as kb_gc
 
@@ -250,4 +251,6 @@ def gc(ctx: click.Context, prune_grace: int, wait: float, as_json: bool) -> None
         echo_json(result.to_json())
     else:
         click.echo(f"packed with {result.tool}: .git {result.size_before / 1e6:.1f} MB -> {result.size_after / 1e6:.1f} MB"
-                   + (f"; {result.orphan_packs_removed} pack(s) without an index removed" if result.orphan_packs_removed else ""))
+                   + (f"; {result.orphan_packs_removed} pack(s) without an index removed" if result.orphan_packs_removed else "")
+                   + (f"; {result.memo_records_dropped} old record(s) dropped from the record memo"
+                      if result.memo_records_dropped else ""))

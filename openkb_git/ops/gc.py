@@ -19,7 +19,8 @@ from ..errors import OpenKBError
 from ..fsutil import write_file
 from ..git.packs import remove_orphans
 from ..history import iter_entries
-from ..kb import KB
+from ..kb import KB, REGISTRY_DIR
+from ..registry import RECORD_MEMO, RecordMemo
 from .session import Writer
 
 STATE = ".openkb/gc.json"
@@ -37,6 +38,7 @@ class GCResult:
     size_after: int
     seconds_grace: int
     orphan_packs_removed: int = 0
+    memo_records_dropped: int = 0
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -70,10 +72,21 @@ def collect(kb: KB, *, grace: int = DEFAULT_GRACE) -> GCResult:
     # A .pack without its index is invisible to every reader: a crash between the two renames of
     # a pack written or the two removals of a pack merged leaves one. Past the grace period it goes.
     orphans = remove_orphans(kb.git_dir / "objects" / "pack", time.time() - grace)
+    dropped = compact_record_memo(kb)
     head = kb.head()
     write_file(kb.root / STATE, json.dumps({"head": head.decode() if head else None}).encode(), sync=False)
     return GCResult(tool=tool, size_before=before, size_after=git_dir_size(kb), seconds_grace=grace,
-                    orphan_packs_removed=len(orphans))
+                    orphan_packs_removed=len(orphans), memo_records_dropped=dropped)
+
+
+def compact_record_memo(kb: KB) -> int:
+    """Keep in `.openkb/records.cache` only the records HEAD's registry holds."""
+    path = kb.openkb_dir / RECORD_MEMO
+    if not path.exists():
+        return 0
+    folder = kb.objects.lookup(kb.head_tree(), REGISTRY_DIR)
+    live = {sha for _mode, sha in kb.objects.tree_entries(folder[1]).values()} if folder else set()
+    return RecordMemo(path).keep_only(live)
 
 
 def gc(kb: KB, *, grace: int = DEFAULT_GRACE, wait: float = 0.0) -> GCResult:
