@@ -127,3 +127,30 @@ def test_journal_naming_missing_objects_is_reset(kb, tmp_path):
     assert proc.returncode == 0 and "recovered 1 journal" in proc.stdout
     assert not (kb / "wiki" / "concepts" / "never-was.md").exists()
     assert_consistent(kb)
+
+
+def test_a_torn_index_is_rebuilt_without_resetting_the_users_edits(kb, tmp_path):
+    """A power loss can leave .git/index torn; recovery writes a new one from HEAD and keeps
+    the working tree's files: an uncommitted hand edit survives, shows as an edit to Git and
+    to openkb, and is committed as an edit by the next add; a missing file is restored."""
+    run_openkb("add", copy_tldr(tmp_path / "a", ["tar.md", "grep.md"]), cwd=kb, check=True)
+    page = kb / "wiki" / "summaries" / "tar.md"
+    edited = page.read_text() + "\nMy note, not committed yet.\n"
+    page.write_text(edited)
+    (kb / "wiki" / "summaries" / "grep.md").unlink()
+    index = kb / ".git" / "index"
+    index.write_bytes(index.read_bytes()[: index.stat().st_size // 2])  # torn
+
+    proc = run_openkb("recover", cwd=kb)
+    assert proc.returncode == 0, proc.stderr
+    assert "rebuilt from HEAD; the working tree's files were kept" in proc.stdout
+    assert page.read_text() == edited
+    assert (kb / "wiki" / "summaries" / "grep.md").exists()
+    # openkb first: `git status` rewrites the index itself, marking entries it had to re-read
+    assert json.loads(run_openkb("status", "--json", cwd=kb, check=True).stdout)["dirty"] == ["wiki/summaries/tar.md"]
+    assert git(kb, "status", "--porcelain").splitlines() == [" M wiki/summaries/tar.md"]
+
+    run_openkb("add", copy_tldr(tmp_path / "b", ["ls.md"]), cwd=kb, check=True)
+    assert git(kb, "show", "--format=", "--name-only", "HEAD~1").split() == ["wiki/summaries/tar.md"]
+    assert "My note, not committed yet." in git(kb, "show", "HEAD~1:wiki/summaries/tar.md")
+    assert_consistent(kb)

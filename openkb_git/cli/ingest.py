@@ -178,7 +178,11 @@ def recover(ctx: click.Context, wait: float, as_json: bool) -> None:
         click.echo("nothing to recover")
         return
     for corrupt in data["corrupt"]:
-        click.echo(f"corrupt journal {corrupt}: reset every tracked path to HEAD")
+        if corrupt.startswith("index: "):
+            click.echo(f"{corrupt[len('index: '):]}: rebuilt from HEAD; the working tree's files were kept "
+                       "(those that differ from HEAD show as edits)")
+        else:
+            click.echo(f"corrupt journal {corrupt}: reset every tracked path to HEAD")
     click.echo(f"recovered {len(data['journals']) + len(data['corrupt'])} journal(s): {data['paths_reset']} path(s) reset, "
                f"{data['staging_removed']} staging folder(s) removed"
                + (", views rebuilt" if data["views_rebuilt"] else ""))

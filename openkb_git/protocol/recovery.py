@@ -15,10 +15,12 @@ import shutil
 import stat as statmod
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from ..faults import checkpoint
 from ..fsutil import TMP_SUFFIX, fsync_dir, makedirs, prune_empty_dirs, remove_file, temporary_for, write_file
 from ..git.index import FILE_MODE, IndexCorruptError
+from ..git.objects import blob_id
 from ..kb import KB
 from ..registry import Registry
 from ..views import update_views, view_paths, views_are_current
@@ -60,7 +62,7 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
     except IndexCorruptError as exc:
         report.corrupt.append(f"index: {exc}")
         kb.index.start_over()
-        report.paths_reset += reset_paths(kb, tree, [p for p, _m, _s in kb.objects.walk_files(tree)])
+        report.paths_reset += rebuild_index(kb, tree)
     for path in journals:
         journal, reset = None, []
         try:
@@ -129,6 +131,36 @@ def reset_paths(kb: KB, tree: bytes | None, paths: list[str], known: dict[str, s
         if durable:
             make_durable(kb, list(index_updates))
     return changed
+
+
+# Stat data no file has: an index entry holding it is always checked against the file's content.
+_UNTRUSTED_STAT = SimpleNamespace(st_ctime=0, st_ctime_ns=0, st_mtime=0, st_mtime_ns=0, st_dev=0, st_ino=0,
+                                  st_uid=0, st_gid=0, st_size=0)
+
+
+def rebuild_index(kb: KB, tree: bytes | None) -> int:
+    """Write a new Git index from HEAD in place of a torn one, keeping the working tree's files
+    (as `git reset --mixed` does): a file that differs from HEAD is the user's edit, not
+    something to reset — the paths a crashed mutation touched are reset by its journal. Its
+    entry gets stat data no file has, so it shows as modified and is committed as an edit by
+    the next writer. Missing files are restored from HEAD. Returns how many were restored."""
+    ids: dict[str, bytes] = {}
+    stats = {}
+    restored = []
+    for path, _mode, sha in kb.objects.walk_files(tree):
+        target = kb.root / path
+        _remove_temporaries_near(target)
+        ids[path] = sha
+        data = _read(target)
+        if data is None:
+            makedirs(target.parent, sync=False)
+            write_file(target, kb.objects.blob_bytes(sha), sync=False)
+            restored.append(path)
+        elif blob_id(data) != sha:
+            stats[path] = _UNTRUSTED_STAT
+    kb.index.update(kb.root, ids, sync=False, stats=stats)
+    make_durable(kb, restored)  # the restored files, their folders, then the index
+    return len(restored)
 
 
 def reset_all(kb: KB, tree: bytes | None) -> int:
