@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import time
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import example, given, settings, strategies as st
 from dulwich.repo import Repo
 
-from openkb_git.git.index import GitIndex
+from openkb_git.git.index import GitIndex, encode_entry
 from openkb_git.git.objects import ObjectStore, blob_id, make_commit, serialize_tree
 from openkb_git.git.refs import RefMovedError, compare_and_swap, read_branch
 
@@ -209,7 +210,9 @@ def test_index_patched_in_place_equals_index_rewritten_from_all_entries(tmp_path
         expected = (tmp_path / ".git" / "index").read_bytes()
         (tmp_path / ".git" / "index").write_bytes(before)
         fresh = GitIndex(tmp_path / ".git")
-        assert fresh._patch_file(tmp_path, changes, sync=False), round_
+        encoded = {path: encode_entry(path.encode(), os.lstat(tmp_path / path), sha)
+                   for path, sha in changes.items() if sha is not None}
+        assert fresh._patch_file(changes, encoded, sync=False), round_
         assert (tmp_path / ".git" / "index").read_bytes() == expected, round_
         assert entries_end(expected) is not None
         for path, sha in changes.items():
@@ -223,7 +226,7 @@ def test_index_patched_in_place_equals_index_rewritten_from_all_entries(tmp_path
     subprocess.run(["git", "-C", str(tmp_path), "add", "-A"], check=True)  # git rewrites it: no EOIE of ours
     data = (tmp_path / ".git" / "index").read_bytes()
     if entries_end(data) is None:
-        assert not GitIndex(tmp_path / ".git")._patch_file(tmp_path, {names[0]: None}, sync=False)
+        assert not GitIndex(tmp_path / ".git")._patch_file({names[0]: None}, {}, sync=False)
         assert (tmp_path / ".git" / "index").read_bytes() == data  # refused without writing
 
 

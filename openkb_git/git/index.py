@@ -153,10 +153,9 @@ class GitIndex:
             raise IndexCorruptError(f"{self.path} is damaged (bad checksum); `openkb recover` rebuilds it")
         self._verified = (stamp, data)  # a patch that follows needs neither to read nor to hash it again
 
-    def _patch_file(self, worktree: Path, blob_ids: dict[str, bytes | None], *, sync: bool,
-                    encoded: dict[str, bytes] | None = None) -> bool:
-        """Splice the entries of ``blob_ids`` into the file without decoding the others.
-        False when the file is not one this can patch (then nothing was written)."""
+    def _patch_file(self, blob_ids: dict[str, bytes | None], encoded: dict[str, bytes], *, sync: bool) -> bool:
+        """Splice the entries of ``blob_ids`` (``encoded``: the new ones) into the file without
+        decoding the others. False when the file is not one this can patch (nothing written)."""
         verified, self._verified = self._verified, None
         stamp = self._file_stamp()
         if verified is not None and verified[0] == stamp:
@@ -184,7 +183,7 @@ class GitIndex:
                 if sha is None:
                     new = b""
                 else:
-                    new = encoded[path] if encoded is not None else encode_entry(key, os.lstat(worktree / path), sha)
+                    new = encoded[path]
                 if old_size or new:
                     edits.append((at, old_size, new))
                     count += (1 if new else 0) - (1 if old_size else 0)
@@ -227,14 +226,14 @@ class GitIndex:
         Written through index.lock and a rename, like Git does.
         """
         stats = stats or {}
-        if self._records is None and not stats and self._patch_file(worktree, blob_ids, sync=sync):
-            return
-        records = self._load()
         encoded = {path: encode_entry(path.encode("utf-8"), stats.get(path) or os.lstat(worktree / path), sha)
                    for path, sha in blob_ids.items() if sha is not None}
+        if self._records is None and self._patch_file(blob_ids, encoded, sync=sync):
+            return
+        records = self._load()
         # The file is the one written here last: splice it rather than join every entry.
         spliced = (self._written is not None and self._file_stamp() == self._stamp
-                   and self._patch_file(worktree, blob_ids, sync=sync, encoded=encoded))
+                   and self._patch_file(blob_ids, encoded, sync=sync))
         for path, sha in blob_ids.items():
             key = path.encode("utf-8")
             if sha is None:
