@@ -12,6 +12,8 @@ EXIT_FAILED = 1  # the command ran, but some of its work failed (e.g. a file cou
 EXIT_USAGE = 2  # bad arguments (Click)
 EXIT_LOCKED = 3  # another openkb process holds the KB lock
 EXIT_NOT_A_KB = 4  # no knowledge base found
+EXIT_REFUSED = 5  # the repository is in a state openkb does not own (detached HEAD, merge/rebase in progress, ...)
+EXIT_DAMAGED = 6  # the repository or KB data is damaged or unsafe (bad ref, missing object, unsafe path)
 EXIT_INTERRUPTED = 130  # SIGINT
 EXIT_BROKEN_PIPE = 141  # standard output closed by its reader (128 + SIGPIPE, as git)
 
@@ -24,3 +26,16 @@ class OpenKBError(Exception):
     """
 
     exit_code = EXIT_FAILED
+
+
+class RefusedStateError(OpenKBError):
+    """The repository is in a state another tool owns; the message names the command that ends it."""
+
+    exit_code = EXIT_REFUSED
+
+
+class DamageError(OpenKBError):
+    """Data openkb reads is damaged or breaks the trust rules (DESIGN §10); the message names
+    what and where, and what to do (usually `openkb fsck`)."""
+
+    exit_code = EXIT_DAMAGED

@@ -1,0 +1,90 @@
+"""The one place that decides whether a path that came from data may be used.
+
+Paths arrive in registry records, trees, journals, config and hook names — all of it
+data someone else may have written (a clone, a pull). Like Git's ``verify_path``, every
+reader, writer and deleter of the working tree goes through these checks before it
+touches a path: relative, posix, no empty, ``.`` or ``..`` component, no ``.git``
+component (in any case, as Git refuses on case-insensitive systems), no NUL, no
+backslash, every component within 255 bytes.
+"""
+
+from __future__ import annotations
+
+from .errors import DamageError
+
+NAME_MAX = 255  # bytes in one file name (ext4, xfs, apfs, ntfs as UTF-16 is more lenient)
+
+# Where a document's own files may live (a record's `files`, `raw_path`, ...).
+DOCUMENT_ROOTS = ("raw/", "wiki/")
+REGISTRY_ROOT = ".openkb/registry/"
+
+
+class UnsafePathError(DamageError):
+    """A path from data is absolute, climbs out with `..`, names `.git`, or leaves the KB's folders."""
+
+    def __init__(self, path, reason: str, where: str = ""):
+        self.path = path
+        self.reason = reason
+        self.where = where
+        origin = f" in {where}" if where else ""
+        super().__init__(f"unsafe path {path!r}{origin}: {reason}; refused (nothing outside the knowledge "
+                         "base is read, written or deleted); run `openkb fsck` to see what is damaged")
+
+
+def path_problem(path: str | bytes) -> str | None:
+    """Why ``path`` may not be used as a KB-relative path, or None when it may (Git's rules)."""
+    if isinstance(path, bytes):
+        try:
+            path = path.decode("utf-8", "surrogateescape")
+        except Exception:  # pragma: no cover - surrogateescape never fails
+            return "not a text path"
+    if not isinstance(path, str) or not path:
+        return "empty path"
+    if "\0" in path:
+        return "contains a NUL byte"
+    if "\\" in path:
+        return "contains a backslash"
+    if path.startswith("/"):
+        return "absolute path"
+    for part in path.split("/"):
+        if part == "":
+            return "empty component (// or a trailing /)"
+        if part in (".", ".."):
+            return f"'{part}' component"
+        if part.lower() == ".git" or part.lower().rstrip(". ") == ".git":
+            return "'.git' component"
+        if len(part.encode("utf-8", "surrogateescape")) > NAME_MAX:
+            return f"a component longer than {NAME_MAX} bytes"
+    return None
+
+
+def tree_name_problem(name: bytes) -> str | None:
+    """Why a single tree entry name may not be used (Git fsck: hasDot, hasDotdot, hasDotgit,
+    fullPathname, zeroPaddedFilemode aside), or None."""
+    if not name:
+        return "empty name"
+    if b"/" in name:
+        return "contains a slash"
+    if b"\0" in name:
+        return "contains a NUL byte"
+    if name in (b".", b".."):
+        return f"'{name.decode()}' entry"
+    if name.lower() == b".git" or name.lower().rstrip(b". ") == b".git":
+        return "'.git' entry"
+    return None
+
+
+def check_path(path: str, *, where: str = "") -> str:
+    """``path`` when it is a safe KB-relative path; raises UnsafePathError naming ``where``."""
+    problem = path_problem(path)
+    if problem:
+        raise UnsafePathError(path, problem, where)
+    return path
+
+
+def check_document_path(path: str, *, where: str = "") -> str:
+    """``path`` when it is safe and inside the folders a document may own (raw/, wiki/)."""
+    check_path(path, where=where)
+    if not path.startswith(DOCUMENT_ROOTS):
+        raise UnsafePathError(path, "outside raw/ and wiki/", where)
+    return path
