@@ -11,7 +11,7 @@ from dulwich.object_store import DiskObjectStore
 
 from .errors import EXIT_NOT_A_KB, OpenKBError
 from .git.objects import ObjectStore
-from .git.refs import read_branch
+from .git.refs import BadRefError, check_unborn, check_writable, damaged_ref_message, head_target, read_branch
 
 DEFAULT_CONFIG = {
     "language": "en",
@@ -72,6 +72,8 @@ class KB:
         self._repo = None
         self.objects = ObjectStore(DiskObjectStore(str(self.git_dir / "objects")))
         self._index = None
+        self._branch: str | None = None  # the branch a writer holding the lock commits to
+        self._verified: bytes | None = None  # the last HEAD found to name a readable commit
         self._config: dict | None = None
         self._identity: Identity | None = None
 
@@ -99,9 +101,17 @@ class KB:
         return self._repo
 
     def close(self) -> None:
-        if self._repo is not None:
-            self._repo.close()
-        self.objects.store.close()
+        """Release the object store's files. Never raises: it runs in `finally` blocks, after an
+        error (e.g. a damaged pack) that must reach the user alone."""
+        try:
+            if self._repo is not None:
+                self._repo.close()
+        except Exception:
+            pass
+        try:
+            self.objects.store.close()
+        except Exception:
+            pass
 
     # -- paths -------------------------------------------------------------
     @property
@@ -117,9 +127,64 @@ class KB:
         return self.openkb_dir / "hooks"
 
     # -- state -------------------------------------------------------------
+    @property
+    def branch(self) -> str | None:
+        """The branch ref HEAD names (`refs/heads/main` by default), None when detached; while a
+        writer holds the lock, the branch it checked at acquisition."""
+        return self._branch if self._branch is not None else head_target(self.git_dir)[0]
+
+    def begin_write(self) -> str:
+        """Under the KB lock, before recovery: refuse the Git states openkb does not own
+        (GitStateError) and a damaged branch (BadRefError); then pin the branch HEAD names as
+        the one this acquisition commits to. Returns the previous pin (for end_write)."""
+        previous = self._branch
+        self._branch = None
+        branch = check_writable(self.git_dir)
+        self._branch = branch
+        self.head()  # a branch naming a missing object is damage, found before anything is written
+        return previous
+
+    def write_branch(self) -> str:
+        """The branch a commit moves: the writer's pinned one, else (a caller outside Writer,
+        e.g. a test) the one HEAD names, checked as a writer would."""
+        return self._branch if self._branch is not None else check_writable(self.git_dir)
+
+    def end_write(self, previous: str | None) -> None:
+        self._branch = previous
+
     def head(self) -> bytes | None:
-        """The commit `refs/heads/main` names, or None before the first commit."""
-        return read_branch(self.git_dir)
+        """The commit HEAD names (through the checked-out branch, or detached), None before
+        the first commit. Raises BadRefError when the branch is empty, garbage or names no
+        readable commit, GitStateError for an orphan branch beside other history."""
+        name = self._branch
+        if name is None:
+            name, sha = head_target(self.git_dir)
+            if name is not None:
+                sha = read_branch(self.git_dir, name)
+        else:
+            sha = read_branch(self.git_dir, name)
+        if sha is None:
+            check_unborn(self.git_dir, name)
+            return None
+        if sha != self._verified:
+            problem = self.objects.commit_type_problem(sha)
+            if problem is not None:
+                self._bad_head(name, sha, problem)
+            self._verified = sha
+        return sha
+
+    def _bad_head(self, name: str | None, sha: bytes, problem: str) -> None:
+        from .git.objects import pack_index_hint
+
+        if name is None:
+            raise BadRefError(f"HEAD (detached) names {sha.decode()}, which {problem}: run `git switch main`")
+        what = f"{name} names {sha.decode()}, which {problem}"
+        packs_hint = pack_index_hint(self.objects.objects_dir)
+        if packs_hint:  # the commit is most likely in that pack: rebuilding its index brings it back
+            raise BadRefError(f"{what}: the Git object store is damaged (nothing was changed): {packs_hint}, "
+                              "then run `openkb fsck`")
+        raise BadRefError(damaged_ref_message(self.git_dir, name, what,
+                                              present=lambda s: self.objects.commit_type_problem(s) is None, skip=sha))
 
     def head_tree(self, head: bytes | None = None) -> bytes | None:
         head = head if head is not None else self.head()

@@ -12,9 +12,11 @@ import zlib
 from collections import OrderedDict
 from pathlib import Path
 
+from dulwich.errors import ApplyDeltaError, ChecksumMismatch, ObjectFormatException
 from dulwich.objects import Commit, ShaFile, Tree
 from dulwich.object_store import DiskObjectStore
 
+from ..errors import DamageError
 from ..fsutil import TMP_SUFFIX, fsync_dir, makedirs, replace, write_bytes
 from . import packs
 
@@ -23,6 +25,47 @@ TREE_CACHE = 256  # parsed trees kept (LRU)
 LOOSE_BYTES = 32 * 1024  # objects this large are written loose, not into a commit's small pack
 ENCODED_CACHE = 16  # encodings of large trees kept for splicing (LRU)
 TREE_MODE = 0o040000
+
+# What reading a damaged loose object or pack raises (zlib streams, dulwich's parsers and checks).
+CORRUPT = (zlib.error, ChecksumMismatch, ObjectFormatException, ApplyDeltaError, AssertionError, struct.error,
+           ValueError, IndexError, EOFError, TypeError)
+
+
+def pack_index_hint(objects_dir: Path) -> str | None:
+    """How to rebuild the index of a pack that lost it (its objects are invisible), or None."""
+    try:
+        orphans = sorted(p.name for p in (objects_dir / "pack").glob("pack-*.pack")
+                         if not p.with_suffix(".idx").exists())
+    except OSError:
+        return None
+    if not orphans:
+        return None
+    more = f" (and {len(orphans) - 1} more pack(s) without one)" if len(orphans) > 1 else ""
+    return f"{orphans[0]} has no index (.idx): rebuild it with `git index-pack .git/objects/pack/{orphans[0]}`{more}"
+
+
+def _damage_hint(objects_dir: Path) -> str:
+    """What to do about damage in the object store: packs that lost their index first."""
+    hint = "run `openkb fsck` to see what it affects (`git fsck --full` lists every damaged object)"
+    packs_hint = pack_index_hint(objects_dir)
+    return f"{packs_hint}, then {hint}" if packs_hint else hint
+
+
+class ObjectDamageError(DamageError):
+    """An object openkb needs is missing or unreadable (the object store is damaged)."""
+
+    def __init__(self, sha: bytes | str, what: str, objects_dir: Path):
+        self.sha = sha.decode("ascii", "replace") if isinstance(sha, bytes) else str(sha)
+        super().__init__(f"object {self.sha} {what}: the Git object store is damaged; {_damage_hint(objects_dir)}")
+
+    def __str__(self) -> str:
+        return self.args[0] if self.args else ""
+
+
+class MissingObjectError(ObjectDamageError, KeyError):
+    """A missing object; also a KeyError, as the store's own lookup raises, for the callers
+    that treat an absent object as "not there" (a view anchored at a commit gc dropped)."""
+
 
 # A change set maps a tracked path (posix, relative to the KB root) to its new
 # content, or to None when the path is deleted.
@@ -50,17 +93,35 @@ class ObjectStore:
         return sha in self.store
 
     def get(self, sha: bytes) -> ShaFile:
-        return self.store[sha]
+        """The object ``sha``; raises MissingObjectError or ObjectDamageError (DamageError, with
+        what to do) instead of the store's KeyError, zlib.error, checksum errors..."""
+        try:
+            return self.store[sha]
+        except KeyError:
+            raise MissingObjectError(sha, "is missing", self.objects_dir) from None
+        except CORRUPT as exc:
+            raise self.damaged(sha, exc) from None
 
     def blob_bytes(self, sha: bytes) -> bytes:
-        return self.store[sha].as_raw_string()
+        obj = self.get(sha)
+        try:
+            return obj.as_raw_string()
+        except CORRUPT as exc:
+            raise self.damaged(sha, exc) from None
+
+    def damaged(self, sha: bytes | str, exc: BaseException) -> ObjectDamageError:
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return ObjectDamageError(sha, f"cannot be read ({detail})", self.objects_dir)
 
     def tree_entries(self, sha: bytes) -> dict[bytes, tuple[int, bytes]]:
         """Entries of the tree ``sha`` as {name: (mode, sha)} (cached; do not mutate)."""
         entries = self._trees.get(sha)
         if entries is None:
             raw = self._raw_tree(sha)
-            entries = _parse_entries(raw, 0, len(raw))  # 3x faster than dulwich's Tree
+            try:
+                entries = _parse_entries(raw, 0, len(raw))  # 3x faster than dulwich's Tree
+            except ValueError as exc:
+                raise self.damaged(sha, exc) from None
             self._remember_tree(sha, entries)
         else:
             self._trees.move_to_end(sha)
@@ -119,15 +180,35 @@ class ObjectStore:
                 data = zlib.decompress(fh.read())
         except FileNotFoundError:
             pass
+        except zlib.error as exc:
+            raise self.damaged(sha, exc) from None
         else:
             header, sep, raw = data.partition(b"\0")
-            if header.startswith(b"tree ") and sep and int(header[5:]) == len(raw):
+            if header.startswith(b"tree ") and sep and header[5:].isdigit() and int(header[5:]) == len(raw):
                 return raw
-            raise ValueError(f"object {hexsha} is not a tree")
-        type_num, raw = self.store.get_raw(sha)
+            raise ObjectDamageError(sha, "is not a tree", self.objects_dir)
+        try:
+            type_num, raw = self.store.get_raw(sha)
+        except KeyError:
+            raise MissingObjectError(sha, "is missing", self.objects_dir) from None
+        except CORRUPT as exc:
+            raise self.damaged(sha, exc) from None
         if type_num != Tree.type_num:
-            raise ValueError(f"object {sha.decode()} is not a tree")
+            raise ObjectDamageError(sha, "is not a tree", self.objects_dir)
         return raw
+
+    def commit_type_problem(self, sha: bytes) -> str | None:
+        """Why ``sha`` is not a readable commit ("is missing", "is a blob", ...), or None."""
+        try:
+            type_num, _raw = self.store.get_raw(sha)
+        except KeyError:
+            return "is missing"
+        except CORRUPT as exc:
+            return f"cannot be read ({type(exc).__name__}: {exc})"
+        if type_num != Commit.type_num:
+            names = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
+            return f"is a {names.get(type_num, 'non-commit object')}, not a commit"
+        return None
 
     def derivation(self, sha: bytes) -> tuple[bytes | None, frozenset[bytes]] | None:
         """(base tree, names edited) when ``sha`` was built here by editing ``base``, else None.

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from ..fsutil import makedirs, write_file
+from ..git.objects import ObjectDamageError
 from ..kb import KB
 from ..protocol.journal import list_journals
 from ..protocol.recovery import reset_paths
@@ -54,12 +55,15 @@ def fsck(kb: KB) -> FsckReport:
     tree = kb.head_tree(head)
     report = FsckReport(head=head.decode() if head else None)
     report.problems += check_objects(kb, head)
-    for path, data in sorted(find_edits(kb, tree).items()):
-        report.problems.append(Problem("worktree", path, "deleted" if data is None else "differs from HEAD"))
-    report.problems += check_index(kb, tree)
-    records = Registry(kb.objects).view(tree).records
-    report.problems += check_registry(kb, tree, records)
-    report.problems += check_views(kb, records)
+    try:
+        for path, data in sorted(find_edits(kb, tree).items()):
+            report.problems.append(Problem("worktree", path, "deleted" if data is None else "differs from HEAD"))
+        report.problems += check_index(kb, tree)
+        records = Registry(kb.objects).view(tree).records
+        report.problems += check_registry(kb, tree, records)
+        report.problems += check_views(kb, records)
+    except ObjectDamageError as exc:  # the checks after it need the object git fsck found damaged
+        report.problems.append(Problem("objects", exc.sha, str(exc)))
     for journal in list_journals(kb.journal_dir):
         report.problems.append(Problem("journal", journal.relative_to(kb.root).as_posix(),
                                        "an interrupted mutation (recovery resets it)"))

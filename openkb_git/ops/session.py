@@ -1,4 +1,4 @@
-"""A writer's session: the lock, recovery on every acquisition, and the user-edit guard."""
+"""A writer's session: the lock, the Git state check, recovery on every acquisition, and the user-edit guard."""
 
 from __future__ import annotations
 
@@ -34,9 +34,15 @@ class Writer:
         self.lock.acquire(wait)
         self._acquired_once = True
         try:
-            report = recover(self.kb, self.registry)
-            if report.did_anything:
-                self.recoveries.append(report)
-            yield
+            # Before recovery: recovery resets paths to HEAD, which in a state Git owns (a merge,
+            # a rebase, a detached HEAD) or with a damaged branch is the wrong HEAD.
+            previous = self.kb.begin_write()
+            try:
+                report = recover(self.kb, self.registry)
+                if report.did_anything:
+                    self.recoveries.append(report)
+                yield
+            finally:
+                self.kb.end_write(previous)
         finally:
             self.lock.release()

@@ -5,7 +5,8 @@ against ``base`` (the HEAD it read). This module makes it durable and visible:
 
  3. blobs, trees and the commit object written and fsynced;
  4. the journal written and fsynced;
- 5. refs/heads/main moved from base to new by compare-and-swap — the commit point;
+ 5. the checked-out branch (refs/heads/main by default; the one the writer pinned when it
+    took the lock) moved from base to new by compare-and-swap — the commit point;
  6. the change set projected into the working tree and the Git index;
  7. the views brought up to date;
  8. projected files fsynced, then the journal removed.
@@ -95,7 +96,8 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
     checkpoint("journal:durable")
 
     try:
-        compare_and_swap(kb.git_dir, base, commit.id, identity=identity, message=f"openkb {mutation.subject}")
+        compare_and_swap(kb.git_dir, base, commit.id, identity=identity, message=f"openkb {mutation.subject}",
+                         name=kb.write_branch())
     except BaseException:
         if kb.head() != commit.id:  # the commit point was not reached: nothing to finish
             remove_journal(journal_path)

@@ -52,7 +52,7 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
         tmp.unlink(missing_ok=True)
     if journals:
         # A writer died mid-mutation: the Git lock files it may have held are stale.
-        for stale in (kb.git_dir / "index.lock", kb.git_dir / "refs" / "heads" / "main.lock"):
+        for stale in (kb.git_dir / "index.lock", kb.git_dir / f"{kb.write_branch()}.lock"):
             if stale.exists():
                 stale.unlink()
                 report.stale_locks.append(stale.relative_to(kb.root).as_posix())
