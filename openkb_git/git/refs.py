@@ -89,7 +89,7 @@ def read_branch(git_dir: Path, name: str = BRANCH) -> bytes | None:
         if _SHA.match(value):
             return value
         what = "is empty" if not value else f"holds {_show(value)}, not a commit id"
-        raise BadRefError(damaged_ref_message(git_dir, name, f"{name} ({ref_path}) {what}"))
+        raise BadRefError(damaged_ref_message(git_dir, name, f"{name} ({ref_path}) {what}", broken=True))
     try:
         packed = (git_dir / "packed-refs").read_bytes()
     except FileNotFoundError:
@@ -103,7 +103,7 @@ def read_branch(git_dir: Path, name: str = BRANCH) -> bytes | None:
             if _SHA.match(sha):
                 return sha
             raise BadRefError(damaged_ref_message(git_dir, name, f"{name} in {git_dir / 'packed-refs'} holds "
-                                                  f"{_show(sha)}, not a commit id"))
+                                                  f"{_show(sha)}, not a commit id", broken=True))
     return None
 
 
@@ -121,18 +121,24 @@ def reflog_values(git_dir: Path, name: str) -> list[bytes]:
     return out
 
 
-def damaged_ref_message(git_dir: Path, name: str, what: str, present=None, skip: bytes | None = None) -> str:
+def damaged_ref_message(git_dir: Path, name: str, what: str, present=None, skip: bytes | None = None,
+                        broken: bool = False) -> str:
     """``what`` went wrong with branch ``name``, and how to restore it from its reflog: the
-    newest value the reflog records (that ``present`` says is in the object store)."""
+    newest value the reflog records (that ``present`` says is in the object store). A
+    ``broken`` ref (its file holds no id) is rewritten by hand: `git update-ref` refuses it."""
     branch = short_branch(name)
     good = next((sha for sha in reflog_values(git_dir, name)
                  if sha != skip and (present is None or present(sha))), None)
+    value = good.decode() if good is not None else "<commit>"
+    # Written by hand: `git update-ref` refuses a broken ref, and for a dangling one it would
+    # log the missing id in the reflog, which `git fsck` then reports for ever.
+    restore = f"`echo {value} > .git/{name}`" + (" (`git update-ref` refuses a broken ref)" if broken else "")
     if good is not None:
         hint = (f"its reflog (`git reflog show {branch}`, .git/logs/{name}) says it last named "
-                f"{good.decode()}; restore it with `git update-ref {name} {good.decode()}`")
+                f"{value}; restore it with {restore}")
     else:
         hint = (f"look for its last good value in `git reflog show {branch}` (.git/logs/{name}) or "
-                f"`git reflog`, and restore it with `git update-ref {name} <commit>`")
+                f"`git reflog`, and restore it with {restore}")
     return (f"{what}: the branch is damaged (this is not a new, empty knowledge base; nothing was changed); "
             f"{hint}, then run `openkb fsck`")
 
