@@ -173,6 +173,10 @@ class KB:
             self._verified = sha
         return sha
 
+    def trust_head(self, sha: bytes) -> None:
+        """``sha`` is a commit this process wrote durably: head() naming it needs no check."""
+        self._verified = sha
+
     def _bad_head(self, name: str | None, sha: bytes, problem: str) -> None:
         from .git.objects import pack_index_hint
 

@@ -67,9 +67,12 @@ class OpenKBGroup(click.Group):
 def cli(ctx: click.Context, kb_dir: str | None) -> None:
     """openkb-git: a versioned knowledge base where every ingest is a Git commit.
 
-    Documents go in with `openkb add`; each becomes one commit on branch main,
-    readable with `openkb log` and plain `git log`. Reads take no lock; writes
-    take the KB lock and recover from any crashed writer first.
+    Documents go in with `openkb add`; each becomes one commit on the branch
+    checked out (main by default), readable with `openkb log` and plain `git
+    log`. Reads take no lock; writes take the KB lock and recover from any
+    crashed writer first. Writes are refused (exit 5) during a merge, rebase,
+    cherry-pick, revert or bisect and on a detached HEAD; a damaged ref or
+    object is reported as damage (exit 6).
     """
     ctx.ensure_object(dict)
     ctx.obj["kb_dir"] = kb_dir

@@ -102,6 +102,7 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
         if kb.head() != commit.id:  # the commit point was not reached: nothing to finish
             remove_journal(journal_path)
         raise  # past the commit point (e.g. syncing the ref's folder failed), recovery finishes it
+    kb.trust_head(commit.id)  # just written and durable: head() need not read it back to check it
     checkpoint("ref:moved")
 
     project(kb, changes, blob_ids, write=mutation.project)
