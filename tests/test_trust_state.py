@@ -101,42 +101,36 @@ def test_orphan_branch_beside_history_is_refused(kb, tmp_path):
 
 # -- case 5: rebase, merge in progress ---------------------------------------------------------
 
-def _diverge(kb: Path, path: str, ours: str, theirs: str) -> None:
-    """Branch `topic` and main each change ``path`` (a tracked file) with a plain git commit."""
-    git(kb, "checkout", "-q", "-b", "topic")
-    (kb / path).write_text(theirs)
-    git(kb, "commit", "-q", "-am", f"topic: {path}")
-    git(kb, "checkout", "-q", "main")
-    (kb / path).write_text(ours)
-    git(kb, "commit", "-q", "-am", f"main: {path}")
-
-
-def test_unfinished_rebase_is_refused(kb, tmp_path):
+def test_unfinished_pull_rebase_is_refused(kb, tmp_path):
     page = _kb_with_docs(kb, tmp_path, ("ls.md",))
     notes = kb / "raw" / "notes.txt"
     notes.write_text("base\n")
     git(kb, "add", "raw/notes.txt")
     git(kb, "commit", "-q", "-m", "notes")
-    _diverge(kb, "raw/notes.txt", "ours\n", "theirs\n")
-    git(kb, "checkout", "-q", "topic")
-    assert subprocess.run(["git", "-C", str(kb), "rebase", "main"], capture_output=True).returncode != 0
+    upstream = tmp_path / "upstream"
+    subprocess.run(["git", "clone", "-q", str(kb), str(upstream)], check=True)
+    (upstream / "raw" / "notes.txt").write_text("theirs\n")
+    git(upstream, "commit", "-q", "-am", "upstream notes")
+    notes.write_text("ours\n")
+    git(kb, "commit", "-q", "-am", "local notes")
+    pull = subprocess.run(["git", "-C", str(kb), "pull", "-q", "--rebase", str(upstream), "main"], capture_output=True)
+    assert pull.returncode != 0 and (kb / ".git" / "rebase-merge").is_dir()  # stopped on the conflict
     notes.write_text("resolved\n")
     git(kb, "add", "raw/notes.txt")  # resolved, not yet `git rebase --continue`
-    assert (kb / ".git" / "rebase-merge").is_dir()
-    refs = {b: _rev(kb, b) for b in ("main", "topic")}
+    main = _rev(kb, "main")
     before = _all_commits(kb)
 
     proc = run_openkb("add", page, cwd=kb)
     assert proc.returncode == EXIT_REFUSED, proc.stderr
     assert "rebase" in proc.stderr and "git rebase --continue" in proc.stderr and "--abort" in proc.stderr
     _no_traceback(proc)
-    assert {b: _rev(kb, b) for b in refs} == refs and _all_commits(kb) == before
+    assert _rev(kb, "main") == main and _all_commits(kb) == before  # no edit commit, no ingest on the old main
     assert notes.read_text() == "resolved\n"
     assert run_openkb("recover", cwd=kb).returncode == EXIT_REFUSED
 
     git(kb, "-c", "core.editor=true", "rebase", "--continue")
-    run_openkb("add", page, cwd=kb, check=True)  # now onto topic, the branch checked out
-    assert git(kb, "log", "-1", "--format=%s", "topic").strip() == "add: tar.md"
+    run_openkb("add", page, cwd=kb, check=True)  # now onto the rebased main
+    assert git(kb, "log", "-2", "--format=%s", "main").split("\n")[:2] == ["add: tar.md", "local notes"]
     assert_consistent(kb)
 
 

@@ -28,7 +28,7 @@ TREE_MODE = 0o040000
 
 # What reading a damaged loose object or pack raises (zlib streams, dulwich's parsers and checks).
 CORRUPT = (zlib.error, ChecksumMismatch, ObjectFormatException, ApplyDeltaError, AssertionError, struct.error,
-           ValueError, IndexError, EOFError, TypeError)
+           ValueError, IndexError, EOFError)
 
 
 def pack_index_hint(objects_dir: Path) -> str | None:
