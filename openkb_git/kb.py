@@ -24,6 +24,7 @@ DEFAULT_CONFIG = {
 }
 
 CONFIG_PATH = ".openkb/config.yaml"
+OWN_DIR = "openkb-git"
 REGISTRY_DIR = ".openkb/registry"
 
 
@@ -105,11 +106,28 @@ class KB:
 
     # -- paths -------------------------------------------------------------
     @property
+    def own_dir(self) -> Path:
+        """`.openkb/openkb-git/`: this tool's local state, where OpenKB never looks (OpenKB
+        reads `.openkb/journal/*.json` as its own journals and keeps rollback copies in
+        `.openkb/staging/`)."""
+        return self.openkb_dir / OWN_DIR
+
+    @property
     def journal_dir(self) -> Path:
-        return self.openkb_dir / "journal"
+        return self.own_dir / "journal"
 
     @property
     def staging_dir(self) -> Path:
+        return self.own_dir / "staging"
+
+    @property
+    def legacy_journal_dir(self) -> Path:
+        """`.openkb/journal/`: OpenKB's journals, and ours of earlier versions (still recovered)."""
+        return self.openkb_dir / "journal"
+
+    @property
+    def legacy_staging_dir(self) -> Path:
+        """`.openkb/staging/`: OpenKB's staging and rollback copies, and ours of older versions."""
         return self.openkb_dir / "staging"
 
     @property

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..fsutil import makedirs, write_file
 from ..kb import KB
-from ..protocol.journal import list_journals
+from ..protocol.journal import pending_journals
 from ..protocol.recovery import reset_paths
 from ..registry import Registry
 from ..views import HASHES, LOG, hashes_json, update_views
@@ -60,9 +60,13 @@ def fsck(kb: KB) -> FsckReport:
     records = Registry(kb.objects).view(tree).records
     report.problems += check_registry(kb, tree, records)
     report.problems += check_views(kb, records)
-    for journal in list_journals(kb.journal_dir):
+    ours, openkb = pending_journals(kb)
+    for journal in ours:
         report.problems.append(Problem("journal", journal.relative_to(kb.root).as_posix(),
                                        "an interrupted mutation (recovery resets it)"))
+    for journal in openkb:
+        report.problems.append(Problem("journal", journal.relative_to(kb.root).as_posix(),
+                                       "an interrupted OpenKB mutation (the next writer rolls it back as OpenKB does)"))
     return report
 
 
