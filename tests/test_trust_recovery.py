@@ -221,3 +221,46 @@ def test_openkbs_staging_and_unknown_journals_are_left_alone(kb, tmp_path):
     assert "left .openkb/journal/stray.json alone" in proc.stdout
     assert (theirs / "raw" / "ls.md").exists() and stray.exists()
     assert summary.read_text() == "edited by hand\n"  # nothing was reset on its account
+
+
+# -- case 2: hooks that arrive through Git --------------------------------------------------
+
+def _write_hook(kb: Path, event: str, marker: Path, mode: int = 0o755) -> Path:
+    hook = kb / ".openkb" / "hooks" / event
+    hook.parent.mkdir(parents=True, exist_ok=True)
+    hook.write_text(f"#!/bin/sh\necho {event} >> '{marker}'\n")
+    hook.chmod(mode)
+    return hook
+
+
+def test_hooks_that_arrive_through_a_clone_are_refused_not_run(kb, tmp_path):
+    _kb_with(kb, tmp_path, ["tar.md"])
+    marker = tmp_path / "ran.txt"
+    for event in ("pre-ingest", "post-ingest"):
+        _write_hook(kb, event, marker)
+    git(kb, "add", "-f", ".openkb/hooks/pre-ingest", ".openkb/hooks/post-ingest")
+    git(kb, "commit", "-q", "-m", "hooks for everyone")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(kb), str(clone)], check=True)
+    assert os.access(clone / ".openkb" / "hooks" / "pre-ingest", os.X_OK)  # checked out, executable
+    listed = run_openkb("hooks", "list", cwd=clone, check=True).stdout
+    assert "pre-ingest   tracked: refused" in listed and "post-ingest  tracked: refused" in listed
+    assert json.loads(run_openkb("hooks", "list", "--json", cwd=clone, check=True).stdout)["hooks"][0]["refused"]
+    added = run_openkb("add", copy_tldr(tmp_path / "more", ["ls.md", "grep.md"]), cwd=clone)
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert not marker.exists()  # neither hook ran
+    assert added.stdout.count("pre-ingest hook refused") == 1 and added.stdout.count("post-ingest hook refused") == 1
+    assert "tracked by Git" in added.stdout
+    # Untracked again (the user's own decision), the same files are the user's hooks and run.
+    git(clone, "rm", "-q", "--cached", ".openkb/hooks/pre-ingest", ".openkb/hooks/post-ingest")
+    git(clone, "commit", "-q", "-m", "untrack hooks")
+    run_openkb("add", copy_tldr(tmp_path / "third", ["cat.md"]), cwd=clone, check=True)
+    assert marker.read_text().split() == ["pre-ingest", "post-ingest"]
+
+
+def test_a_hook_writable_by_others_is_refused(kb, tmp_path):
+    marker = tmp_path / "ran.txt"
+    _write_hook(kb, "pre-ingest", marker, mode=0o777)
+    assert "refused" in run_openkb("hooks", "list", cwd=kb, check=True).stdout
+    added = run_openkb("add", copy_tldr(tmp_path / "docs", ["tar.md"]), cwd=kb)
+    assert added.returncode == 0 and "writable by group or others" in added.stdout and not marker.exists()

@@ -404,6 +404,7 @@ def _commit_one(kb: KB, writer: Writer, task: Task, prepared: Prepared, threshol
                 allow_edit_commits: bool, report: AddReport, verify: bool = True) -> FileResult:
     if prepared.status == FAILED:
         return FileResult(task.display, FAILED, doc=None, reason=prepared.reason)
+    refused = []  # hooks that may not run (tracked, not the user's): warned once per run
     if verify and prepared.status != SKIPPED:
         staged = Path(prepared.dir) / "files"
         paths = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
@@ -411,12 +412,17 @@ def _commit_one(kb: KB, writer: Writer, task: Task, prepared: Prepared, threshol
                         {**_hook_env(task, prepared.sha256), "OPENKB_STAGED_DIR": str(staged)}, paths)
         if not hook.ok:
             return FileResult(task.display, FAILED, doc=task.doc, reason=f"rejected by pre-ingest hook: {hook.message}")
+        if hook.refused and hook.message:
+            refused.append(hook.message)
     result = _commit_locked(kb, writer, task, prepared, threshold, allow_edit_commits, report)
+    result.warnings.extend(refused)
     if result.status == ADDED:
         hook = run_hook(kb.hooks_dir, "post-ingest", kb.root,
                         {**_hook_env(task, prepared.sha256, result.doc), "OPENKB_COMMIT": result.commit or ""})
         if not hook.ok:
             result.warnings.append(f"post-ingest hook failed: {hook.message}")
+        elif hook.refused and hook.message:
+            result.warnings.append(hook.message)
     return result
 
 
