@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, assert_consistent, copy_tldr, git, run_openkb
+from conftest import TLDR, assert_consistent, copy_tldr, git, run_openkb
 
 DATA = Path(__file__).resolve().parent / "data"
 FIXTURE = DATA / "openkb-0.4.5-journal.json"
@@ -264,3 +264,84 @@ def test_a_hook_writable_by_others_is_refused(kb, tmp_path):
     assert "refused" in run_openkb("hooks", "list", cwd=kb, check=True).stdout
     added = run_openkb("add", copy_tldr(tmp_path / "docs", ["tar.md"]), cwd=kb)
     assert added.returncode == 0 and "writable by group or others" in added.stdout and not marker.exists()
+
+
+# -- case 3 and 13: config that arrives through Git ----------------------------------------
+
+def _children_peak(proc: subprocess.Popen) -> int:
+    """The most child processes ``proc`` had at once, polled from /proc until it exits."""
+    peak = 0
+    while proc.poll() is None:
+        count = 0
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as fh:
+                        fields = fh.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == proc.pid:
+                    count += 1
+        peak = max(peak, count)
+    return peak
+
+
+def test_jobs_from_a_cloned_config_are_capped_by_the_cpu_count(kb, tmp_path):
+    config = kb / ".openkb" / "config.yaml"
+    config.write_text(config.read_text().replace("jobs: null", "jobs: 200"))
+    assert "jobs: 200" in config.read_text()
+    git(kb, "commit", "-q", "-am", "jobs: 200 for everyone")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(kb), str(clone)], check=True)
+    cpus = os.cpu_count() or 1
+    names = sorted(p.name for p in (TLDR / "common").glob("b*.md"))[:cpus + 6]
+    src = copy_tldr(tmp_path / "docs", names)
+    proc = subprocess.Popen([sys.executable, "-m", "openkb_git", "add", str(src)], cwd=clone,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = _children_peak(proc)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, out + err
+    assert out.count("added    ") == len(names)
+    assert 1 <= peak <= cpus, (peak, cpus)  # 200 asked for, at most one worker per CPU used
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("max_file_mb: abc", "max_file_mb: 'abc' is not a number"),
+    ('jobs: "two"', "jobs: 'two' is not a whole number"),
+    ("jobs: 0", "jobs: 0 is out of range"),
+    ("jobs: [1,", "is not valid YAML at line"),
+])
+def test_a_bad_config_value_is_an_error_naming_the_key_and_never_an_edit(kb, tmp_path, setting, message):
+    config = kb / ".openkb" / "config.yaml"
+    config.write_text(config.read_text().replace("jobs: null", setting))
+    head = git(kb, "rev-parse", "HEAD")
+    proc = run_openkb("add", copy_tldr(tmp_path / "docs", ["tar.md"]), cwd=kb)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"openkb: error: .openkb/config.yaml: {message}" in proc.stderr or \
+        (".openkb/config.yaml " + message) in proc.stderr, proc.stderr
+    assert git(kb, "rev-parse", "HEAD") == head  # no `edit` commit of the bad config, no ingest
+
+
+def test_a_bad_tracked_config_is_an_error_naming_the_key(kb, tmp_path):
+    _kb_with(kb, tmp_path, ["tar.md"])
+    config = kb / ".openkb" / "config.yaml"
+    config.write_text(config.read_text() + "max_file_mb: -5\n")
+    git(kb, "commit", "-q", "-am", "a bad value, committed with git (or arrived by a pull)")
+    head = git(kb, "rev-parse", "HEAD")
+    proc = run_openkb("add", copy_tldr(tmp_path / "more", ["ls.md"]), cwd=kb)
+    assert proc.returncode == 1 and "max_file_mb: -5 is out of range" in proc.stderr
+    assert "Traceback" not in proc.stderr and git(kb, "rev-parse", "HEAD") == head
+
+
+def test_no_writer_commits_a_bad_config_as_an_edit(kb, tmp_path):
+    """`revert` reads no setting, but commits hand edits first: a bad config among them is
+    refused with the key named, not committed."""
+    _kb_with(kb, tmp_path, ["tar.md"])
+    config = kb / ".openkb" / "config.yaml"
+    config.write_text(config.read_text() + 'pageindex_threshold: "many"\n')
+    head = git(kb, "rev-parse", "HEAD")
+    proc = run_openkb("revert", head.strip(), cwd=kb)
+    assert proc.returncode == 1 and "pageindex_threshold: 'many' is not a whole number" in proc.stderr, \
+        proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and git(kb, "rev-parse", "HEAD") == head

@@ -285,6 +285,7 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
     emit = on_result or (lambda r: None)
     progress = on_progress or (lambda done, total, what: None)
 
+    config = kb.config  # validated before anything is committed: a bad value is an error, not an edit
     files, refused = scan(kb, inputs)
     with writer.locked():
         tree = kb.head_tree()
@@ -301,10 +302,9 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
     if not tasks:
         return report
 
-    config = kb.config
-    threshold = int(config.get("pageindex_threshold", 20))
-    max_mb = float(config.get("max_file_mb", 200))
-    jobs = max(1, jobs or int(config.get("jobs") or 0) or os.cpu_count() or 1)
+    threshold = config.pageindex_threshold
+    max_mb = float(config.max_file_mb)
+    jobs = config.workers(jobs)  # --jobs as given; the config's `jobs` at most one per CPU
     run_id = uuid.uuid4().hex[:12]
     run_dir, owner_fd = staging_run_dir(kb.staging_dir, run_id)
     interrupted = {"flag": False}
