@@ -8,6 +8,12 @@ Hooks run with the KB root as working directory and never through a shell; the
 environment carries OPENKB_DIR, OPENKB_DOC, OPENKB_SOURCE, OPENKB_SHA256 and, as
 fits the event, OPENKB_STAGED_DIR and OPENKB_COMMIT (see docs/hooks.md).
 `--no-verify` skips the pre-* hooks.
+
+Code never arrives through Git (DESIGN §10): a hook runs only when it is not tracked
+(neither it nor `.openkb/hooks` is in the Git index or in HEAD's tree, also after
+following symbolic links) and the file is owned by the current user and not writable
+by group or others. A refused hook is reported (a warning on the command, "refused" in
+`openkb hooks list`) and never run.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class HookResult:
     ran: bool
     ok: bool = True
     message: str = ""
+    refused: bool = False  # a hook is there but may not run (tracked, or not the user's); see message
 
 
 def hook_path(hooks_dir: Path, event: str) -> Path | None:
@@ -45,10 +52,77 @@ def hook_path(hooks_dir: Path, event: str) -> Path | None:
     return None
 
 
+def refusal(kb_root: Path, hooks_dir: Path, event: str) -> str | None:
+    """Why the hook file for ``event`` may not run, or None when it may (or there is none)."""
+    path = hooks_dir / event
+    if not os.path.lexists(path):
+        return None
+    root = Path(kb_root).resolve()
+    rels = {path.relative_to(kb_root).as_posix() if path.is_relative_to(kb_root) else None}
+    real = Path(os.path.realpath(path))
+    rels.add(real.relative_to(root).as_posix() if real.is_relative_to(root) else None)
+    rels.discard(None)
+    tracked = _tracked(root, rels)
+    if tracked:
+        return (f"{path} is tracked by Git ({tracked}): hooks never arrive through a clone or pull, so it "
+                "is not run; if you trust it, `git rm --cached` it and install it yourself")
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return f"{path} cannot be read ({exc.strerror}): not run"
+    if st.st_uid != os.geteuid():
+        return f"{path} is owned by uid {st.st_uid}, not by you: not run; check it, then `chown` it to yourself"
+    if st.st_mode & (statmod.S_IWGRP | statmod.S_IWOTH):
+        return f"{path} is writable by group or others: not run; check it, then `chmod go-w {path}`"
+    return None
+
+
+def _tracked(root: Path, rels: set[str]) -> str | None:
+    """Which of ``rels`` (or a path above one: a tracked symbolic link `.openkb/hooks`) is a
+    file or link in the Git index or HEAD's tree, said as "... is in HEAD"; None when none is.
+    When that cannot be told (a damaged index or HEAD), they count as tracked."""
+    from .kb import KB
+
+    candidates = set()
+    for rel in rels:
+        parts = rel.split("/")
+        candidates |= {"/".join(parts[:n]) for n in range(1, len(parts) + 1)}
+    try:
+        kb = KB(root)
+    except Exception:  # noqa: BLE001 - not a KB we can read: nothing here may run
+        return "no readable Git repository"
+    try:
+        records = kb.index.records()
+        for candidate in sorted(candidates):
+            if candidate.encode("utf-8", "surrogateescape") in records:
+                return f"{candidate} is in the Git index"
+        tree = kb.head_tree()
+        for candidate in sorted(candidates):
+            entry = kb.objects.lookup(tree, candidate)
+            if entry is not None and not statmod.S_ISDIR(entry[0]):
+                return f"{candidate} is in HEAD"
+        return None
+    except Exception as exc:  # noqa: BLE001 - fail closed
+        return f"cannot tell ({type(exc).__name__})"
+    finally:
+        kb.close()
+
+
+_reported: set[tuple[str, str]] = set()
+
+
 def run_hook(hooks_dir: Path, event: str, kb_root: Path, env: dict[str, str], args: list[str] | None = None,
              timeout: float | None = None) -> HookResult:
-    """Run the hook for ``event`` if installed; returns whether it ran and succeeded, with
-    its output (stderr, else stdout, last lines) as the message."""
+    """Run the hook for ``event`` if installed and allowed (see `refusal`); returns whether it
+    ran and succeeded, with its output (stderr, else stdout, last lines) as the message. A
+    refused hook gives ``refused`` with the reason as message, the first time per process
+    and event only (a run of many files warns once)."""
+    reason = refusal(kb_root, hooks_dir, event)
+    if reason:
+        key = (str(hooks_dir), event)
+        first = key not in _reported
+        _reported.add(key)
+        return HookResult(event, ran=False, refused=True, message=f"{event} hook refused: {reason}" if first else "")
     path = hook_path(hooks_dir, event)
     if path is None:
         return HookResult(event, ran=False)
@@ -65,13 +139,14 @@ def run_hook(hooks_dir: Path, event: str, kb_root: Path, env: dict[str, str], ar
     return HookResult(event, ran=True, ok=proc.returncode == 0, message=message)
 
 
-def list_hooks(hooks_dir: Path) -> list[dict]:
-    """Installed hooks and the samples that can be installed."""
+def list_hooks(hooks_dir: Path, kb_root: Path) -> list[dict]:
+    """Each event's hook: whether a file is there, executable, and refused (why, or None)."""
     out = []
     for event in EVENTS:
         path = hooks_dir / event
         out.append({"event": event, "installed": path.is_file(),
-                    "executable": bool(hook_path(hooks_dir, event)), "path": str(path)})
+                    "executable": bool(hook_path(hooks_dir, event)), "path": str(path),
+                    "refused": refusal(kb_root, hooks_dir, event)})
     return out
 
 
@@ -101,5 +176,5 @@ def install_sample(hooks_dir: Path, name: str, *, force: bool = False) -> Path:
         raise HookError(f"{target} exists; pass --force to replace it")
     hooks_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
-    target.chmod(target.stat().st_mode | statmod.S_IXUSR | statmod.S_IXGRP | statmod.S_IXOTH)
+    target.chmod(0o755)  # never group- or world-writable: such a hook is refused
     return target

@@ -24,11 +24,122 @@ DEFAULT_CONFIG = {
 }
 
 CONFIG_PATH = ".openkb/config.yaml"
+OWN_DIR = "openkb-git"
 REGISTRY_DIR = ".openkb/registry"
 
 
 class NotAKnowledgeBaseError(OpenKBError):
     exit_code = EXIT_NOT_A_KB
+
+
+class ConfigError(OpenKBError):
+    """`.openkb/config.yaml` cannot be read, or a setting in it has the wrong type or range."""
+
+
+# The settings openkb-git reads: {key: (kind, lowest, highest, what to write)}. Config arrives
+# through clones like any tracked file (DESIGN §10): every value is checked here, where it is
+# read, and resource settings are capped by the machine (`Config.workers`). Other keys
+# (OpenKB's own: model, entity_types, ...) are kept as they are and not used.
+_INT, _NUMBER, _TEXT = "a whole number", "a number", "a text"
+CONFIG_KEYS = {
+    "language": (_TEXT, None, None),
+    "compiler": (_TEXT, None, None),
+    "pageindex_threshold": (_INT, 1, 100_000),
+    "max_file_mb": (_NUMBER, 0.001, 10_240),  # larger files are refused; 10 GB at most
+    "jobs": (_INT, 1, 1024),  # null: one per CPU; at most one per CPU unless --jobs says more
+    "concepts_per_doc": (_INT, 0, 100),
+    "gc_auto_commits": (_INT, 0, 1_000_000_000),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated settings of `.openkb/config.yaml` (defaults for the keys it lacks)."""
+
+    language: str = "en"
+    compiler: str = "offline"
+    pageindex_threshold: int = 20
+    max_file_mb: float = 200
+    jobs: int | None = None
+    concepts_per_doc: int = 5
+    gc_auto_commits: int = 1000
+    extra: tuple = ()  # (key, value) of the keys openkb-git does not use, as read
+
+    def workers(self, requested: int | None = None) -> int:
+        """Worker processes for `add`: ``requested`` (--jobs) as given, else the config's
+        `jobs` capped at the CPU count (a tracked config cannot fork 200 processes), else
+        one per CPU."""
+        if requested:
+            return max(1, requested)
+        cpus = os.cpu_count() or 1
+        return max(1, min(self.jobs or cpus, cpus))
+
+    def get(self, key: str, default=None):
+        """Dict-style access (``config.get("jobs")``): the validated value, or another key's as read."""
+        if key in CONFIG_KEYS:
+            return getattr(self, key)
+        return dict(self.extra).get(key, default)
+
+    def __getitem__(self, key: str):
+        if key in CONFIG_KEYS:
+            return getattr(self, key)
+        return dict(self.extra)[key]
+
+
+def parse_config(data: bytes, where: str = CONFIG_PATH) -> Config:
+    """The settings in ``data`` (the bytes of a config file); raises ConfigError naming the
+    file, the key and what it must be."""
+    import yaml  # here: reads that never need the config (log) do not pay for the import
+
+    try:
+        loaded = yaml.safe_load(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where} is not UTF-8 text; fix it or remove it (defaults are used without it)") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where} is not valid YAML{at} ({problem}); fix it or remove it "
+                          "(defaults are used without it)") from None
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{where} must be a mapping of settings (key: value), not {type(loaded).__name__}; "
+                          "fix it or remove it")
+    values, extra = {}, []
+    for key, value in loaded.items():
+        if key not in CONFIG_KEYS:
+            extra.append((key, value))
+            continue
+        kind, low, high = CONFIG_KEYS[key]
+        if value is None:
+            if key == "jobs":
+                values[key] = None
+            continue  # null: the default
+        values[key] = _checked(where, key, value, kind, low, high)
+    return Config(**values, extra=tuple(extra))
+
+
+def _checked(where: str, key: str, value, kind: str, low, high):
+    shown = repr(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else value
+    if kind == _TEXT:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{where}: {key}: {shown} is not {kind}; set it to a word such as "
+                              f"{DEFAULT_CONFIG[key]!r}, or remove the line")
+        return value
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    number = whole or isinstance(value, float) and value == value and value not in (float("inf"), float("-inf"))
+    if not (whole if kind == _INT else number):
+        raise ConfigError(f"{where}: {key}: {shown} is not {kind}; set it to {_range(kind, low, high)}, "
+                          "or remove the line (the default is used)")
+    if not low <= value <= high:
+        raise ConfigError(f"{where}: {key}: {value} is out of range; set it to {_range(kind, low, high)}, "
+                          "or remove the line (the default is used)")
+    return value
+
+
+def _range(kind: str, low, high) -> str:
+    return f"{kind} from {low:g} to {high:g}" if kind == _NUMBER else f"{kind} from {low} to {high}"
 
 
 def find_kb_root(override: str | os.PathLike | None = None, start: Path | None = None) -> Path:
@@ -74,7 +185,7 @@ class KB:
         self._index = None
         self._branch: str | None = None  # the branch a writer holding the lock commits to
         self._verified: bytes | None = None  # the last HEAD found to name a readable commit
-        self._config: dict | None = None
+        self._config: Config | None = None
         self._identity: Identity | None = None
 
     @classmethod
@@ -115,11 +226,28 @@ class KB:
 
     # -- paths -------------------------------------------------------------
     @property
+    def own_dir(self) -> Path:
+        """`.openkb/openkb-git/`: this tool's local state, where OpenKB never looks (OpenKB
+        reads `.openkb/journal/*.json` as its own journals and keeps rollback copies in
+        `.openkb/staging/`)."""
+        return self.openkb_dir / OWN_DIR
+
+    @property
     def journal_dir(self) -> Path:
-        return self.openkb_dir / "journal"
+        return self.own_dir / "journal"
 
     @property
     def staging_dir(self) -> Path:
+        return self.own_dir / "staging"
+
+    @property
+    def legacy_journal_dir(self) -> Path:
+        """`.openkb/journal/`: OpenKB's journals, and ours of earlier versions (still recovered)."""
+        return self.openkb_dir / "journal"
+
+    @property
+    def legacy_staging_dir(self) -> Path:
+        """`.openkb/staging/`: OpenKB's staging and rollback copies, and ours of older versions."""
         return self.openkb_dir / "staging"
 
     @property
@@ -197,16 +325,17 @@ class KB:
         return self.objects.get(head).tree
 
     @property
-    def config(self) -> dict:
+    def config(self) -> Config:
+        """The validated settings (read once). Raises ConfigError for a bad file or value."""
         if self._config is None:
-            self._config = dict(DEFAULT_CONFIG)
             path = self.root / CONFIG_PATH
-            if path.exists():
-                import yaml  # here: reads that never need the config (log) do not pay for the import
-
-                loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-                if isinstance(loaded, dict):
-                    self._config.update(loaded)
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                data = b""
+            except OSError as exc:
+                raise ConfigError(f"{CONFIG_PATH} cannot be read ({exc.strerror}); fix its permissions") from None
+            self._config = parse_config(data)
         return self._config
 
     def identity(self) -> Identity:

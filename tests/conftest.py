@@ -72,10 +72,9 @@ def assert_consistent(kb: Path) -> None:
     assert git(kb, "status", "--porcelain", "--untracked-files=all") == ""
     fsck = subprocess.run(["git", "-C", str(kb), "fsck", "--strict", "--no-dangling"], capture_output=True, text=True)
     assert fsck.returncode == 0 and fsck.stdout.strip() == "" and "error" not in fsck.stderr, fsck.stdout + fsck.stderr
-    journal = kb / ".openkb" / "journal"
-    assert not journal.exists() or not any(journal.iterdir()), list(journal.iterdir())
-    staging = kb / ".openkb" / "staging"
-    assert not staging.exists() or not any(staging.iterdir()), list(staging.iterdir())
+    for folder in ("openkb-git/journal", "openkb-git/staging", "journal", "staging"):  # ours, OpenKB's
+        left = kb / ".openkb" / folder
+        assert not left.exists() or not any(left.iterdir()), list(left.iterdir())
 
 
 def copy_tldr(dest: Path, names: list[str], folder: str = "common") -> Path:

@@ -85,8 +85,8 @@ def test_sigkill_from_outside_during_parallel_add(kb, tmp_path):
 
 def test_corrupt_journal_is_reported_and_reset(kb, tmp_path):
     run_openkb("add", copy_tldr(tmp_path / "a", ["tar.md"]), cwd=kb, check=True)
-    journal = kb / ".openkb" / "journal"
-    journal.mkdir(exist_ok=True)
+    journal = kb / ".openkb" / "openkb-git" / "journal"  # ours; .openkb/journal/ is OpenKB's
+    journal.mkdir(parents=True, exist_ok=True)
     (journal / "deadbeef.json").write_text('{"id": "dead", "op": "add", "ba')
     (kb / "wiki" / "summaries" / "tar.md").write_text("garbage\n")
     proc = run_openkb("recover", cwd=kb)

@@ -57,8 +57,8 @@ def check_recovered(kb: Path, before_head: str, before_docs: set[str], must_keep
         assert (kb / path).read_bytes() == content  # kept in the working tree, committed or not
     head = git(kb, "rev-parse", "HEAD").strip()
     assert subprocess.run(["git", "-C", str(kb), "merge-base", "--is-ancestor", before_head, head]).returncode == 0
-    assert not any((kb / ".openkb" / "journal").glob("*")) if (kb / ".openkb" / "journal").exists() else True
-    assert not (kb / ".openkb" / "staging").exists() or not any((kb / ".openkb" / "staging").iterdir())
+    for folder in ("openkb-git/journal", "openkb-git/staging", "journal", "staging"):
+        assert not (kb / ".openkb" / folder).exists() or not any((kb / ".openkb" / folder).iterdir())
     if must_keep_docs:
         assert before_docs <= docs_of(kb)
 
@@ -166,5 +166,5 @@ def test_crash_matrix_recovery(base_kb, tmp_path):
     shutil.copy(TLDR / "common" / "tar.md", src / "tar.md")
     killed = openkb(template, "add", "--jobs", "1", src, env={"OPENKB_FAULT_KILL_AT": "ref:moved"})
     assert killed.returncode == -9
-    assert any((template / ".openkb" / "journal").glob("*.json"))
+    assert any((template / ".openkb" / "openkb-git" / "journal").glob("*.json"))
     assert run_matrix("recover", template, tmp_path, ["recover"]) > 0

@@ -12,6 +12,10 @@ from .main import cli, echo_json, open_kb
 def hooks() -> None:
     """Manage the KB's hooks (executables in .openkb/hooks/, untracked).
 
+    A hook runs only if it is not tracked by Git (not in the index, not in HEAD)
+    and is owned by you and not writable by group or others; otherwise it is
+    refused, reported and never run: code never arrives through a clone.
+
     \b
     pre-ingest   runs per file after preparation, before its commit. Arguments: the
                  KB paths the ingest will write; OPENKB_STAGED_DIR holds them. A
@@ -32,7 +36,7 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
     """Show which hooks are installed and which samples can be installed."""
     kb = open_kb(ctx)
     try:
-        installed = list_hooks(kb.hooks_dir)
+        installed = list_hooks(kb.hooks_dir, kb.root)
     finally:
         kb.close()
     available = {name: event for name, (event, _path) in samples().items()}
@@ -40,7 +44,12 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
         echo_json({"hooks": installed, "samples": available})
         return
     for hook in installed:
-        state = "installed" if hook["executable"] else ("present, not executable" if hook["installed"] else "-")
+        if hook["refused"]:
+            state = ("tracked: refused" if "tracked by Git" in hook["refused"] else "refused") + f" ({hook['refused']})"
+        elif hook["executable"]:
+            state = "installed"
+        else:
+            state = "present, not executable" if hook["installed"] else "-"
         click.echo(f"{hook['event']:<12} {state}")
     if available:
         click.echo("\nsamples (openkb hooks install NAME):")

@@ -170,19 +170,34 @@ def recover(ctx: click.Context, wait: float, as_json: bool) -> None:
     data = {"journals": [j for r in reports for j in r.journals], "corrupt": [c for r in reports for c in r.corrupt],
             "paths_reset": sum(r.paths_reset for r in reports),
             "staging_removed": sum(r.staging_removed for r in reports),
-            "views_rebuilt": any(r.views_rebuilt for r in reports)}
+            "views_rebuilt": any(r.views_rebuilt for r in reports),
+            "backup": next((r.backup for r in reports if r.backup), None), "kept": [k for r in reports for k in r.kept],
+            "openkb_journals": [o for r in reports for o in r.openkb],
+            "foreign": sorted({f for r in reports for f in r.foreign})}
     if as_json:
         echo_json(data)
         return
     if not reports:
         click.echo("nothing to recover")
         return
+    for message in data["openkb_journals"]:
+        click.echo(message)
+    for name in data["foreign"]:
+        click.echo(f"left .openkb/journal/{name} alone: not a journal openkb-git can read as its own or OpenKB's")
     for corrupt in data["corrupt"]:
         if corrupt.startswith("index: "):
             click.echo(f"{corrupt[len('index: '):]}: rebuilt from HEAD; the working tree's files were kept "
                        "(those that differ from HEAD show as edits)")
         else:
-            click.echo(f"corrupt journal {corrupt}: reset every tracked path to HEAD")
+            click.echo(f"corrupt journal {corrupt}: reset every tracked path to HEAD "
+                       "(files that differed from HEAD were copied first)")
+    if data["kept"]:
+        names = ", ".join(data["kept"][:20]) + (" …" if len(data["kept"]) > 20 else "")
+        click.echo(f"kept {len(data['kept'])} hand-edited file(s) in {data['backup']}/ before resetting them: {names}; "
+                   "copy back what you want to keep")
+    if not (data["journals"] or data["corrupt"] or data["paths_reset"] or data["staging_removed"]
+            or data["views_rebuilt"]):
+        return
     click.echo(f"recovered {len(data['journals']) + len(data['corrupt'])} journal(s): {data['paths_reset']} path(s) reset, "
                f"{data['staging_removed']} staging folder(s) removed"
                + (", views rebuilt" if data["views_rebuilt"] else ""))

@@ -285,6 +285,7 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
     emit = on_result or (lambda r: None)
     progress = on_progress or (lambda done, total, what: None)
 
+    config = kb.config  # validated before anything is committed: a bad value is an error, not an edit
     files, refused = scan(kb, inputs)
     with writer.locked():
         tree = kb.head_tree()
@@ -301,10 +302,9 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
     if not tasks:
         return report
 
-    config = kb.config
-    threshold = int(config.get("pageindex_threshold", 20))
-    max_mb = float(config.get("max_file_mb", 200))
-    jobs = max(1, jobs or int(config.get("jobs") or 0) or os.cpu_count() or 1)
+    threshold = config.pageindex_threshold
+    max_mb = float(config.max_file_mb)
+    jobs = config.workers(jobs)  # --jobs as given; the config's `jobs` at most one per CPU
     run_id = uuid.uuid4().hex[:12]
     run_dir, owner_fd = staging_run_dir(kb.staging_dir, run_id)
     interrupted = {"flag": False}
@@ -404,6 +404,7 @@ def _commit_one(kb: KB, writer: Writer, task: Task, prepared: Prepared, threshol
                 allow_edit_commits: bool, report: AddReport, verify: bool = True) -> FileResult:
     if prepared.status == FAILED:
         return FileResult(task.display, FAILED, doc=None, reason=prepared.reason)
+    refused = []  # hooks that may not run (tracked, not the user's): warned once per run
     if verify and prepared.status != SKIPPED:
         staged = Path(prepared.dir) / "files"
         paths = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
@@ -411,12 +412,17 @@ def _commit_one(kb: KB, writer: Writer, task: Task, prepared: Prepared, threshol
                         {**_hook_env(task, prepared.sha256), "OPENKB_STAGED_DIR": str(staged)}, paths)
         if not hook.ok:
             return FileResult(task.display, FAILED, doc=task.doc, reason=f"rejected by pre-ingest hook: {hook.message}")
+        if hook.refused and hook.message:
+            refused.append(hook.message)
     result = _commit_locked(kb, writer, task, prepared, threshold, allow_edit_commits, report)
+    result.warnings.extend(refused)
     if result.status == ADDED:
         hook = run_hook(kb.hooks_dir, "post-ingest", kb.root,
                         {**_hook_env(task, prepared.sha256, result.doc), "OPENKB_COMMIT": result.commit or ""})
         if not hook.ok:
             result.warnings.append(f"post-ingest hook failed: {hook.message}")
+        elif hook.refused and hook.message:
+            result.warnings.append(hook.message)
     return result
 
 

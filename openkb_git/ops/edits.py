@@ -8,7 +8,7 @@ import stat as statmod
 from ..errors import OpenKBError
 from ..git.index import record_sha, stat_matches
 from ..git.objects import blob_id
-from ..kb import KB
+from ..kb import CONFIG_PATH, KB, parse_config
 from ..protocol.commit import Committed, Mutation, commit_mutation
 from ..registry import Registry
 
@@ -97,6 +97,8 @@ def commit_edits(kb: KB, registry: Registry, edits: dict[str, bytes | None], *, 
     """Commit ``edits`` as one `edit` commit, or raise UncommittedEditsError when not ``allow``ed."""
     if not edits:
         return None
+    if edits.get(CONFIG_PATH) is not None:
+        parse_config(edits[CONFIG_PATH])  # a bad config is an error (ConfigError), never committed as an edit
     if not allow:
         names = ", ".join(sorted(edits)[:20]) + (" …" if len(edits) > 20 else "")
         raise UncommittedEditsError(

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from ..fsutil import makedirs, write_file
 from ..git.objects import ObjectDamageError
 from ..kb import KB
-from ..protocol.journal import list_journals
+from ..protocol.journal import pending_journals
 from ..protocol.recovery import reset_paths
 from ..registry import Registry
 from ..views import HASHES, LOG, hashes_json, update_views
@@ -64,9 +64,13 @@ def fsck(kb: KB) -> FsckReport:
         report.problems += check_views(kb, records)
     except ObjectDamageError as exc:  # the checks after it need the object git fsck found damaged
         report.problems.append(Problem("objects", exc.sha, str(exc)))
-    for journal in list_journals(kb.journal_dir):
+    ours, openkb = pending_journals(kb)
+    for journal in ours:
         report.problems.append(Problem("journal", journal.relative_to(kb.root).as_posix(),
                                        "an interrupted mutation (recovery resets it)"))
+    for journal in openkb:
+        report.problems.append(Problem("journal", journal.relative_to(kb.root).as_posix(),
+                                       "an interrupted OpenKB mutation (the next writer rolls it back as OpenKB does)"))
     return report
 
 

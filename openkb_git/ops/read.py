@@ -60,7 +60,7 @@ class Status:
 def status(kb: KB) -> Status:
     # Imported here: `log` and `show` import this module and need none of it (start-up time).
     from ..lock import KBLock
-    from ..protocol.journal import list_journals
+    from ..protocol.journal import pending_journals
     from ..views import views_are_current
     from .edits import find_edits
 
@@ -72,7 +72,7 @@ def status(kb: KB) -> Status:
     holder = KBLock(kb.openkb_dir).probe()
     return Status(root=str(kb.root), head=head.decode() if head else None, documents=len(records),
                   concepts=len(concepts), commits=commits, dirty=sorted(find_edits(kb, tree)),
-                  pending_journals=[p.name for p in list_journals(kb.journal_dir)],
+                  pending_journals=[p.name for group in pending_journals(kb) for p in group],
                   views_current=views_are_current(kb), lock_holder=holder)
 
 

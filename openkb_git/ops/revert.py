@@ -165,6 +165,8 @@ def revert(kb: KB, entries: list[Entry], *, wait: float = 0.0, dry_run: bool = F
                 "OPENKB_COMMIT": result.commit, "OPENKB_REVERTS": result.entry.sha})
             if not hook.ok:
                 result.warnings.append(f"post-revert hook failed: {hook.message}")
+            elif hook.refused and hook.message:
+                result.warnings.append(hook.message)
     return results
 
 

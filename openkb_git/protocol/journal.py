@@ -1,9 +1,15 @@
-"""Journals of in-flight mutations: `.openkb/journal/<id>.json`.
+"""Journals of in-flight mutations: `.openkb/openkb-git/journal/<id>.json`.
 
 A journal names the base commit, the new commit and every touched path. It is
 written durably before the branch moves and removed once the working tree,
 the Git index and the views match the new HEAD. Any journal found by a process
 that just took the lock belongs to a crashed writer: recovery resets its paths.
+
+`.openkb/journal/` is OpenKB's: its recovery reads every `*.json` there as its own
+(`{version, operation, status, kb_dir, backup_dir, entries}`) and deletes what it
+cannot read. Ours lived there in earlier versions; a file there is taken for ours
+only when it has exactly our schema (see `classify`), and OpenKB's are never parsed
+as ours.
 """
 
 from __future__ import annotations
@@ -15,6 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..fsutil import makedirs, remove_file, write_file
+from ..paths import path_problem
+
+OURS, OPENKB, UNKNOWN = "ours", "openkb", "unknown"
+# Keys only OpenKB's MutationSnapshot journals have (openkb/mutation.py, `_journal_data`).
+OPENKB_KEYS = frozenset({"kb_dir", "backup_dir", "entries", "operation", "status", "version"})
+OUR_KEYS = frozenset({"id", "op", "new", "paths"})
 
 
 @dataclass
@@ -86,6 +98,9 @@ def read_journal(path: Path) -> Journal:
         paths = data["paths"]
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise ValueError("paths is not a list of strings")
+        unsafe = next(((p, path_problem(p)) for p in paths if path_problem(p)), None)
+        if unsafe:
+            raise ValueError(f"unsafe path {unsafe[0]!r}: {unsafe[1]}")
         blobs = data.get("blobs") or {}
         if not isinstance(blobs, dict) or not all(
                 isinstance(pair, list) and len(pair) == 2 and all(b is None or _is_hex_id(b) for b in pair)
@@ -99,3 +114,36 @@ def read_journal(path: Path) -> Journal:
 
 def _is_hex_id(value) -> bool:
     return isinstance(value, str) and len(value) == 40 and all(c in "0123456789abcdef" for c in value)
+
+
+def classify(path: Path) -> str:
+    """Whose journal file ``path`` is: OURS (our exact schema: `id`, `op`, `new`, `paths`
+    and none of OpenKB's keys), OPENKB (a JSON object with OpenKB's `kb_dir` or `entries`),
+    or UNKNOWN (unreadable, or neither). Used for `.openkb/journal/`, which both tools
+    have written."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return UNKNOWN
+    if not isinstance(data, dict):
+        return UNKNOWN
+    if OUR_KEYS <= data.keys() and not (data.keys() & {"kb_dir", "backup_dir", "entries"}):
+        return OURS
+    if data.keys() & {"kb_dir", "entries"}:
+        return OPENKB
+    return UNKNOWN
+
+
+def legacy_journals(legacy_dir: Path) -> dict[str, list[Path]]:
+    """The `*.json` files of `.openkb/journal/` by owner: {OURS: [...], OPENKB: [...], UNKNOWN: [...]}."""
+    found: dict[str, list[Path]] = {OURS: [], OPENKB: [], UNKNOWN: []}
+    for path in list_journals(legacy_dir):
+        found[classify(path)].append(path)
+    return found
+
+
+def pending_journals(kb) -> tuple[list[Path], list[Path]]:
+    """(our pending journals, OpenKB's) of the KB ``kb``: ours in our folder and, of an
+    earlier version, in `.openkb/journal/`; OpenKB's in `.openkb/journal/`."""
+    legacy = legacy_journals(kb.legacy_journal_dir)
+    return list_journals(kb.journal_dir) + legacy[OURS], legacy[OPENKB]

@@ -5,6 +5,13 @@ journal left by a crashed writer it resets the journal's touched paths to
 whatever HEAD holds now — which finishes the mutation if the branch moved and
 undoes it if it did not — then removes the journal. Cost is proportional to the
 touched paths; running it twice, or interrupting it, is harmless.
+
+Recovery never resets a hand edit away: a file it is about to overwrite or delete
+whose content is none of the versions the crashed mutation could have left there
+(its base or its new blob) was edited by hand during the run, and is first copied,
+durably, to `.openkb/fsck-backup/<time>/` (the folder `openkb fsck --repair` uses).
+For a journal that cannot be parsed nothing is known, so every tracked file that
+differs from HEAD is copied there before every tracked path is reset.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import fcntl
 import os
 import shutil
 import stat as statmod
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,7 +33,8 @@ from ..kb import KB
 from ..registry import Registry
 from ..views import update_views, view_paths, views_are_current
 from .commit import make_durable
-from .journal import CorruptJournal, list_journals, read_journal, remove_journal
+from .journal import OPENKB, OURS, UNKNOWN, CorruptJournal, legacy_journals, list_journals, read_journal, remove_journal
+from .openkb_journal import rollback_openkb_journal
 
 STAGING_OWNER = "owner.lock"
 
@@ -38,18 +47,58 @@ class RecoveryReport:
     staging_removed: int = 0
     views_rebuilt: bool = False
     stale_locks: list[str] = field(default_factory=list)
+    backup: str | None = None  # KB-relative folder holding the hand edits kept before a reset
+    kept: list[str] = field(default_factory=list)  # the paths copied there
+    openkb: list[str] = field(default_factory=list)  # OpenKB journals rolled back (as OpenKB does)
+    foreign: list[str] = field(default_factory=list)  # files in .openkb/journal/ of no known schema, left alone
 
     @property
     def did_anything(self) -> bool:
-        return bool(self.journals or self.corrupt or self.paths_reset or self.staging_removed or self.views_rebuilt)
+        return bool(self.journals or self.corrupt or self.paths_reset or self.staging_removed or self.views_rebuilt
+                    or self.kept or self.openkb or self.foreign)
+
+
+class EditBackup:
+    """Copies of hand-edited files, taken before recovery resets them: one folder
+    `.openkb/fsck-backup/<time>/` per recovery, created on the first copy."""
+
+    def __init__(self, kb: KB, report: RecoveryReport):
+        self.kb = kb
+        self.report = report
+        self.folder: Path | None = None
+
+    def keep(self, path: str, data: bytes) -> None:
+        """Copy ``data`` (the file at KB path ``path``) into the backup, durably."""
+        if self.folder is None:
+            base = self.kb.openkb_dir / "fsck-backup"
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            folder, n = base / stamp, 1
+            while folder.exists():
+                n += 1
+                folder = base / f"{stamp}-{n}"
+            makedirs(folder, sync=True)
+            self.folder = folder
+            self.report.backup = folder.relative_to(self.kb.root).as_posix()
+        target = self.folder / path
+        makedirs(target.parent, sync=True)
+        write_file(target, data, sync=True)
+        self.report.kept.append(path)
 
 
 def recover(kb: KB, registry: Registry) -> RecoveryReport:
     """Finish or undo every in-flight mutation; the caller holds the KB lock."""
     report = RecoveryReport()
-    journals = list_journals(kb.journal_dir)
-    for tmp in kb.journal_dir.glob(f"*{TMP_SUFFIX}") if kb.journal_dir.is_dir() else []:
-        tmp.unlink(missing_ok=True)
+    # `.openkb/journal/` is OpenKB's: its journals are rolled back as OpenKB would (it holds
+    # the same lock, so one found now is of an OpenKB run that died); ours of earlier
+    # versions are recognized there by their exact schema; anything else is left alone.
+    legacy = legacy_journals(kb.legacy_journal_dir)
+    for path in legacy[OPENKB]:
+        report.openkb.append(rollback_openkb_journal(kb.root, path).describe())
+    report.foreign = [p.name for p in legacy[UNKNOWN]]
+    journals = list_journals(kb.journal_dir) + legacy[OURS]
+    for folder in (kb.journal_dir, kb.legacy_journal_dir):
+        for tmp in folder.glob(f"*{TMP_SUFFIX}") if folder.is_dir() else []:
+            tmp.unlink(missing_ok=True)
     if journals:
         # A writer died mid-mutation: the Git lock files it may have held are stale.
         for stale in (kb.git_dir / "index.lock", kb.git_dir / f"{kb.write_branch()}.lock"):
@@ -63,13 +112,14 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
         report.corrupt.append(f"index: {exc}")
         kb.index.start_over()
         report.paths_reset += rebuild_index(kb, tree)
+    backup = EditBackup(kb, report)
     for path in journals:
         journal, reset = None, []
         try:
             journal = read_journal(path)
         except CorruptJournal as exc:
             report.corrupt.append(f"{path.name}: {exc.reason}")
-            report.paths_reset += reset_all(kb, tree)
+            report.paths_reset += reset_all(kb, tree, backup)
         else:
             report.journals.append(journal.id)
             head = kb.head()
@@ -79,7 +129,8 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
                 pass
             else:
                 known = journal.blobs_at(head.decode() if head else None)
-                report.paths_reset += reset_paths(kb, tree, journal.paths, known=known, durable=False)
+                report.paths_reset += reset_paths(kb, tree, journal.paths, known=known, durable=False,
+                                                  backup=backup, expected=_expected_blobs(kb, journal))
                 reset = journal.paths
         checkpoint("recover:reset")
         if not views_are_current(kb):
@@ -95,15 +146,20 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
         report.views_rebuilt = True
     kb.objects.remove_temporaries()
     report.staging_removed = remove_orphaned_staging(kb.staging_dir)
+    report.staging_removed += remove_orphaned_staging(kb.legacy_staging_dir, ours_only=True)
     return report
 
 
 def reset_paths(kb: KB, tree: bytes | None, paths: list[str], known: dict[str, str | None] | None = None,
-                *, durable: bool = True) -> int:
+                *, durable: bool = True, backup: EditBackup | None = None,
+                expected: dict[str, set[str]] | None = None) -> int:
     """Make each path in the working tree and the index equal HEAD's; returns how many changed.
 
     ``known`` ({path: blob id or None} at HEAD, from the journal) spares the tree lookups.
-    Without ``durable`` the caller makes the paths durable (with the views, in one pass)."""
+    Without ``durable`` the caller makes the paths durable (with the views, in one pass).
+    With ``backup``, a file about to be overwritten or deleted is first copied there
+    unless its blob id is one of ``expected[path]`` (what the crashed mutation may have
+    left there); without ``expected`` every such file is copied."""
     changed = 0
     index_updates: dict[str, bytes | None] = {}
     for path in paths:
@@ -115,13 +171,18 @@ def reset_paths(kb: KB, tree: bytes | None, paths: list[str], known: dict[str, s
         else:
             entry = kb.objects.lookup(tree, path)
         if entry is None or statmod.S_ISDIR(entry[0]):
+            if backup is not None:
+                _keep_if_edited(backup, path, _read(target), None, expected)
             if remove_file(target, sync=False):
                 changed += 1
             prune_empty_dirs(target.parent, kb.root)
             index_updates[path] = None
             continue
         data = kb.objects.blob_bytes(entry[1])
-        if _read(target) != data:
+        current = _read(target)
+        if current != data:
+            if backup is not None:
+                _keep_if_edited(backup, path, current, entry[1], expected)
             makedirs(target.parent, sync=False)
             write_file(target, data, sync=False)
             changed += 1
@@ -163,11 +224,48 @@ def rebuild_index(kb: KB, tree: bytes | None) -> int:
     return len(restored)
 
 
-def reset_all(kb: KB, tree: bytes | None) -> int:
-    """Reset every tracked path (HEAD's and the index's) to HEAD: the answer to a journal we cannot read."""
+def reset_all(kb: KB, tree: bytes | None, backup: EditBackup) -> int:
+    """Reset every tracked path (HEAD's and the index's) to HEAD: the answer to a journal we
+    cannot read. Which paths its writer touched is unknown, so every file that differs from
+    HEAD is copied to ``backup`` first: a hand edit is kept, whatever it is."""
     paths = {path for path, _mode, _sha in kb.objects.walk_files(tree)}
     paths |= {key.decode("utf-8", "surrogateescape") for key in kb.index.paths()}
-    return reset_paths(kb, tree, sorted(paths))
+    return reset_paths(kb, tree, sorted(paths), backup=backup)
+
+
+def _keep_if_edited(backup: EditBackup, path: str, current: bytes | None, head_sha: bytes | None,
+                    expected: dict[str, set[str]] | None) -> None:
+    """Copy ``current`` to the backup unless it is absent, HEAD's blob, or one the journal expects."""
+    if current is None:
+        return
+    sha = blob_id(current)
+    if head_sha is not None and sha == head_sha:
+        return
+    if expected is not None and sha.decode() in expected.get(path, ()):
+        return
+    backup.keep(path, current)
+
+
+def _expected_blobs(kb: KB, journal) -> dict[str, set[str]] | None:
+    """{path: blob ids the crashed mutation may have left there}: its base and new versions.
+
+    From the journal's blob ids when it has them, else looked up in its base and new
+    commits; None (every differing file is kept) when neither is possible."""
+    if journal.blobs and set(journal.blobs) == set(journal.paths):
+        return {path: {b for b in pair if b} for path, pair in journal.blobs.items()}
+    expected: dict[str, set[str]] = {path: set() for path in journal.paths}
+    for commit in (journal.base, journal.new):
+        if not commit:
+            continue
+        try:
+            tree = kb.objects.get(commit.encode()).tree
+            for path in journal.paths:
+                entry = kb.objects.lookup(tree, path)
+                if entry is not None and not statmod.S_ISDIR(entry[0]):
+                    expected[path].add(entry[1].decode())
+        except Exception:  # a commit the crash left unwritten: its blobs are not known
+            return None
+    return expected
 
 
 def _read(path: Path) -> bytes | None:
@@ -206,13 +304,18 @@ def release_staging(staging_dir: Path, run_id: str, fd: int) -> None:
     os.close(fd)
 
 
-def remove_orphaned_staging(staging_dir: Path) -> int:
-    """Delete staging folders whose owning process is gone (their owner lock is free)."""
+def remove_orphaned_staging(staging_dir: Path, *, ours_only: bool = False) -> int:
+    """Delete staging folders whose owning process is gone (their owner lock is free).
+
+    With ``ours_only`` (`.openkb/staging/`, shared with OpenKB, whose `add-*` staging and
+    `rollback-*` copies its own recovery needs) only entries named like our runs are touched."""
     if not staging_dir.is_dir():
         return 0
     removed = 0
     for entry in sorted(staging_dir.iterdir()):
         if entry.suffix == ".lock":
+            continue
+        if ours_only and not _is_run_id(entry.name):
             continue
         lock = staging_dir / f"{entry.name}.lock"
         fd = None
@@ -233,6 +336,8 @@ def remove_orphaned_staging(staging_dir: Path) -> int:
             os.close(fd)
         removed += 1
     for lock in staging_dir.glob("*.lock"):
+        if ours_only and not _is_run_id(lock.stem):
+            continue
         if not (staging_dir / lock.stem).exists():
             fd = os.open(lock, os.O_RDWR)
             try:
@@ -245,3 +350,8 @@ def remove_orphaned_staging(staging_dir: Path) -> int:
     if removed:
         fsync_dir(staging_dir)
     return removed
+
+
+def _is_run_id(name: str) -> bool:
+    """Whether ``name`` is one of our add runs' ids (12 hex digits, see ops/add.py)."""
+    return len(name) == 12 and all(c in "0123456789abcdef" for c in name)
