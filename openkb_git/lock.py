@@ -55,6 +55,13 @@ class KBLock:
     def release(self) -> None:
         self._lock.release()
 
+    def fileno(self) -> int | None:
+        """The descriptor holding the flock while held (a child given it keeps the lock held
+        until it exits), else None."""
+        if not self._lock.is_locked:
+            return None
+        return getattr(getattr(self._lock, "_context", None), "lock_file_fd", None)
+
     @property
     def held(self) -> bool:
         return self._lock.is_locked

@@ -94,7 +94,7 @@ def add(ctx: click.Context, paths: tuple[str, ...], jobs: int | None, wait: floa
         if report.stopped:
             click.echo(f"openkb: error: {report.stopped}", err=True)
     if report.interrupted:
-        ctx.exit(EXIT_INTERRUPTED)
+        ctx.exit(128 + report.signum if report.signum else EXIT_INTERRUPTED)  # 130, 143, 129
     if report.failed:
         ctx.exit(EXIT_FAILED)
 

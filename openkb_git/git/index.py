@@ -27,7 +27,8 @@ from pathlib import Path
 from dulwich.index import ConflictedIndexEntry, read_index_dict
 
 from ..errors import OpenKBError
-from ..fsutil import fsync_dir, replace, write_bytes
+from ..fsutil import fsync_dir, replace
+from .lockwait import create_lock, lock_wait
 
 FILE_MODE = 0o100644
 _ENTRY = struct.Struct(">LLLLLLLLLL20sH")  # ctime s/ns, mtime s/ns, dev, ino, mode, uid, gid, size, sha, flags
@@ -256,16 +257,11 @@ class GitIndex:
         body += b"EOIE" + struct.pack(">LL", EOIE_SIZE - 8, len(body)) + _NO_EXTENSIONS_HASH
         data = body + hashlib.sha1(body).digest()
         lock = self.path.with_name("index.lock")
-        try:
-            write_bytes(lock, data, sync=sync, exclusive=True)
-        except FileExistsError:
+        if not create_lock(lock, data, sync=sync):  # a `git status` holds it for milliseconds: wait
             raise IndexLockedError(
-                f"{lock} exists: another git process is using the index; "
-                "if none is running, remove that file and run `openkb recover`"
-            ) from None
-        except BaseException:
-            lock.unlink(missing_ok=True)
-            raise
+                f"{lock} is still held after waiting {lock_wait():g} s: another git process is using "
+                "the index; let it finish and retry, or, if no git process is running, remove that "
+                "file and run `openkb recover`")
         try:
             replace(lock, self.path)
         except BaseException:

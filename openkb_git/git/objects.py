@@ -10,6 +10,7 @@ import stat as statmod
 import struct
 import zlib
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dulwich.errors import ApplyDeltaError, ChecksumMismatch, ObjectFormatException
@@ -17,12 +18,13 @@ from dulwich.objects import Commit, ShaFile, Tree
 from dulwich.object_store import DiskObjectStore
 
 from ..errors import DamageError
-from ..fsutil import TMP_SUFFIX, fsync_dir, makedirs, replace, write_bytes
+from ..fsutil import TMP_SUFFIX, fsync_dir, makedirs, remove_file, replace, write_bytes
 from . import packs
 
 FILE_MODE = 0o100644
 TREE_CACHE = 256  # parsed trees kept (LRU)
 LOOSE_BYTES = 32 * 1024  # objects this large are written loose, not into a commit's small pack
+LOOSE_TMP_PREFIX = "openkb_obj_"  # temporaries of loose objects, in objects/ (git prunes `tmp_*` there)
 ENCODED_CACHE = 16  # encodings of large trees kept for splicing (LRU)
 TREE_MODE = 0o040000
 
@@ -365,46 +367,127 @@ class ObjectStore:
     def remove_temporaries(self) -> int:
         """Delete temporary object and pack files a killed writer left in the object store."""
         removed = 0
-        for tmp in self.objects_dir.glob(f"tmp_obj_*{TMP_SUFFIX}"):
-            tmp.unlink(missing_ok=True)
-            removed += 1
+        for pattern in (f"{LOOSE_TMP_PREFIX}*{TMP_SUFFIX}", f"tmp_obj_*{TMP_SUFFIX}"):  # and the names before 14
+            for tmp in self.objects_dir.glob(pattern):
+                tmp.unlink(missing_ok=True)
+                removed += 1
         return removed + packs.remove_temporaries(self.pack_dir)
 
     @property
     def pack_dir(self) -> Path:
         return self.objects_dir / "pack"
 
-    def write_durably(self, objects: list) -> None:
+    def write_durably(self, objects: list) -> "Written":
         """Write ``objects`` (RawObject or dulwich ShaFile) durably: the small ones as one pack
         (see packs.py), the large ones (LOOSE_BYTES and over: big folders' trees, big files)
         as loose objects, which no pack merge ever has to copy again. Blobs already present
         are skipped. When this returns, every object and its folder entry is on disk.
+
+        Returns what was written, for `ensure_written` (before the ref moves) and `secure`
+        (after): a concurrent `git repack -a -d` or `git gc` may delete these objects while
+        nothing names them yet.
         """
         entries: dict[bytes, bytes] = {}
-        loose, seen = [], set()
+        loose, seen, unique = [], set(), []
         for obj in objects:
+            if obj.id in seen:
+                continue
+            seen.add(obj.id)
+            unique.append(obj)
             # Only blobs can already be stored (the same content under another path or from an
             # earlier version); trees and commits built here are new, and a duplicate would be
             # harmless anyway. Each check that misses rescans the pack folder.
-            if obj.id in seen or (obj.type_name == b"blob" and self._present(obj.id)):
+            if obj.type_name == b"blob" and self._present(obj.id):
                 continue
-            seen.add(obj.id)
             raw = obj.raw if isinstance(obj, RawObject) else obj.as_raw_string()
             if len(raw) >= LOOSE_BYTES:
                 loose.append(obj)
             else:
-                entry = packs.entry_header(packs.PACK_TYPES[obj.type_name], len(raw)) + zlib.compress(raw, 1)
-                entries[binascii.unhexlify(obj.id)] = entry
+                entries[binascii.unhexlify(obj.id)] = _pack_entry(obj, raw)
         self._write_loose(loose)
+        written = Written(objects=unique, loose=[obj.id for obj in loose])
         if not entries:
-            return
+            return written
         makedirs(self.pack_dir, sync=True)
-        packs.write_pack(self.pack_dir, list(entries.items()))
+        written.pack = packs.write_pack(self.pack_dir, list(entries.items()))
+        self._forget_packs(packs.merge_small_packs(self.pack_dir))
+        return written
+
+    def _forget_packs(self, bases: list[str]) -> None:
+        """Drop removed packs from dulwich's cache (a reader then rescans the folder)."""
         cached = getattr(self.store, "_pack_cache", {})
-        for base in packs.merge_small_packs(self.pack_dir):
+        for base in bases:
             evicted = cached.pop(base, None)
             if evicted is not None:
                 evicted.close()
+
+    def ensure_written(self, written: "Written") -> None:
+        """Just before the ref moves: if a concurrent repack deleted what `write_durably`
+        wrote (it listed our pack but found its objects unreachable), write them again."""
+        if self._missing(written):
+            self._rewrite(written, with_large=True)
+
+    def secure(self, written: "Written", git_dir: Path) -> None:
+        """Just after the ref moved: make the new commit's objects safe from a `git repack -a -d`
+        that listed our pack before the ref moved (it deletes that pack when it ends, since
+        the objects were unreachable when it read the refs). Writes them again as a new pack:
+        a repack deletes only packs it listed when it started, and one that starts after this
+        pack exists reads the refs after they name the commit. Large (loose) objects are at
+        risk only from `git prune` (in `git gc`): they go in too while a `git gc` runs
+        (`gc.pid`) or when one is gone already. Then the first pack is removed (the new one
+        holds all of it)."""
+        if not written.objects:
+            return
+        with_large = self._missing(written) or (git_dir / "gc.pid").exists()
+        self._rewrite(written, with_large=with_large)  # an OSError: past the commit point, as for projection
+        if written.pack and written.pack != written.second:
+            base = written.pack
+            if (self.pack_dir / f"{base}.idx").exists():
+                for suffix in (".idx", ".rev", ".bitmap", ".pack"):  # the index first, as merges do
+                    remove_file(self.pack_dir / f"{base}{suffix}", sync=False)
+                self._forget_packs([base])
+
+    def _missing(self, written: "Written") -> bool:
+        if written.pack and not all((self.pack_dir / f"{written.pack}{ext}").exists() for ext in (".idx", ".pack")):
+            merged_away = True  # merged into a bigger pack, or deleted by a repack: look the objects up
+        else:
+            merged_away = False
+        for obj in written.objects:
+            hexsha = obj.id
+            if hexsha in written.loose or merged_away or obj.type_name == b"blob":
+                if not self._present_fresh(hexsha):
+                    return True
+        return False
+
+    def _present_fresh(self, hexsha: bytes) -> bool:
+        """Whether the object is on disk now (dulwich's pack cache rescanned when it says no)."""
+        text = hexsha.decode("ascii")
+        if os.path.exists(self.objects_dir / text[:2] / text[2:]):
+            return True
+        try:
+            if self.store.contains_packed(hexsha):
+                return True
+        except OSError:
+            pass
+        self._forget_packs(list(getattr(self.store, "_pack_cache", {})))
+        try:
+            return self.store.contains_packed(hexsha)
+        except OSError:
+            return False
+
+    def _rewrite(self, written: "Written", *, with_large: bool) -> None:
+        """All of ``written``'s small objects (and with ``with_large`` the large ones) as one
+        new pack, its entries in the reverse order so its name differs from the first pack's."""
+        entries = []
+        for obj in written.objects:
+            raw = obj.raw if isinstance(obj, RawObject) else obj.as_raw_string()
+            if len(raw) < LOOSE_BYTES or with_large:
+                entries.append((binascii.unhexlify(obj.id), _pack_entry(obj, raw)))
+        if not entries:
+            return
+        entries.sort(key=lambda item: item[0], reverse=True)
+        makedirs(self.pack_dir, sync=True)
+        written.second = packs.write_pack(self.pack_dir, entries)
 
     def _write_loose(self, objects: list) -> None:
         """Each object as a loose object, fsynced, then the fan-out folders fsynced."""
@@ -416,7 +499,8 @@ class ObjectStore:
             if not directory.exists():
                 makedirs(directory, sync=False)
                 new_fanout = True
-            tmp = self.objects_dir / f"tmp_obj_{hexsha[:12]}_{os.getpid()}{TMP_SUFFIX}"
+            # Not `tmp_obj_*`: `git prune` (in `git gc --prune=now`) deletes those at any age.
+            tmp = self.objects_dir / f"{LOOSE_TMP_PREFIX}{hexsha[:12]}_{os.getpid()}{TMP_SUFFIX}"
             write_bytes(tmp, b"".join(obj.as_legacy_object_chunks()), mode=0o444, sync=True)
             replace(tmp, directory / hexsha[2:])
             touched_dirs.add(directory)
@@ -428,6 +512,22 @@ class ObjectStore:
     def _present(self, hexsha: bytes) -> bool:
         text = hexsha.decode("ascii")
         return os.path.exists(self.objects_dir / text[:2] / text[2:]) or self.store.contains_packed(hexsha)
+
+
+@dataclass
+class Written:
+    """What one `write_durably` call wrote: every object it was given (deduplicated), the base
+    name of its pack (None when all were large or present), the ids written loose, and the
+    pack `secure` or `ensure_written` wrote again."""
+
+    objects: list
+    loose: list[bytes] = field(default_factory=list)
+    pack: str | None = None
+    second: str | None = None
+
+
+def _pack_entry(obj, raw: bytes) -> bytes:
+    return packs.entry_header(packs.PACK_TYPES[obj.type_name], len(raw)) + zlib.compress(raw, 1)
 
 
 def common_prefix(a, b, start_a: int = 0, start_b: int = 0) -> int:

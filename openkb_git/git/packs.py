@@ -126,7 +126,10 @@ def read_entries(pack: bytes, index: bytes) -> list[tuple[bytes, bytes]] | None:
 
 
 def temporary_names(pack_dir: Path) -> tuple[Path, Path]:
-    return (pack_dir / f"tmp_pack_{os.getpid()}{TMP_SUFFIX}", pack_dir / f"tmp_idx_{os.getpid()}{TMP_SUFFIX}")
+    """Where a pack and its index are written before their renames. Not `tmp_*`: `git prune`
+    (run by `git gc`) deletes files named so in objects/pack at any age with --prune=now."""
+    pid = os.getpid()
+    return (pack_dir / f"openkb_pack_{pid}{TMP_SUFFIX}", pack_dir / f"openkb_idx_{pid}{TMP_SUFFIX}")
 
 
 def write_pack(pack_dir: Path, entries: list[tuple[bytes, bytes]]) -> str:
@@ -247,7 +250,8 @@ def _merge_with_git(pack_dir: Path, bases: list[str]) -> str | None:
 
 def remove_temporaries(pack_dir: Path) -> int:
     removed = 0
-    for tmp in list(pack_dir.glob(f"tmp_pack_*{TMP_SUFFIX}")) + list(pack_dir.glob(f"tmp_idx_*{TMP_SUFFIX}")):
+    patterns = ("openkb_pack_*", "openkb_idx_*", "tmp_pack_*", "tmp_idx_*")  # (tmp_*: the names before 14)
+    for tmp in [tmp for pattern in patterns for tmp in pack_dir.glob(pattern + TMP_SUFFIX)]:
         tmp.unlink(missing_ok=True)
         removed += 1
     return removed

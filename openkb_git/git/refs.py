@@ -13,6 +13,7 @@ from ..errors import DamageError, OpenKBError, RefusedStateError
 from .. import faults
 from ..fsutil import append_bytes, fsync_dir, makedirs, replace, write_bytes
 from ..paths import path_problem
+from .lockwait import create_lock, lock_wait
 
 BRANCH = "refs/heads/main"  # the default branch (`openkb init` creates it)
 ZERO = b"0" * 40
@@ -215,16 +216,11 @@ def compare_and_swap(git_dir: Path, old: bytes | None, new: bytes, *, identity: 
         raise RefMovedError(
             f"{name} moved from {_short(old)} to {_short(current)} while committing; nothing was changed"
         )
-    try:
-        write_bytes(lock_path, new + b"\n", sync=True, exclusive=True)
-    except FileExistsError:
+    if not create_lock(lock_path, new + b"\n", sync=True):  # e.g. `git gc` packing refs: wait
         raise RefLockedError(
-            f"{lock_path} exists: another git process is updating {name}; "
-            "if none is running, remove that file and retry"
-        ) from None
-    except BaseException:
-        lock_path.unlink(missing_ok=True)
-        raise
+            f"{lock_path} is still held after waiting {lock_wait():g} s: another git process is "
+            f"updating {name}; let it finish and retry, or, if none is running, remove that file and retry"
+        )
     try:
         if read_branch(git_dir, name) != old:  # re-check under the ref lock
             raise RefMovedError(f"{name} moved while committing; nothing was changed")

@@ -30,6 +30,7 @@ from ..kb import KB
 from ..protocol.commit import Mutation, commit_mutation
 from ..protocol.recovery import release_staging, staging_run_dir
 from ..registry import RegistryView, source_key
+from ..tether import die_with_parent
 from .contribution import Footprint, document_changes, summary_path
 from .edits import commit_edits, find_edits
 from .gc import AutoGC, collect
@@ -55,6 +56,7 @@ class AddReport:
     results: list[FileResult] = field(default_factory=list)
     edit_commits: list[str] = field(default_factory=list)
     interrupted: bool = False
+    signum: int = 0  # the signal that interrupted the run (SIGINT, SIGTERM, SIGHUP), if one did
     stopped: str = ""  # why the run stopped early (an I/O error), if it did
 
     def count(self, status: str) -> int:
@@ -79,6 +81,9 @@ class Task:
     display: str
     key: str
     doc: str
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class InterruptedAdd(OpenKBError):
@@ -163,10 +168,25 @@ def reserve(view: RegistryView, kb: KB, files: list[tuple[Path, str]]) -> list[T
 _known_shas: frozenset[str] = frozenset()
 
 
-def _init_worker(known: frozenset[str]) -> None:
+def _init_worker(known: frozenset[str], parent: int = 0, inherited_fds: tuple[int, ...] = ()) -> None:
+    """Set up a preparation worker: it dies with the add that forked it (SIGKILL on the parent's
+    death, Linux; the parent pid checked as well, in case the parent died before that was set),
+    and it drops the inherited descriptor of the staging owner lock, so the lock is free (and
+    the next writer removes the staging) as soon as the parent is gone."""
     global _known_shas
     _known_shas = known
+    die_with_parent(signal.SIGKILL)
+    if parent and os.getppid() != parent:
+        os._exit(1)
+    for fd in inherited_fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    # The parent decides what an interruption means (it stops the workers itself); a terminal
+    # hang-up or Ctrl-C, sent to the whole process group, is for it alone.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 @dataclass
@@ -307,13 +327,15 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
     jobs = config.workers(jobs)  # --jobs as given; the config's `jobs` at most one per CPU
     run_id = uuid.uuid4().hex[:12]
     run_dir, owner_fd = staging_run_dir(kb.staging_dir, run_id)
-    interrupted = {"flag": False}
-    previous = signal.getsignal(signal.SIGINT)
+    interrupted = {"flag": False, "signum": 0, "fds": (owner_fd,)}
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
 
-    def on_sigint(signum, frame):
+    def on_signal(signum, frame):  # SIGINT, SIGTERM, SIGHUP: stop after the file being committed
         interrupted["flag"] = True
+        interrupted["signum"] = interrupted["signum"] or signum
 
-    signal.signal(signal.SIGINT, on_sigint)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, on_signal)
     try:
         for done, (task, prepared) in enumerate(_prepared_in_order(tasks, str(run_dir), threshold, max_mb, known,
                                                                      jobs, interrupted), start=1):
@@ -336,12 +358,14 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
                 _rmtree(Path(prepared.dir))
             if result.status == ADDED and result.commit and auto_gc.committed():
                 with writer.locked():
-                    collect(kb)  # keeps a long ingest from piling up loose objects
+                    collect(kb, lock=writer.lock)  # keeps a long ingest from piling up loose objects
             progress(done, len(tasks), task.display)
         if interrupted["flag"]:
             report.interrupted = True
+        report.signum = interrupted["signum"]
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         release_staging(kb.staging_dir, run_id, owner_fd)
     return report
 
@@ -365,7 +389,10 @@ def _prepared_in_order(tasks: list[Task], run_dir: str, threshold: int, max_mb: 
     # jobs at 4 per worker).
     window = jobs * 16
     _preload_converters(tasks)
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(known,)) as pool:
+    # Workers are forked by this (the main) thread on the first submit, so their parent-death
+    # signal fires when this process ends, however it ends.
+    initargs = (known, os.getpid(), tuple(interrupted.get("fds", ())))
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=initargs) as pool:
         pending: dict[int, Future] = {}
         next_submit = 0
         try:
@@ -374,16 +401,36 @@ def _prepared_in_order(tasks: list[Task], run_dir: str, threshold: int, max_mb: 
                     pending[next_submit] = pool.submit(prepare, tasks[next_submit], run_dir, threshold, max_mb)
                     next_submit += 1
                 future = pending.pop(task.n)
-                try:
-                    prepared = future.result()
-                except Exception as exc:  # a worker died (e.g. a converter crashed the process)
-                    prepared = Prepared(task.n, FAILED, reason=f"preparation crashed: {type(exc).__name__}: {exc}")
+                while True:
+                    try:
+                        prepared = future.result(timeout=0.1)
+                    except TimeoutError:
+                        if interrupted["flag"]:  # a signal: stop now, not after this preparation
+                            return
+                        continue
+                    except Exception as exc:  # a worker died (e.g. a converter crashed the process)
+                        prepared = Prepared(task.n, FAILED, reason=f"preparation crashed: {type(exc).__name__}: {exc}")
+                    break
                 yield task, prepared
                 if interrupted["flag"]:
                     return
         finally:
-            for future in pending.values():
-                future.cancel()
+            if interrupted["flag"]:
+                # What they prepare would be thrown away (the staging goes next). The futures are
+                # not cancelled first: the pool, finding its workers dead, fails them itself.
+                _stop_workers(pool)
+            else:
+                for future in pending.values():
+                    future.cancel()
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's workers (an interrupted run does not wait for their preparations)."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            process.kill()
+        except (OSError, ValueError):
+            pass
 
 
 def _preload_converters(tasks: list[Task]) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 
@@ -20,7 +19,9 @@ from ..fsutil import write_file
 from ..git.packs import remove_orphans
 from ..history import iter_entries
 from ..kb import KB, REGISTRY_DIR
+from ..lock import KBLock
 from ..registry import RECORD_MEMO, RecordMemo
+from ..tether import run_tethered
 from .session import Writer
 
 STATE = ".openkb/gc.json"
@@ -55,12 +56,16 @@ def git_dir_size(kb: KB) -> int:
     return total
 
 
-def collect(kb: KB, *, grace: int = DEFAULT_GRACE) -> GCResult:
-    """Pack and prune; the caller holds the KB lock (and so has recovered)."""
+def collect(kb: KB, *, grace: int = DEFAULT_GRACE, lock: KBLock | None = None) -> GCResult:
+    """Pack and prune; the caller holds the KB lock (and so has recovered), ``lock``.
+
+    `git gc` runs tethered (see tether.py): it dies with openkb, even on SIGKILL, and the
+    watchdog that kills it holds the KB lock (``lock``'s descriptor) until it is dead."""
     before = git_dir_size(kb)
     if shutil.which("git"):
-        proc = subprocess.run(["git", "-C", str(kb.root), "gc", "--quiet", f"--prune={grace}.seconds.ago"],
-                              capture_output=True, text=True)
+        fd = lock.fileno() if lock is not None else None
+        proc = run_tethered(["git", "-C", str(kb.root), "gc", "--quiet", f"--prune={grace}.seconds.ago"],
+                            what="git gc", pass_fds=(fd,) if fd is not None else ())
         if proc.returncode != 0:
             raise GCError(f"git gc failed: {proc.stderr.strip()}")
         tool = "git gc"
@@ -93,7 +98,7 @@ def gc(kb: KB, *, grace: int = DEFAULT_GRACE, wait: float = 0.0) -> GCResult:
     """`openkb gc`: take the lock (recovering first), then collect."""
     writer = Writer(kb, wait)
     with writer.locked():
-        return collect(kb, grace=grace)
+        return collect(kb, grace=grace, lock=writer.lock)
 
 
 class AutoGC:

@@ -7,6 +7,8 @@ against ``base`` (the HEAD it read). This module makes it durable and visible:
  4. the journal written and fsynced;
  5. the checked-out branch (refs/heads/main by default; the one the writer pinned when it
     took the lock) moved from base to new by compare-and-swap — the commit point;
+    the new objects then written again as a new pack, safe from a concurrent
+    `git repack -a -d` (see ObjectStore.secure);
  6. the change set projected into the working tree and the Git index;
  7. the views brought up to date;
  8. projected files fsynced, then the journal removed.
@@ -87,7 +89,7 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
     message = mutation.message(journal_id)
     commit = make_commit(tree, base, message, identity, now, local_tz_offset(now))
     objects.append(commit)
-    kb.objects.write_durably(objects)
+    written = kb.objects.write_durably(objects)
     checkpoint("objects:durable")
 
     journal = Journal(id=journal_id, op=mutation.op, base=base.decode() if base else None,
@@ -96,6 +98,7 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
     checkpoint("journal:durable")
 
     try:
+        kb.objects.ensure_written(written)  # a concurrent `git repack -a -d` may have deleted them
         compare_and_swap(kb.git_dir, base, commit.id, identity=identity, message=f"openkb {mutation.subject}",
                          name=kb.write_branch())
     except BaseException:
@@ -104,6 +107,7 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
         raise  # past the commit point (e.g. syncing the ref's folder failed), recovery finishes it
     kb.trust_head(commit.id)  # just written and durable: head() need not read it back to check it
     checkpoint("ref:moved")
+    kb.objects.secure(written, kb.git_dir)  # and one that listed our pack before the ref moved
 
     project(kb, changes, blob_ids, write=mutation.project)
     checkpoint("projected")

@@ -28,6 +28,7 @@ from types import SimpleNamespace
 from ..faults import checkpoint
 from ..fsutil import TMP_SUFFIX, fsync_dir, makedirs, prune_empty_dirs, remove_file, temporary_for, write_file
 from ..git.index import FILE_MODE, IndexCorruptError
+from ..git.lockwait import is_stale
 from ..git.objects import blob_id
 from ..kb import KB
 from ..registry import Registry
@@ -100,10 +101,12 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
         for tmp in folder.glob(f"*{TMP_SUFFIX}") if folder.is_dir() else []:
             tmp.unlink(missing_ok=True)
     if journals:
-        # A writer died mid-mutation: the Git lock files it may have held are stale.
+        # A writer died mid-mutation: the Git lock files it may have held are stale. A lock a
+        # live git process holds (`git status` refreshing the index) is never removed.
+        since = min(_mtime(path) for path in journals)
         for stale in (kb.git_dir / "index.lock", kb.git_dir / f"{kb.write_branch()}.lock"):
-            if stale.exists():
-                stale.unlink()
+            if is_stale(stale, since):
+                stale.unlink(missing_ok=True)
                 report.stale_locks.append(stale.relative_to(kb.root).as_posix())
     tree = kb.head_tree()
     try:
@@ -148,6 +151,13 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
     report.staging_removed = remove_orphaned_staging(kb.staging_dir)
     report.staging_removed += remove_orphaned_staging(kb.legacy_staging_dir, ours_only=True)
     return report
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def reset_paths(kb: KB, tree: bytes | None, paths: list[str], known: dict[str, str | None] | None = None,

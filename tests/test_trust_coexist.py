@@ -1,0 +1,259 @@
+"""Issue 14, cases 10-12: living beside other git processes, and workers that die with `add`.
+
+Real processes throughout: a background loop of real `git status` / `git repack -a -d` /
+`git gc` runs while a real `openkb add` ingests tldr pages; real signals are sent to real
+`openkb add --jobs 2` and `openkb gc` processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import CORPUS, TLDR, assert_consistent, git, run_openkb
+from openkb_git.git import packs
+from openkb_git.git.objects import LOOSE_TMP_PREFIX
+from openkb_git.fsutil import TMP_SUFFIX
+
+SLOW = os.environ.get("OPENKB_SLOW") == "1"
+PDFS = CORPUS / "pdf"
+
+
+def tldr_inputs(dest: Path, count: int) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for src in sorted((TLDR / "common").glob("[a-z]*.md"))[:count]:
+        (dest / src.name).write_bytes(src.read_bytes())
+    return dest
+
+
+class GitLoop:
+    """Runs ``git <args>`` in the KB again and again (real processes), ``interval`` seconds
+    apart, until stopped or ``limit`` seconds have passed."""
+
+    def __init__(self, kb: Path, args: list[str], interval: float, limit: float = 240.0):
+        self.kb, self.args, self.interval, self.limit = kb, args, interval, limit
+        self.runs = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        end = time.monotonic() + self.limit
+        while not self._stop.is_set() and time.monotonic() < end:
+            subprocess.run(["git", "-C", str(self.kb), *self.args], capture_output=True, timeout=120)
+            self.runs += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "GitLoop":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=130)
+
+
+def add_beside(kb: Path, tmp_path: Path, loop_args: list[str], interval: float, count: int) -> None:
+    """`openkb add` of ``count`` tldr pages while ``git <loop_args>`` loops: every file reported
+    as added, exit 0, HEAD a valid commit holding them all, the KB consistent."""
+    inputs = tldr_inputs(tmp_path / f"in-{count}", count)
+    with GitLoop(kb, loop_args, interval) as loop:
+        proc = run_openkb("add", "--jobs", "1", inputs, cwd=kb)
+    assert loop.runs > 0
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    added = [line for line in proc.stdout.splitlines() if line.startswith("added ")]
+    assert len(added) == count, proc.stdout[-2000:]
+    assert f"{count} added, 0 skipped, 0 failed" in proc.stdout
+    assert git(kb, "cat-file", "-t", "HEAD").strip() == "commit"
+    assert int(git(kb, "rev-list", "--count", "HEAD").strip()) >= count
+    assert_consistent(kb)
+
+
+# -- case 10: index.lock and ref locks of other git processes -------------------------------
+
+def test_add_beside_a_git_status_loop(kb, tmp_path):
+    # An IDE refreshing its status: each `git status` takes index.lock for a moment.
+    add_beside(kb, tmp_path, ["status", "--porcelain"], 0.02, 60)
+
+
+def hold_for(path: Path, seconds: float) -> threading.Thread:
+    """Create ``path`` (a lock file, as a git process would) and remove it ``seconds`` later."""
+    path.write_bytes(b"")
+    thread = threading.Thread(target=lambda: (time.sleep(seconds), path.unlink()), daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("lock", [".git/index.lock", ".git/refs/heads/main.lock"])
+def test_a_held_git_lock_is_waited_for(kb, tmp_path, lock):
+    inputs = tldr_inputs(tmp_path / "in", 2)
+    holder = hold_for(kb / lock, 3.0)  # longer than the add takes to reach its first commit
+    started = time.monotonic()
+    proc = run_openkb("add", "--jobs", "1", inputs, cwd=kb)
+    holder.join()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 added" in proc.stdout
+    assert time.monotonic() - started >= 3.0
+    assert_consistent(kb)
+
+
+def test_a_lock_held_past_the_wait_is_named_and_left_alone(kb, tmp_path):
+    inputs = tldr_inputs(tmp_path / "in", 1)
+    lock = kb / ".git" / "index.lock"
+    lock.write_bytes(b"someone else's")
+    proc = run_openkb("add", "--jobs", "1", inputs, cwd=kb, env={"OPENKB_GIT_LOCK_WAIT": "0.5"})
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert str(lock) in proc.stdout + proc.stderr and "still held after waiting 0.5 s" in proc.stdout + proc.stderr
+    assert lock.read_bytes() == b"someone else's"  # never deleted: it is not ours
+    recovered = run_openkb("recover", cwd=kb)  # the lock predates our journal: still not ours
+    assert lock.read_bytes() == b"someone else's", recovered.stdout + recovered.stderr
+    lock.unlink()
+    assert run_openkb("recover", cwd=kb).returncode == 0
+    assert_consistent(kb)
+
+
+# -- case 11: git repack / gc during an add ----------------------------------------------
+
+def test_add_beside_a_repack_loop(kb, tmp_path):
+    # `git repack -a -d` deletes every pack it listed, keeping only what refs reached.
+    add_beside(kb, tmp_path, ["repack", "-a", "-d", "-q"], 0.05, 60)
+
+
+def test_add_beside_git_gc_prune_now(kb, tmp_path):
+    # `git gc --prune=now` also prunes temporaries (tmp_*) and unreachable loose objects;
+    # --aggressive repacks everything with deltas, for longer.
+    add_beside(kb, tmp_path, ["gc", "--quiet", "--aggressive", "--prune=now"], 0.05, 40)
+
+
+def test_our_temporaries_are_not_named_as_git_prunes_them(kb):
+    objects = kb / ".git" / "objects"
+    pack_dir = objects / "pack"
+    pack_dir.mkdir(exist_ok=True)
+    ours = [*packs.temporary_names(pack_dir), objects / f"{LOOSE_TMP_PREFIX}0123456789ab_1{TMP_SUFFIX}"]
+    gits = [pack_dir / "tmp_pack_x", objects / "tmp_obj_x"]  # named as git's own: pruned
+    for path in ours + gits:
+        path.write_bytes(b"in flight")
+        os.utime(path, (time.time() - 3600,) * 2)
+    git(kb, "prune", "--expire=now")
+    assert [p.exists() for p in gits] == [False, False]  # what `git prune` does to tmp_*
+    assert all(p.exists() for p in ours), [p.name for p in ours if not p.exists()]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SLOW, reason="slow: OPENKB_SLOW=1")
+@pytest.mark.parametrize("loop_args", [["status", "--porcelain"], ["repack", "-a", "-d", "-q"]])
+def test_300_files_beside_git_five_runs(tmp_path, loop_args):
+    for run in range(5):
+        kb = tmp_path / f"kb{run}"
+        run_openkb("init", kb, check=True)
+        add_beside(kb, tmp_path, loop_args, 0.2, 300)
+
+
+# -- case 11: openkb gc dies with openkb ------------------------------------------------
+
+def alive(procs: list[psutil.Process]) -> list[str]:
+    out = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(f"{proc.pid} {proc.name()}")
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def kill_all(procs: list[psutil.Process]) -> None:
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def wait_for(condition, limit: float) -> bool:
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_git_gc_dies_with_openkb_gc(kb, tmp_path, signum):
+    # A `git` on PATH whose `gc` first runs a long child, standing in for a long repack.
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    real_git = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True).stdout.strip()
+    (bindir / "git").write_text(f'#!/bin/sh\nif [ "$3" = gc ]; then sleep 60; fi\nexec {real_git} "$@"\n')
+    (bindir / "git").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    proc = subprocess.Popen([sys.executable, "-m", "openkb_git", "gc"], cwd=kb, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    me = psutil.Process(proc.pid)
+    tree: list[psutil.Process] = []
+    try:
+        def sleeping() -> bool:
+            tree[:] = me.children(recursive=True)
+            return any(p.name() == "sleep" for p in tree)
+
+        assert wait_for(sleeping, 30), "git gc never started"
+        one = tldr_inputs(tmp_path / "one", 1)
+        assert run_openkb("add", one, cwd=kb).returncode == 3  # gc holds the KB lock
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=10)
+        assert wait_for(lambda: not alive(tree), 3.0), alive(tree)
+        if signum == signal.SIGTERM:
+            assert proc.returncode == 143 and "SIGTERM" in err and "Traceback" not in err, err
+        # The lock is free again once its git processes are gone.
+        done = run_openkb("add", one, cwd=kb)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert_consistent(kb)
+    finally:
+        kill_all(tree)
+        if proc.poll() is None:
+            proc.kill()
+
+
+# -- case 12: workers die with their parent ---------------------------------------------
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP])
+def test_add_workers_die_with_the_parent(kb, signum):
+    proc = subprocess.Popen([sys.executable, "-m", "openkb_git", "add", "--jobs", "2", PDFS], cwd=kb,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    me = psutil.Process(proc.pid)
+    children: list[psutil.Process] = []
+    try:
+        def busy() -> bool:
+            children[:] = me.children(recursive=True)
+            return len(children) >= 2
+
+        assert wait_for(busy, 60), "the workers never started"
+        time.sleep(0.5)  # both converting
+        children[:] = me.children(recursive=True)
+        assert (kb / ".openkb" / "staging").is_dir() and any((kb / ".openkb" / "staging").iterdir())
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=30)
+        time.sleep(2.0)
+        assert alive(children) == []
+        assert "Traceback" not in err
+        if signum != signal.SIGKILL:
+            assert proc.returncode == 128 + signum, (proc.returncode, out[-500:], err[-500:])
+        recovered = run_openkb("recover", cwd=kb)
+        assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+        staging = kb / ".openkb" / "staging"
+        assert not staging.exists() or not any(staging.iterdir()), list(staging.iterdir())
+        assert_consistent(kb)
+    finally:
+        kill_all(children)
+        if proc.poll() is None:
+            proc.kill()
