@@ -82,9 +82,51 @@ def check_path(path: str, *, where: str = "") -> str:
     return path
 
 
+def document_path_problem(path) -> str | None:
+    """Why ``path`` may not be a document's own file (unsafe, or outside raw/ and wiki/), or None."""
+    if not isinstance(path, str):
+        return "not a text path"
+    problem = path_problem(path)
+    if problem is None and not path.startswith(DOCUMENT_ROOTS):
+        problem = "outside raw/ and wiki/"
+    return problem
+
+
 def check_document_path(path: str, *, where: str = "") -> str:
     """``path`` when it is safe and inside the folders a document may own (raw/, wiki/)."""
-    check_path(path, where=where)
-    if not path.startswith(DOCUMENT_ROOTS):
-        raise UnsafePathError(path, "outside raw/ and wiki/", where)
+    problem = document_path_problem(path)
+    if problem:
+        raise UnsafePathError(path, problem, where)
     return path
+
+
+RECORD_PATH_FIELDS = ("raw_path", "source_path", "summary_path")
+
+
+def record_path_problems(record: dict) -> list[tuple[str, str]]:
+    """[(path, problem)] for every path a registry record names (``files``, ``raw_path``,
+    ``source_path``, ``summary_path``, concept slugs) that a document may not own."""
+    out = []
+    files = record.get("files", [])
+    if not isinstance(files, list):
+        out.append((repr(files), "`files` is not a list"))
+        files = []
+    named = list(files) + [record[k] for k in RECORD_PATH_FIELDS if record.get(k)]
+    for path in named:
+        problem = document_path_problem(path)
+        if problem:
+            out.append((str(path), problem))
+    concepts = record.get("concepts", [])
+    for slug in concepts if isinstance(concepts, list) else [concepts]:
+        problem = path_problem(slug) if isinstance(slug, str) else "not a text name"
+        if problem is None and "/" in slug:
+            problem = "contains a slash"
+        if problem:
+            out.append((f"wiki/concepts/{slug}.md", f"concept {problem}"))
+    return out
+
+
+def check_record_paths(record: dict, *, where: str) -> None:
+    """Raise UnsafePathError naming ``where`` (the record's path) for the first unsafe path it names."""
+    for path, problem in record_path_problems(record):
+        raise UnsafePathError(path, problem, where)

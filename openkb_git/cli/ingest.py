@@ -216,10 +216,14 @@ def fsck(ctx: click.Context, repair: bool, wait: float, as_json: bool) -> None:
     else:
         for p in report.problems:
             click.echo(f"{p.check:<9} {p.path}: {p.detail}")
+            if p.fix and not repair:
+                click.echo(f"{'':<9} to repair: {p.fix}")
         if report.backup:
             click.echo(f"hand edits copied to {report.backup}/ before the reset")
         if report.repaired:
             click.echo(f"repaired {len(report.repaired)} path(s): the working tree, index and views match HEAD again")
+        for p in report.unrepaired:
+            click.echo(f"cannot repair {p.path} ({p.detail}): {p.fix}")
         if report.ok:
             click.echo(f"ok: HEAD {report.head[:7] if report.head else '(none)'}, working tree, index, registry and views agree")
     if not report.ok:

@@ -19,17 +19,21 @@ from ..fsutil import makedirs, write_file
 from ..kb import KB
 from ..protocol.journal import list_journals
 from ..protocol.recovery import reset_paths
-from ..registry import Registry
+from ..paths import path_problem, record_path_problems
+from ..registry import Registry, record_path
 from ..views import HASHES, LOG, hashes_json, update_views
+from .contribution import document_files, owner_by_layout
 from .edits import find_edits
 from .session import Writer
 
 
 @dataclass
 class Problem:
-    check: str  # objects | worktree | index | registry | views | journal
+    check: str  # objects | tree | worktree | index | registry | views | journal
     path: str
     detail: str
+    fix: str = ""  # the exact repair; empty when `openkb fsck --repair` does it
+    repairable: bool = True  # False: --repair cannot fix it (``fix`` says what to do)
 
 
 @dataclass
@@ -37,6 +41,7 @@ class FsckReport:
     head: str | None
     problems: list[Problem] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    unrepaired: list[Problem] = field(default_factory=list)
     backup: str | None = None
 
     @property
@@ -45,7 +50,8 @@ class FsckReport:
 
     def to_json(self) -> dict:
         return {"head": self.head, "ok": self.ok, "problems": [asdict(p) for p in self.problems],
-                "repaired": self.repaired, "backup": self.backup}
+                "repaired": self.repaired, "unrepaired": [asdict(p) for p in self.unrepaired],
+                "backup": self.backup}
 
 
 def fsck(kb: KB) -> FsckReport:
@@ -54,11 +60,13 @@ def fsck(kb: KB) -> FsckReport:
     tree = kb.head_tree(head)
     report = FsckReport(head=head.decode() if head else None)
     report.problems += check_objects(kb, head)
+    report.problems += check_tree(kb, tree)
     for path, data in sorted(find_edits(kb, tree).items()):
         report.problems.append(Problem("worktree", path, "deleted" if data is None else "differs from HEAD"))
     report.problems += check_index(kb, tree)
-    records = Registry(kb.objects).view(tree).records
-    report.problems += check_registry(kb, tree, records)
+    registry = Registry(kb.objects)
+    records = registry.view(tree).records
+    report.problems += check_registry(kb, tree, records, registry)
     report.problems += check_views(kb, records)
     for journal in list_journals(kb.journal_dir):
         report.problems.append(Problem("journal", journal.relative_to(kb.root).as_posix(),
@@ -103,9 +111,33 @@ def _walk_tree(kb: KB, tree: bytes, seen: set[bytes]) -> None:
             kb.objects.blob_bytes(sha)
 
 
+UNSAFE_TREE_FIX = ("openkb never reads, writes or deletes it, and refuses to commit on top of it; "
+                   "--repair cannot drop it (history is never rewritten): move the branch back to the last "
+                   "commit before it (`git log --raw`, then `git reset --keep <commit>`) or use a trusted clone")
+
+
+def check_tree(kb: KB, tree: bytes | None) -> list[Problem]:
+    """HEAD's tree entries that Git's own fsck refuses (`.`, `..`, `.git`, empty names)."""
+    if tree is None:
+        return []
+    problems = []
+    pending = [(b"", tree)]
+    while pending:
+        base, sha = pending.pop()
+        for name, (mode, child) in sorted(kb.objects.tree_entries(sha).items()):
+            path = (base + name).decode("utf-8", "surrogateescape")
+            problem = path_problem(path)
+            if problem:
+                problems.append(Problem("tree", path, f"unsafe entry in tree {sha.decode()[:12]}: {problem}",
+                                        UNSAFE_TREE_FIX, repairable=False))
+            elif statmod.S_ISDIR(mode):
+                pending.append((base + name + b"/", child))
+    return problems
+
+
 def check_index(kb: KB, tree: bytes | None) -> list[Problem]:
     problems = []
-    head_files = {path: sha for path, _mode, sha in kb.objects.walk_files(tree)}
+    head_files = {path: sha for path, _mode, sha in kb.objects.walk_files(tree) if not path_problem(path)}
     indexed = set()
     for key in kb.index.paths():
         path = key.decode("utf-8", "surrogateescape")
@@ -120,16 +152,94 @@ def check_index(kb: KB, tree: bytes | None) -> list[Problem]:
     return problems
 
 
-def check_registry(kb: KB, tree: bytes | None, records: dict[str, dict]) -> list[Problem]:
+def check_registry(kb: KB, tree: bytes | None, records: dict[str, dict], registry: Registry) -> list[Problem]:
+    """Records against the files they name, and the other way round: a record that is not a
+    JSON object or names another doc, a path it names that is unsafe or missing from HEAD,
+    and a document's files (raw, source, summary, index line) that no record owns."""
     problems = []
+    folder = kb.objects.list_dir(tree, ".openkb/registry")
+    invalid = []
+    for name, (mode, sha) in sorted(folder.items()):
+        if not name.endswith(".json") or statmod.S_ISDIR(mode):
+            continue
+        doc = name[:-len(".json")]
+        if registry.record(sha) is None:
+            invalid.append(doc)
+            problems.append(Problem("registry", record_path(doc), "committed record is not a JSON object",
+                                    _orphan_fix(kb, doc), repairable=False))
     for doc, record in sorted(records.items()):
-        where = f".openkb/registry/{doc}.json"
+        where = record_path(doc)
         if record.get("doc_name") != doc:
-            problems.append(Problem("registry", where, f"names doc {record.get('doc_name')!r}, not {doc!r}"))
+            problems.append(Problem("registry", where, f"names doc {record.get('doc_name')!r}, not {doc!r}",
+                                    f"set \"doc_name\": {doc!r} in {where} and `git commit` it", repairable=False))
+        unsafe = record_path_problems(record)
+        for path, problem in unsafe:
+            problems.append(Problem("registry", where, f"names unsafe path {path!r}: {problem}",
+                                    "openkb refuses to act on this record (never followed); restore the record "
+                                    f"from a trusted commit (`git log -p -- {where}`) and `git commit` it",
+                                    repairable=False))
+        if unsafe:
+            continue
         for path in record.get("files", []):
             if kb.objects.lookup(tree, path) is None:
-                problems.append(Problem("registry", where, f"names {path}, which is not in HEAD"))
+                found = _in_history(kb, path)
+                fix = (f"--repair restores it from commit {found[0].decode()[:7]}" if found else
+                       f"not in any commit: `openkb remove {doc}` then add its source again")
+                problems.append(Problem("registry", where, f"names {path}, which is not in HEAD", fix,
+                                        repairable=found is not None))
+    owned = {path for record in records.values() for path in record.get("files", []) if isinstance(path, str)}
+    gone = set(invalid)
+    for path, _mode, _sha in document_files(kb.objects, tree):
+        if path not in owned:
+            doc = owner_by_layout(path)
+            if doc is None or doc in records:
+                continue
+            gone.add(doc)
+            problems.append(Problem("registry", path, f"owned by no registry record (no valid {record_path(doc)})",
+                                    _orphan_fix(kb, doc), repairable=False))
+    index = kb.objects.read_path(tree, "wiki/index.md")
+    for doc in _index_docs(index):
+        if doc not in records:
+            problems.append(Problem("registry", "wiki/index.md", f"lists {doc}, which has no registry record",
+                                    _orphan_fix(kb, doc), repairable=False))
     return problems
+
+
+def _orphan_fix(kb: KB, doc: str) -> str:
+    where = record_path(doc)
+    found = _in_history(kb, where, valid_record=True)
+    restore = (f"restore its record (`git checkout {found[0].decode()[:7]} -- {where}` and `git commit`), or "
+               if found else "")
+    return f"{restore}take the document out with `openkb remove {doc}` (it removes a document by its files)"
+
+
+def _in_history(kb: KB, path: str, *, valid_record: bool = False, limit: int = 10_000):
+    """(commit, blob id) of the newest first-parent commit holding ``path`` (a valid record)."""
+    import json
+
+    sha, seen = kb.head(), 0
+    while sha and seen < limit:
+        commit = kb.objects.get(sha)
+        entry = kb.objects.lookup(commit.tree, path)
+        if entry is not None and not statmod.S_ISDIR(entry[0]):
+            if not valid_record:
+                return sha, entry[1]
+            try:
+                if isinstance(json.loads(kb.objects.blob_bytes(entry[1])), dict):
+                    return sha, entry[1]
+            except ValueError:
+                pass
+        sha = commit.parents[0] if commit.parents else None
+        seen += 1
+    return None
+
+
+def _index_docs(index: bytes | None) -> list[str]:
+    out = []
+    for line in (index or b"").decode("utf-8", "replace").split("\n"):
+        if line.startswith("- [[summaries/"):
+            out.append(line[len("- [[summaries/"):].split("]]", 1)[0].split("|", 1)[0])
+    return out
 
 
 def check_views(kb: KB, records: dict[str, dict]) -> list[Problem]:
@@ -165,14 +275,16 @@ def _expected_log(kb: KB) -> bytes:
 
 def repair(kb: KB, *, wait: float = 0.0) -> FsckReport:
     """Check, then reset what is wrong to HEAD: working tree (hand edits are first copied to
-    `.openkb/fsck-backup/<time>/`), Git index, views. Returns the report of what was found."""
+    `.openkb/fsck-backup/<time>/`), Git index, views; a file a record names that an earlier
+    commit deleted is restored from the newest commit holding it (a new `edit` commit).
+    Returns the report of what was found; ``unrepaired`` lists what it cannot fix."""
     report = fsck(kb)
     if report.ok:
         return report
     writer = Writer(kb, wait)
     with writer.locked():
         tree = kb.head_tree()
-        paths = sorted({p.path for p in report.problems if p.check in ("worktree", "index")})
+        paths = sorted({p.path for p in report.problems if p.check in ("worktree", "index") and not path_problem(p.path)})
         edited = [p for p in paths if (kb.root / p).is_file() and kb.objects.read_path(tree, p) != (kb.root / p).read_bytes()]
         if edited:
             backup = kb.openkb_dir / "fsck-backup" / time.strftime("%Y%m%d-%H%M%S")
@@ -185,11 +297,37 @@ def repair(kb: KB, *, wait: float = 0.0) -> FsckReport:
         if paths:
             reset_paths(kb, tree, paths)
             report.repaired += paths
-        if any(p.check == "views" for p in report.problems):
+        restored = _restore_deleted_files(kb, writer, report)
+        report.repaired += restored
+        if any(p.check == "views" for p in report.problems) or restored:
             from ..history import MEMO_FILE, drop_memo
 
             if any(p.path.endswith(MEMO_FILE) for p in report.problems):
                 drop_memo(kb)
             update_views(kb, writer.registry, full=True)
             report.repaired += sorted({p.path for p in report.problems if p.check == "views"})
+    report.unrepaired = [p for p in report.problems if not p.repairable]
     return report
+
+
+def _restore_deleted_files(kb: KB, writer: Writer, report: FsckReport) -> list[str]:
+    """Commit, as one `edit`, the files records name that HEAD lacks but history holds."""
+    from ..protocol.commit import Mutation, commit_mutation
+
+    tree = kb.head_tree()
+    changes = {}
+    for record in Registry(kb.objects).view(tree).records.values():
+        if record_path_problems(record):
+            continue
+        for path in record.get("files", []):
+            if kb.objects.lookup(tree, path) is None:
+                found = _in_history(kb, path)
+                if found:
+                    changes[path] = kb.objects.blob_bytes(found[1])
+    if not changes:
+        return []
+    body = "\n".join(f"restored: {path}" for path in sorted(changes))
+    mutation = Mutation(op="edit", subject=f"edit: fsck restored {len(changes)} file(s) a record names",
+                        body=body, changes=changes)
+    commit_mutation(kb, writer.registry, kb.head(), mutation)
+    return sorted(changes)
