@@ -176,3 +176,268 @@ def test_find_edits_never_reads_a_dotdot_path(tmp_path):
     (tmp_path / "victim.txt").write_text("secret\n")
     k = KB(kb)
     assert find_edits(k, k.head_tree(), ["../victim.txt", "raw/../../victim.txt"]) == {}
+
+
+# -- case 9: names within limits ------------------------------------------------------------------
+
+
+def test_long_stems_are_shortened_and_every_file_is_tried(tmp_path, kb):
+    src = tmp_path / "long"
+    src.mkdir()
+    stems = ["a" * 239, "b" * 251, "c" * 252, "d" * 200 + "文" * 17, "文" * 80]  # 252 + ".md" = 255
+    for n, stem in enumerate(stems):
+        (src / f"{stem}.md").write_text(f"# Title {n}\n\nBody text number {n} about archives.\n")
+    (src / "zz-last.md").write_text("# Last\n\nThe file after the long ones.\n")
+
+    proc = run_openkb("add", src, cwd=kb)
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "6 added" in proc.stdout, proc.stdout
+    docs = json.loads(run_openkb("list", "--json", cwd=kb, check=True).stdout)
+    names = [d["doc"] for d in docs]
+    assert len(names) == 6 and "zz-last" in names
+    longest = max(len(n.encode()) for n in names)
+    assert longest <= 218, longest
+    for path in git(kb, "-c", "core.quotepath=off", "ls-files", "-z").split("\0")[:-1]:
+        assert all(len(part.encode()) + len(".openkb-tmp") + 1 <= 255 for part in path.split("/")), path
+    assert_consistent(kb)
+    again = run_openkb("add", src, cwd=kb)  # deterministic: the same sources are found again
+    assert again.returncode == 0 and "0 added" in again.stdout, again.stdout
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / f"{'c' * 252}.md").write_text("# Another\n\nA different file with the same long stem.\n")
+    clash = run_openkb("add", other, cwd=kb)
+    assert clash.returncode == 0 and "1 added" in clash.stdout, clash.stdout + clash.stderr
+    assert_consistent(kb)
+
+
+def test_a_kb_stuck_on_a_long_committed_name_is_writable_again(tmp_path):
+    """The state the old naming left: a commit naming raw/<245 bytes>.md, projection failed
+    on its 260-byte temporary, the journal still there; every writer failed for good."""
+    from openkb_git.kb import KB
+    from openkb_git.protocol.journal import Journal, new_journal_id, write_journal
+
+    kb, src = _kb_with(tmp_path, ["7z.md"])
+    path = f"raw/{'é' * 122}x.md"  # 248-byte file name: `.{name}.openkb-tmp` is 260
+    base = _head(kb)
+    blob = subprocess.run(["git", "-C", str(kb), "hash-object", "-w", "--stdin"], input="long\n",
+                          capture_output=True, text=True, check=True).stdout.strip()
+    env = {**os.environ, "GIT_INDEX_FILE": str(tmp_path / "crafted-index")}
+    subprocess.run(["git", "-C", str(kb), "read-tree", "HEAD"], env=env, check=True)
+    subprocess.run(["git", "-C", str(kb), "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}"],
+                   env=env, check=True)
+    tree = subprocess.run(["git", "-C", str(kb), "write-tree"], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    journal_id = new_journal_id()
+    new = _commit_tree(kb, tree, base, f"edit: long name\n\nOpenKB-Op: edit\nOpenKB-Journal: {journal_id}")
+    write_journal(KB(kb).journal_dir, Journal(id=journal_id, op="edit", base=base, new=new, paths=[path],
+                                              blobs={path: [None, blob]}))
+
+    proc = run_openkb("recover", cwd=kb)
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (kb / path).read_text() == "long\n"
+    copy_tldr(src, ["cp.md"])
+    run_openkb("add", src / "cp.md", cwd=kb, check=True)
+    assert_consistent(kb)
+
+
+# -- case 17: the KB's own files are not sources --------------------------------------------------
+
+
+def test_add_dot_inside_a_kb_never_ingests_its_own_pages(tmp_path):
+    kb, _src = _kb_with(tmp_path)
+    (kb / "raw" / "dropped.md").write_text("# Dropped\n\nA file dropped into raw/ by hand.\n")
+
+    first = run_openkb("add", ".", cwd=kb)
+    second = run_openkb("add", ".", cwd=kb)
+
+    out = first.stdout + first.stderr
+    assert "wiki" in out and "refused" in out, out
+    docs = [d["doc"] for d in json.loads(run_openkb("list", "--json", cwd=kb, check=True).stdout)]
+    assert sorted(docs) == ["7z", "dropped", "ls", "tar"], docs
+    assert "0 added" in second.stdout, second.stdout
+    for given in ["wiki/summaries/7z.md", "wiki", ".openkb/registry/7z.json", ".git/HEAD"]:
+        proc = run_openkb("add", given, cwd=kb)
+        assert proc.returncode == 1 and "refused" in proc.stdout + proc.stderr, (given, proc.stdout, proc.stderr)
+    tracked = run_openkb("add", "raw/7z.md", cwd=kb)
+    assert tracked.returncode == 0 and "tracked in raw/" in tracked.stdout + tracked.stderr, tracked.stdout
+    assert len(json.loads(run_openkb("list", "--json", cwd=kb, check=True).stdout)) == 4
+    assert_consistent(kb)
+
+
+# -- case 19: fsck covers what users break --------------------------------------------------------
+
+
+def _fsck(kb: Path, *args) -> subprocess.CompletedProcess:
+    return run_openkb("fsck", *args, cwd=kb)
+
+
+@pytest.mark.parametrize("damage", ["delete", "garbage", "array", "wrong-name"])
+def test_a_hand_broken_record_is_not_committed_as_an_edit(tmp_path, damage):
+    kb, src = _kb_with(tmp_path)
+    record = kb / ".openkb" / "registry" / "7z.json"
+    if damage == "delete":
+        record.unlink()
+    elif damage == "garbage":
+        record.write_text('{"doc_name": "7z", "fi')
+    elif damage == "array":
+        record.write_text("[1, 2]\n")
+    else:
+        record.write_text(json.dumps({**json.loads(record.read_text()), "doc_name": "other"}))
+    head = _head(kb)
+    copy_tldr(src, ["cp.md"])
+
+    add = run_openkb("add", src / "cp.md", cwd=kb)
+
+    assert add.returncode == 6 and ".openkb/registry/7z.json" in add.stderr, add.stdout + add.stderr
+    assert "git checkout HEAD -- .openkb/registry/7z.json" in add.stderr and "openkb remove 7z" in add.stderr
+    assert _head(kb) == head
+    check = _fsck(kb)
+    assert check.returncode == 1 and ".openkb/registry/7z.json" in check.stdout, check.stdout
+    repair = _fsck(kb, "--repair")
+    assert repair.returncode == 1, repair.stdout
+    assert _fsck(kb).returncode == 0
+    run_openkb("add", src / "cp.md", cwd=kb, check=True)
+    assert "7z" in run_openkb("list", cwd=kb, check=True).stdout
+    assert_consistent(kb)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbage"])
+def test_a_committed_missing_record_is_found_and_its_doc_removable(tmp_path, damage):
+    kb, _src = _kb_with(tmp_path)
+    record = ".openkb/registry/7z.json"
+    if damage == "deleted":
+        git(kb, "rm", "-q", record)
+    else:
+        (kb / record).write_text("not json\n")
+        git(kb, "add", record)
+    git(kb, "commit", "-qm", "someone broke a record")
+
+    check = _fsck(kb)
+    assert check.returncode == 1, check.stdout
+    for path in ["raw/7z.md", "wiki/summaries/7z.md", "wiki/sources/7z.md", "wiki/index.md"]:
+        assert path in check.stdout, (path, check.stdout)
+    assert "openkb remove 7z" in check.stdout and "git checkout" in check.stdout
+
+    remove = run_openkb("remove", "7z", cwd=kb)
+    assert remove.returncode == 0, remove.stdout + remove.stderr
+    tracked = git(kb, "ls-files")
+    assert "7z" not in tracked and "[[summaries/7z]]" not in (kb / "wiki" / "index.md").read_text()
+    for page in (kb / "wiki" / "concepts").glob("*.md"):
+        assert "[[summaries/7z]]" not in page.read_text(), page
+    after = _fsck(kb)
+    assert after.returncode == 0, after.stdout
+    assert_consistent(kb)
+
+
+def test_a_committed_deleted_summary_is_restored_by_repair(tmp_path):
+    kb, _src = _kb_with(tmp_path)
+    summary = "wiki/summaries/7z.md"
+    content = (kb / summary).read_text()
+    git(kb, "rm", "-q", summary)
+    git(kb, "commit", "-qm", "deleted a summary by hand")
+
+    check = _fsck(kb)
+    assert check.returncode == 1 and summary in check.stdout and "--repair restores it" in check.stdout, check.stdout
+    repair = _fsck(kb, "--repair")
+    assert repair.returncode == 1 and summary in repair.stdout, repair.stdout
+    assert (kb / summary).read_text() == content
+    assert _fsck(kb).returncode == 0
+    assert_consistent(kb)
+
+
+def _damage_blob(kb: Path, path: str) -> str:
+    blob = git(kb, "rev-parse", f"HEAD:{path}").strip()
+    for idx in (kb / ".git" / "objects" / "pack").glob("*.idx"):
+        listing = git(kb, "verify-pack", "-v", str(idx))
+        for line in listing.splitlines():
+            if line.startswith(blob):
+                offset = int(line.split()[4])
+                pack = idx.with_suffix(".pack")
+                data = bytearray(pack.read_bytes())
+                data[offset + 8] ^= 0xFF  # inside the deflated content
+                pack.chmod(0o644)
+                pack.write_bytes(bytes(data))
+                return blob
+    loose = kb / ".git" / "objects" / blob[:2] / blob[2:]
+    data = bytearray(loose.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    loose.chmod(0o644)
+    loose.write_bytes(bytes(data))
+    return blob
+
+
+def test_a_damaged_blob_is_restored_from_its_intact_working_tree_copy(tmp_path):
+    kb, _src = _kb_with(tmp_path)
+    blob = _damage_blob(kb, "raw/7z.md")
+    assert subprocess.run(["git", "-C", str(kb), "cat-file", "-p", blob], capture_output=True).returncode != 0
+
+    check = _fsck(kb)
+    assert check.returncode == 1 and "intact copy" in check.stdout, check.stdout  # raw/ or wiki/sources/7z.md
+    assert "--repair writes it back" in check.stdout
+    repair = _fsck(kb, "--repair")
+    assert "Traceback" not in repair.stderr, repair.stderr
+    assert "7z.md" in repair.stdout and "cannot repair" not in repair.stdout, repair.stdout
+
+    assert _fsck(kb).returncode == 0
+    assert git(kb, "cat-file", "-p", blob) == (kb / "raw" / "7z.md").read_text()
+    assert_consistent(kb)
+
+
+def test_damage_without_an_intact_copy_says_what_cannot_be_repaired(tmp_path):
+    kb, _src = _kb_with(tmp_path)
+    _damage_blob(kb, "raw/7z.md")
+    for copy in ["raw/7z.md", "wiki/sources/7z.md"]:  # the same content: one blob
+        (kb / copy).write_text("changed by hand\n")
+
+    repair = _fsck(kb, "--repair")
+
+    assert repair.returncode == 1 and "Traceback" not in repair.stderr, repair.stdout + repair.stderr
+    assert "cannot repair" in repair.stdout and "no intact copy" in repair.stdout, repair.stdout
+
+
+# -- case 18: reads during a write never cry wolf -------------------------------------------------
+
+
+def _reads_during_an_add(tmp_path: Path, files: int, rounds: int) -> tuple[list[str], int, int]:
+    import sys
+
+    kb, _src = _kb_with(tmp_path, ["7z.md"])
+    names = sorted(p.name for p in (TLDR / "common").glob("*.md"))[10:10 + files]
+    src = copy_tldr(tmp_path / "many", names)
+    writer = subprocess.Popen([sys.executable, "-m", "openkb_git", "add", "--jobs", "1", str(src)], cwd=kb,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    alarms, reads, during = [], 0, 0
+    try:
+        while writer.poll() is None and reads < rounds:
+            st = run_openkb("status", "--json", cwd=kb)
+            status = json.loads(st.stdout)
+            if st.returncode != 0 or status["dirty"] or status["pending_journals"]:
+                alarms.append(f"status: {status['dirty']} {status['pending_journals']} rc={st.returncode}")
+            fs = run_openkb("fsck", "--json", cwd=kb)
+            report = json.loads(fs.stdout)
+            if fs.returncode not in (0, 3) or report["problems"]:
+                alarms.append(f"fsck rc={fs.returncode}: {report['problems'][:3]}")
+            reads += 1
+            during += writer.poll() is None
+    finally:
+        out, err = writer.communicate(timeout=600)
+    assert writer.returncode == 0, out + err
+    assert_consistent(kb)
+    assert run_openkb("fsck", cwd=kb).returncode == 0
+    return alarms, reads, during
+
+
+def test_status_and_fsck_during_an_add_raise_no_false_alarm(tmp_path):
+    alarms, reads, during = _reads_during_an_add(tmp_path, files=120, rounds=6)
+    assert during >= 3, (reads, during)  # the reads really overlapped the writer
+    assert alarms == [], alarms
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("OPENKB_SLOW"), reason="slow: set OPENKB_SLOW=1")
+def test_many_reads_during_a_long_add_raise_no_false_alarm(tmp_path):
+    alarms, reads, during = _reads_during_an_add(tmp_path, files=150, rounds=40)
+    assert during >= 20, (reads, during)
+    assert alarms == [], alarms

@@ -335,6 +335,11 @@ class ObjectStore:
             if evicted is not None:
                 evicted.close()
 
+    def rewrite_loose(self, objects: list) -> None:
+        """Write ``objects`` as loose objects even when the store holds them: a damaged stored
+        copy (loose, or in a pack, which Git then falls back from) is replaced by a good one."""
+        self._write_loose(objects)
+
     def _write_loose(self, objects: list) -> None:
         """Each object as a loose object, fsynced, then the fan-out folders fsynced."""
         touched_dirs: set[Path] = set()

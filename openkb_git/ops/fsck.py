@@ -9,6 +9,7 @@ history, and pending journals.
 
 from __future__ import annotations
 
+import re
 import shutil
 import stat as statmod
 import subprocess
@@ -16,6 +17,8 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from ..fsutil import makedirs, write_file
+from ..git.index import record_sha
+from ..git.objects import blob_id
 from ..kb import KB
 from ..protocol.journal import list_journals
 from ..protocol.recovery import reset_paths
@@ -43,35 +46,81 @@ class FsckReport:
     repaired: list[str] = field(default_factory=list)
     unrepaired: list[Problem] = field(default_factory=list)
     backup: str | None = None
+    writer: dict | None = None  # a writer kept running: only the object store was checked
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and self.writer is None
 
     def to_json(self) -> dict:
         return {"head": self.head, "ok": self.ok, "problems": [asdict(p) for p in self.problems],
                 "repaired": self.repaired, "unrepaired": [asdict(p) for p in self.unrepaired],
-                "backup": self.backup}
+                "backup": self.backup, "writer": self.writer}
 
 
-def fsck(kb: KB) -> FsckReport:
-    """Check everything; changes nothing."""
+def fsck(kb: KB, *, settle: bool = True) -> FsckReport:
+    """Check everything; changes nothing. The object store is checked first; the rest
+    (working tree, index, registry, views, journals) is read while no writer is active
+    (``settle``, see `read.at_rest`): when a writer keeps running, ``writer`` names it and
+    those checks are not reported, as a writer's in-flight changes are not damage."""
+    from .read import at_rest
+
     head = kb.head()
-    tree = kb.head_tree(head)
     report = FsckReport(head=head.decode() if head else None)
-    report.problems += check_objects(kb, head)
-    report.problems += check_tree(kb, tree)
+    if not settle:
+        report.problems += check_objects(kb, head)
+        report.problems += _check_at(kb, head)
+        return report
+    damage, writer = _objects_at_rest(kb)
+    report.problems += damage
+    found, writer = at_rest(kb, _check_at) if writer is None else (None, writer)
+    if writer is not None:
+        report.writer = writer
+    else:
+        report.problems += found
+    return report
+
+
+def _objects_at_rest(kb: KB, attempts: int = 4) -> tuple[list[Problem], dict | None]:
+    """check_objects, trusted only when no writer was active around it: `git fsck` started
+    before a writer's new pack or reflog entry can report that entry as invalid. Returns
+    (problems, None), or ([], holder) when a writer was active at every attempt."""
+    from ..lock import KBLock
+
+    lock = KBLock(kb.openkb_dir)
+    holder: dict | None = None
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(0.2 * attempt)
+        before, head = lock.probe(), kb.head()
+        problems = check_objects(kb, head)
+        if not problems:
+            return [], None
+        after = lock.probe()
+        if before is None and after is None and kb.head() == head:
+            return problems, None
+        holder = after or before or {}
+    return [], holder
+
+
+def _check_at(kb: KB, head: bytes | None) -> list[Problem]:
+    tree = kb.head_tree(head)
+    problems = check_tree(kb, tree)
     for path, data in sorted(find_edits(kb, tree).items()):
-        report.problems.append(Problem("worktree", path, "deleted" if data is None else "differs from HEAD"))
-    report.problems += check_index(kb, tree)
+        problems.append(Problem("worktree", path, "deleted" if data is None else "differs from HEAD"))
+    problems += check_index(kb, tree)
     registry = Registry(kb.objects)
     records = registry.view(tree).records
-    report.problems += check_registry(kb, tree, records, registry)
-    report.problems += check_views(kb, records)
+    problems += check_registry(kb, tree, records, registry)
+    problems += check_views(kb, records)
     for journal in list_journals(kb.journal_dir):
-        report.problems.append(Problem("journal", journal.relative_to(kb.root).as_posix(),
-                                       "an interrupted mutation (recovery resets it)"))
-    return report
+        problems.append(Problem("journal", journal.relative_to(kb.root).as_posix(),
+                                "an interrupted mutation (recovery resets it)"))
+    return problems
+
+
+NO_COPY_FIX = ("cannot be repaired from this knowledge base (no intact copy in its working tree): restore "
+               "`.git` from a backup or clone the KB again from a remote that has the object")
 
 
 def check_objects(kb: KB, head: bytes | None) -> list[Problem]:
@@ -82,8 +131,22 @@ def check_objects(kb: KB, head: bytes | None) -> list[Problem]:
                               capture_output=True, text=True)
         lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
         if proc.returncode != 0 or lines:
-            return [Problem("objects", ".git", line) for line in lines] or \
-                [Problem("objects", ".git", f"git fsck exited {proc.returncode}")]
+            problems = [Problem("objects", ".git", line, "", repairable=False) for line in lines] or \
+                [Problem("objects", ".git", f"git fsck exited {proc.returncode}", "", repairable=False)]
+            kb.damaged_objects = _damaged_ids(lines)  # repair leaves paths naming them alone
+            copies = _intact_copies(kb, head, kb.damaged_objects)
+            for sha, path in sorted(copies.items()):
+                problems.append(Problem("objects", path, f"object {sha} is damaged or missing; the working-tree "
+                                        f"file {path} is an intact copy of it",
+                                        f"--repair writes it back from {path} (`git hash-object -w` does not: "
+                                        "Git takes a damaged stored copy for present)"))
+            fix = ("--repair restores every damaged object from the working tree (see below)"
+                   if copies and len(copies) == len(_damaged_ids(lines)) else NO_COPY_FIX)
+            for problem in problems:
+                if not problem.fix:
+                    problem.fix = fix
+                    problem.repairable = fix != NO_COPY_FIX
+            return problems
         return []
     problems = []
     seen: set[bytes] = set()
@@ -97,6 +160,67 @@ def check_objects(kb: KB, head: bytes | None) -> list[Problem]:
             break
         sha = commit.parents[0] if commit.parents else None
     return problems
+
+
+_HEX_ID = re.compile(r"(?<![0-9a-f-])([0-9a-f]{40})(?![0-9a-f])")
+_LOOSE_PATH = re.compile(r"objects/([0-9a-f]{2})/([0-9a-f]{38})")
+
+
+def _damaged_ids(lines: list[str]) -> set[str]:
+    """Object ids `git fsck` names as damaged or missing (not pack names, not the trees and
+    commits that merely point at them)."""
+    out = set()
+    for line in lines:
+        if "broken link from" in line or "dangling" in line:
+            continue
+        out.update(f"{a}{b}" for a, b in _LOOSE_PATH.findall(line))
+        if _LOOSE_PATH.search(line) is None:
+            out.update(_HEX_ID.findall(line))
+    return out
+
+
+def _intact_copies(kb: KB, head: bytes | None, damaged: set[str]) -> dict[str, str]:
+    """{damaged blob id: working-tree path whose content has exactly that id}."""
+    if not damaged:
+        return {}
+    try:
+        ids = kb.objects.file_ids(kb.head_tree(head))
+    except Exception:  # the damaged object is a tree on the way: look at every tracked file
+        ids = {key: record_sha(record) for key, record in kb.index.records().items()}
+    out: dict[str, str] = {}
+    for key, sha in ids.items():
+        text = sha.decode()
+        path = key.decode("utf-8", "surrogateescape")
+        if text in damaged and text not in out and not path_problem(path):
+            try:
+                data = (kb.root / path).read_bytes()
+            except OSError:
+                continue
+            if blob_id(data) == sha:
+                out[text] = path
+    return out
+
+
+def _restore_objects(kb: KB, report: FsckReport) -> list[str]:
+    """Write back the damaged objects the working tree holds intact copies of; repack when a
+    damaged copy sat in a pack (Git then drops it). Returns the paths used."""
+    from ..git.objects import RawObject
+
+    restored = []
+    for problem in report.problems:
+        if problem.check != "objects" or problem.path == ".git" or not problem.repairable:
+            continue
+        data = (kb.root / problem.path).read_bytes()
+        kb.objects.rewrite_loose([RawObject(b"blob", data)])
+        restored.append(problem.path)
+    if restored and shutil.which("git"):
+        subprocess.run(["git", "-C", str(kb.root), "repack", "-a", "-d", "-q"], capture_output=True)
+    return restored
+
+
+def _names_object(kb: KB, tree: bytes | None, path: str, ids: set[str]) -> bool:
+    entry = kb.objects.lookup(tree, path) if ids else None
+    return entry is not None and entry[1].decode() in ids
 
 
 def _walk_tree(kb: KB, tree: bytes, seen: set[bytes]) -> None:
@@ -283,8 +407,17 @@ def repair(kb: KB, *, wait: float = 0.0) -> FsckReport:
         return report
     writer = Writer(kb, wait)
     with writer.locked():
+        if report.writer is not None:  # it has finished now: check again, under the lock
+            report = fsck(kb, settle=False)
+        restored_objects = _restore_objects(kb, report)
+        report.repaired += restored_objects
         tree = kb.head_tree()
         paths = sorted({p.path for p in report.problems if p.check in ("worktree", "index") and not path_problem(p.path)})
+        lost = set() if restored_objects else getattr(kb, "damaged_objects", set())
+        for path in [p for p in paths if _names_object(kb, tree, p, lost)]:
+            paths.remove(path)  # resetting it would read the damaged object: the working-tree file is kept
+            report.problems.append(Problem("worktree", path, "not reset: its content at HEAD is a damaged object",
+                                           "the working-tree file is kept as it is; " + NO_COPY_FIX, repairable=False))
         edited = [p for p in paths if (kb.root / p).is_file() and kb.objects.read_path(tree, p) != (kb.root / p).read_bytes()]
         if edited:
             backup = kb.openkb_dir / "fsck-backup" / time.strftime("%Y%m%d-%H%M%S")
