@@ -10,6 +10,9 @@ backslash, every component within 255 bytes.
 
 from __future__ import annotations
 
+import os
+import stat
+
 from .errors import DamageError
 
 NAME_MAX = 255  # bytes in one file name (ext4, xfs, apfs, ntfs as UTF-16 is more lenient)
@@ -130,3 +133,29 @@ def check_record_paths(record: dict, *, where: str) -> None:
     """Raise UnsafePathError naming ``where`` (the record's path) for the first unsafe path it names."""
     for path, problem in record_path_problems(record):
         raise UnsafePathError(path, problem, where)
+
+
+def link_on_the_way(root: os.PathLike, path: str) -> str | None:
+    """The folder on the way to ``path`` (KB-relative) that is a symbolic link, or a file,
+    in the working tree — or None. As Git's `has_symlink_leading_path`: nothing is read,
+    written or deleted beyond a symbolic link (a tree can carry `raw -> ../elsewhere`)."""
+    parts = path.split("/")[:-1]
+    current = os.fspath(root)
+    for n, part in enumerate(parts):
+        current = os.path.join(current, part)
+        try:
+            mode = os.lstat(current).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISDIR(mode):
+            return "/".join(parts[: n + 1])
+    return None
+
+
+def check_worktree_path(root: os.PathLike, path: str, *, where: str = "") -> str:
+    """``path`` when it is safe and no folder on its way is a symbolic link; else UnsafePathError."""
+    check_path(path, where=where)
+    link = link_on_the_way(root, path)
+    if link is not None:
+        raise UnsafePathError(path, f"'{link}' is a symbolic link (or a file) in the working tree", where)
+    return path

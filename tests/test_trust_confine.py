@@ -441,3 +441,30 @@ def test_many_reads_during_a_long_add_raise_no_false_alarm(tmp_path):
     alarms, reads, during = _reads_during_an_add(tmp_path, files=150, rounds=40)
     assert during >= 20, (reads, during)
     assert alarms == [], alarms
+
+
+def test_nothing_is_read_written_or_deleted_beyond_a_committed_symlink(tmp_path):
+    """A tree can carry `raw -> ../outside`: a clone checks it out, and every path under raw/
+    then leads outside the KB (Git itself refuses to go beyond a symbolic link)."""
+    kb, src = _kb_with(tmp_path, ["7z.md", "tar.md"])
+    git(kb, "rm", "-rq", "raw")
+    os.symlink("../outside", kb / "raw")
+    git(kb, "add", "raw")
+    git(kb, "commit", "-qm", "raw is a link")
+    clone = _clone(kb, tmp_path / "elsewhere")
+    outside = clone.parent / "outside"
+    outside.mkdir()
+    (outside / "7z.md").write_text("precious\n")
+    (outside / "tar.md").write_text("also precious\n")
+    copy_tldr(src, ["cp.md"])
+
+    results = [run_openkb("remove", "7z", cwd=clone), run_openkb("add", src / "cp.md", cwd=clone),
+               run_openkb("fsck", "--repair", cwd=clone), run_openkb("remove", "tar", cwd=clone)]
+
+    assert (outside / "7z.md").read_text() == "precious\n" and (outside / "tar.md").read_text() == "also precious\n"
+    assert sorted(p.name for p in outside.iterdir()) == ["7z.md", "tar.md"]
+    assert "precious" not in git(clone, "log", "-p", "--all")
+    assert all("Traceback" not in r.stderr for r in results), [r.stderr for r in results]
+    assert results[1].returncode == 6 and "'raw' is a symbolic link" in results[1].stderr, results[1].stderr
+    fsck = run_openkb("fsck", cwd=clone)
+    assert fsck.returncode == 1 and "raw: a symbolic link" in fsck.stdout, fsck.stdout

@@ -104,7 +104,7 @@ def scan(kb: KB, inputs: list[Path]) -> tuple[list[tuple[Path, str]], list[FileR
     refused: list[FileResult] = []
     seen: set[str] = set()
     protected = [(kb.root / ".git").resolve(), kb.openkb_dir.resolve(), (kb.root / "wiki").resolve()]
-    why_protected = "inside the knowledge base's own .git, .openkb or wiki/ (its own pages are not sources); refused"
+    why_protected = "inside the knowledge base's own .git or .openkb or wiki/ (its own pages are not sources); refused"
     raw_dir = (kb.root / "raw").resolve()
     head_tree = kb.head_tree()
 

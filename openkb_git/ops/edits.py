@@ -11,7 +11,7 @@ from ..errors import DamageError, OpenKBError
 from ..git.index import record_sha, stat_matches
 from ..git.objects import blob_id
 from ..kb import KB
-from ..paths import path_problem, record_path_problems
+from ..paths import link_on_the_way, path_problem, record_path_problems
 from ..protocol.commit import Committed, Mutation, commit_mutation
 from ..registry import Registry
 
@@ -87,6 +87,8 @@ def find_edits(kb: KB, tree: bytes | None, paths: list[str] | None = None, *,
             head_entry = kb.objects.lookup(tree, key.decode("utf-8", "surrogateescape"))
             head_sha = head_entry[1] if head_entry and not statmod.S_ISDIR(head_entry[0]) else None
         target = root + key
+        if b"/" in key and link_on_the_way(kb.root, key.decode("utf-8", "surrogateescape")) is not None:
+            continue  # beyond a symbolic link: never read (`openkb fsck` reports it)
         try:
             st = os.lstat(target)
         except (FileNotFoundError, NotADirectoryError):

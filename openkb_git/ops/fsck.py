@@ -22,7 +22,7 @@ from ..git.objects import blob_id
 from ..kb import KB
 from ..protocol.journal import list_journals
 from ..protocol.recovery import reset_paths
-from ..paths import path_problem, record_path_problems
+from ..paths import link_on_the_way, path_problem, record_path_problems
 from ..registry import Registry, record_path
 from ..views import HASHES, LOG, hashes_json, update_views
 from .contribution import document_files, owner_by_layout
@@ -256,6 +256,10 @@ def check_tree(kb: KB, tree: bytes | None) -> list[Problem]:
                                         UNSAFE_TREE_FIX, repairable=False))
             elif statmod.S_ISDIR(mode):
                 pending.append((base + name + b"/", child))
+            elif statmod.S_ISLNK(mode):
+                problems.append(Problem("tree", path, "a symbolic link: openkb never reads, writes or deletes "
+                                        "beyond it", f"replace it by a folder or a file (`git rm {path}`, then "
+                                        "`git commit`), or use a trusted clone", repairable=False))
     return problems
 
 
@@ -306,8 +310,10 @@ def check_registry(kb: KB, tree: bytes | None, records: dict[str, dict], registr
             continue
         for path in record.get("files", []):
             if kb.objects.lookup(tree, path) is None:
-                found = _in_history(kb, path)
+                link = link_on_the_way(kb.root, path)
+                found = _in_history(kb, path) if link is None else None
                 fix = (f"--repair restores it from commit {found[0].decode()[:7]}" if found else
+                       f"'{link}' is a symbolic link: replace it by a folder first" if link else
                        f"not in any commit: `openkb remove {doc}` then add its source again")
                 problems.append(Problem("registry", where, f"names {path}, which is not in HEAD", fix,
                                         repairable=found is not None))
@@ -453,7 +459,7 @@ def _restore_deleted_files(kb: KB, writer: Writer, report: FsckReport) -> list[s
         if record_path_problems(record):
             continue
         for path in record.get("files", []):
-            if kb.objects.lookup(tree, path) is None:
+            if kb.objects.lookup(tree, path) is None and link_on_the_way(kb.root, path) is None:
                 found = _in_history(kb, path)
                 if found:
                     changes[path] = kb.objects.blob_bytes(found[1])

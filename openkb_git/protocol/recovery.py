@@ -22,7 +22,7 @@ from ..fsutil import TMP_SUFFIX, fsync_dir, makedirs, prune_empty_dirs, remove_f
 from ..git.index import FILE_MODE, IndexCorruptError
 from ..git.objects import blob_id
 from ..kb import KB
-from ..paths import path_problem
+from ..paths import link_on_the_way, path_problem
 from ..registry import Registry
 from ..views import update_views, view_paths, views_are_current
 from .commit import make_durable
@@ -108,7 +108,7 @@ def reset_paths(kb: KB, tree: bytes | None, paths: list[str], known: dict[str, s
     changed = 0
     index_updates: dict[str, bytes | None] = {}
     for path in paths:
-        if path_problem(path):
+        if path_problem(path) or link_on_the_way(kb.root, path):
             continue  # never followed: a crafted tree or journal (`openkb fsck` reports it)
         target = kb.root / path
         _remove_temporaries_near(target)
@@ -151,7 +151,7 @@ def rebuild_index(kb: KB, tree: bytes | None) -> int:
     stats = {}
     restored = []
     for path, _mode, sha in kb.objects.walk_files(tree):
-        if path_problem(path):
+        if path_problem(path) or link_on_the_way(kb.root, path):
             continue  # never followed: a crafted tree (`openkb fsck` reports it)
         target = kb.root / path
         _remove_temporaries_near(target)
