@@ -76,8 +76,14 @@ def replace(src: Path, dst: Path) -> None:
 
 
 def temporary_for(path: Path) -> Path:
-    """The temporary file `write_file` writes before renaming it to ``path``."""
-    return path.with_name(f".{path.name}{TMP_SUFFIX}")
+    """The temporary file `write_file` writes before renaming it to ``path``: `.<name>.openkb-tmp`,
+    or, when that would not fit a file name (255 bytes), `.<sha256(name)[:16]>.openkb-tmp`."""
+    name = f".{path.name}{TMP_SUFFIX}"
+    if len(os.fsencode(name)) > 255:
+        import hashlib
+
+        name = f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]}{TMP_SUFFIX}"
+    return path.with_name(name)
 
 
 def write_file(path: Path, data: bytes, *, sync: bool, mode: int = 0o644) -> None:

@@ -10,6 +10,9 @@ backslash, every component within 255 bytes.
 
 from __future__ import annotations
 
+import os
+import stat
+
 from .errors import DamageError
 
 NAME_MAX = 255  # bytes in one file name (ext4, xfs, apfs, ntfs as UTF-16 is more lenient)
@@ -82,9 +85,77 @@ def check_path(path: str, *, where: str = "") -> str:
     return path
 
 
+def document_path_problem(path) -> str | None:
+    """Why ``path`` may not be a document's own file (unsafe, or outside raw/ and wiki/), or None."""
+    if not isinstance(path, str):
+        return "not a text path"
+    problem = path_problem(path)
+    if problem is None and not path.startswith(DOCUMENT_ROOTS):
+        problem = "outside raw/ and wiki/"
+    return problem
+
+
 def check_document_path(path: str, *, where: str = "") -> str:
     """``path`` when it is safe and inside the folders a document may own (raw/, wiki/)."""
+    problem = document_path_problem(path)
+    if problem:
+        raise UnsafePathError(path, problem, where)
+    return path
+
+
+RECORD_PATH_FIELDS = ("raw_path", "source_path", "summary_path")
+
+
+def record_path_problems(record: dict) -> list[tuple[str, str]]:
+    """[(path, problem)] for every path a registry record names (``files``, ``raw_path``,
+    ``source_path``, ``summary_path``, concept slugs) that a document may not own."""
+    out = []
+    files = record.get("files", [])
+    if not isinstance(files, list):
+        out.append((repr(files), "`files` is not a list"))
+        files = []
+    named = list(files) + [record[k] for k in RECORD_PATH_FIELDS if record.get(k)]
+    for path in named:
+        problem = document_path_problem(path)
+        if problem:
+            out.append((str(path), problem))
+    concepts = record.get("concepts", [])
+    for slug in concepts if isinstance(concepts, list) else [concepts]:
+        problem = path_problem(slug) if isinstance(slug, str) else "not a text name"
+        if problem is None and "/" in slug:
+            problem = "contains a slash"
+        if problem:
+            out.append((f"wiki/concepts/{slug}.md", f"concept {problem}"))
+    return out
+
+
+def check_record_paths(record: dict, *, where: str) -> None:
+    """Raise UnsafePathError naming ``where`` (the record's path) for the first unsafe path it names."""
+    for path, problem in record_path_problems(record):
+        raise UnsafePathError(path, problem, where)
+
+
+def link_on_the_way(root: os.PathLike, path: str) -> str | None:
+    """The folder on the way to ``path`` (KB-relative) that is a symbolic link, or a file,
+    in the working tree — or None. As Git's `has_symlink_leading_path`: nothing is read,
+    written or deleted beyond a symbolic link (a tree can carry `raw -> ../elsewhere`)."""
+    parts = path.split("/")[:-1]
+    current = os.fspath(root)
+    for n, part in enumerate(parts):
+        current = os.path.join(current, part)
+        try:
+            mode = os.lstat(current).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISDIR(mode):
+            return "/".join(parts[: n + 1])
+    return None
+
+
+def check_worktree_path(root: os.PathLike, path: str, *, where: str = "") -> str:
+    """``path`` when it is safe and no folder on its way is a symbolic link; else UnsafePathError."""
     check_path(path, where=where)
-    if not path.startswith(DOCUMENT_ROOTS):
-        raise UnsafePathError(path, "outside raw/ and wiki/", where)
+    link = link_on_the_way(root, path)
+    if link is not None:
+        raise UnsafePathError(path, f"'{link}' is a symbolic link (or a file) in the working tree", where)
     return path

@@ -15,6 +15,10 @@ from .kb import REGISTRY_DIR
 
 _SAFE_STEM_RE = re.compile(r"[^\w\-]+")
 SUFFIX_LEN = 8
+# The longest doc name a stem gives, in UTF-8 bytes, before the clash suffix (-<8 hex>): every
+# file name derived from a doc name then fits NAME_MAX (255) with room to spare, temporaries
+# included — `.<doc>-<8 hex>.markdown.openkb-tmp` is 1 + 218 + 9 + 9 + 11 = 248 bytes.
+MAX_NAME_BYTES = 218
 RECORD_MEMO = "records.cache"  # in .openkb/
 MEMO_MIN = 64  # a view reading fewer records than this neither loads nor extends the memo
 
@@ -40,7 +44,19 @@ def source_key(src: Path, kb_root: Path) -> str:
 def sanitize_stem(stem: str) -> str:
     """OpenKB's sanitized stem: NFKC, runs of characters other than word/dash become '-'."""
     normalized = unicodedata.normalize("NFKC", stem)
-    return _SAFE_STEM_RE.sub("-", normalized).strip("-") or "document"
+    return shorten(_SAFE_STEM_RE.sub("-", normalized).strip("-") or "document")
+
+
+def shorten(name: str, limit: int = MAX_NAME_BYTES) -> str:
+    """``name`` when it fits ``limit`` UTF-8 bytes; else its longest prefix (cut at a character
+    boundary) that leaves room for ``-<sha256(name)[:8]>``, with that suffix: deterministic,
+    and two long names that share a prefix still differ."""
+    encoded = name.encode("utf-8", "surrogateescape")
+    if len(encoded) <= limit:
+        return name
+    digest = hashlib.sha256(encoded).hexdigest()[:SUFFIX_LEN]
+    head = encoded[: limit - SUFFIX_LEN - 1].decode("utf-8", "ignore").rstrip("-")  # "ignore": a cut character
+    return f"{head}-{digest}"
 
 
 def suffixed_name(candidate: str, key: str) -> str:

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from ..ops.read import entry_json, list_documents, log_entries, status as kb_status
+from ..ops.read import entry_json, list_documents, log_entries, status as kb_status, writer_message
 from .main import cli, echo_json, open_kb
 
 
@@ -55,8 +55,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"  documents:  {st.documents}")
     click.echo(f"  concepts:   {st.concepts}")
     click.echo(f"  commits:    {st.commits}")
-    click.echo(f"  edited:     {len(st.dirty)}" + ("" if not st.dirty else "  (" + ", ".join(st.dirty[:10]) + ")"))
-    click.echo(f"  journals:   {len(st.pending_journals)}" + ("  (run `openkb recover`)" if st.pending_journals else ""))
+    if st.writer is not None:
+        click.echo(f"  edited:     not checked: {writer_message(st.writer)}; run `openkb status` again when it is done")
+    else:
+        click.echo(f"  edited:     {len(st.dirty)}" + ("" if not st.dirty else "  (" + ", ".join(st.dirty[:10]) + ")"))
+        click.echo(f"  journals:   {len(st.pending_journals)}" + ("  (run `openkb recover`)" if st.pending_journals else ""))
     if not st.views_current:
         click.echo("  views:      stale (rebuilt by the next write or `openkb recover`)")
     if st.lock_holder is not None:

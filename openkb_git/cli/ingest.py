@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import EXIT_FAILED, EXIT_INTERRUPTED
+from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED
 from ..ops.add import ADDED, FAILED, SKIPPED, FileResult, add_paths
 from ..ops.init import init_kb
 from ..ops.session import Writer
@@ -216,8 +216,10 @@ def fsck(ctx: click.Context, repair: bool, wait: float, as_json: bool) -> None:
 
     Checks the object store, HEAD's tree against the working tree, the Git index
     against HEAD, registry records against the files they name, and the views
-    (hashes.json, log.md) against the history. Exit 0 when everything is right,
-    1 when anything was wrong (even if --repair fixed it).
+    (hashes.json, log.md) against the history; each problem comes with its repair,
+    and what --repair cannot fix is listed with what to do. Exit 0 when everything
+    is right, 1 when anything was wrong (even if --repair fixed it), 3 when a writer
+    kept running so the working tree could not be checked (run it again later).
     """
     from ..ops.fsck import fsck as kb_fsck, repair as kb_repair
 
@@ -231,14 +233,25 @@ def fsck(ctx: click.Context, repair: bool, wait: float, as_json: bool) -> None:
     else:
         for p in report.problems:
             click.echo(f"{p.check:<9} {p.path}: {p.detail}")
+            if p.fix and not repair:
+                click.echo(f"{'':<9} to repair: {p.fix}")
         if report.backup:
             click.echo(f"hand edits copied to {report.backup}/ before the reset")
         if report.repaired:
             click.echo(f"repaired {len(report.repaired)} path(s): the working tree, index and views match HEAD again")
+        for p in report.unrepaired:
+            click.echo(f"cannot repair {p.path} ({p.detail}): {p.fix}")
+        if report.writer is not None:
+            from ..ops.read import writer_message
+
+            click.echo(f"not checked: {writer_message(report.writer)}; the working tree, index, registry and "
+                       "views are checked when no writer is active: run `openkb fsck` again when it is done")
         if report.ok:
             click.echo(f"ok: HEAD {report.head[:7] if report.head else '(none)'}, working tree, index, registry and views agree")
-    if not report.ok:
+    if report.problems:
         ctx.exit(EXIT_FAILED)
+    if report.writer is not None:
+        ctx.exit(EXIT_LOCKED)
 
 
 @cli.command()

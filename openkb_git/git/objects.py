@@ -19,6 +19,7 @@ from dulwich.object_store import DiskObjectStore
 
 from ..errors import DamageError
 from ..fsutil import TMP_SUFFIX, fsync_dir, makedirs, remove_file, replace, write_bytes
+from ..paths import UnsafePathError, path_problem
 from . import packs
 
 FILE_MODE = 0o100644
@@ -281,12 +282,17 @@ class ObjectStore:
         """Apply ``changes`` to ``base_tree`` without touching unchanged subtrees.
 
         Returns (new root tree id, new objects to write, {path: blob id} of written paths).
-        Directories left empty by deletions disappear, as in Git.
+        Directories left empty by deletions disappear, as in Git. Raises UnsafePathError for
+        a path Git would refuse (`.`, `..`, `.git` or empty components, absolute), and when an
+        edited tree of ``base_tree`` already holds such an entry: no tree openkb writes has one.
         """
         new_objects: list[RawObject] = []
         blob_ids: dict[str, bytes] = {}
         nested: dict = {}
         for path, data in changes.items():
+            problem = path_problem(path)
+            if problem:
+                raise UnsafePathError(path, problem, "a change to commit")
             parts = path.split("/")
             node = nested
             for part in parts[:-1]:
@@ -309,6 +315,10 @@ class ObjectStore:
 
     def _edit_tree(self, tree_sha: bytes | None, edits: dict, out: list["RawObject"]) -> bytes | None:
         entries = dict(self.tree_entries(tree_sha)) if tree_sha else {}
+        for bad in _FORBIDDEN_NAMES:  # carried over from a tree someone else wrote (O(1) each)
+            if bad in entries:
+                raise UnsafePathError(bad.decode(), f"tree {tree_sha.decode()} holds a {bad.decode()!r} entry "
+                                      "(Git's fsck refuses it)", "HEAD's tree")
         for name, edit in edits.items():
             key = name.encode("utf-8")
             if isinstance(edit, dict):
@@ -489,6 +499,11 @@ class ObjectStore:
         makedirs(self.pack_dir, sync=True)
         written.second = packs.write_pack(self.pack_dir, entries)
 
+    def rewrite_loose(self, objects: list) -> None:
+        """Write ``objects`` as loose objects even when the store holds them: a damaged stored
+        copy (loose, or in a pack, which Git then falls back from) is replaced by a good one."""
+        self._write_loose(objects)
+
     def _write_loose(self, objects: list) -> None:
         """Each object as a loose object, fsynced, then the fan-out folders fsynced."""
         touched_dirs: set[Path] = set()
@@ -528,6 +543,8 @@ class Written:
 
 def _pack_entry(obj, raw: bytes) -> bytes:
     return packs.entry_header(packs.PACK_TYPES[obj.type_name], len(raw)) + zlib.compress(raw, 1)
+
+_FORBIDDEN_NAMES = (b"", b".", b"..", b".git", b".GIT", b".Git")
 
 
 def common_prefix(a, b, start_a: int = 0, start_b: int = 0) -> int:

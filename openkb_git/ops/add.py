@@ -30,6 +30,7 @@ from ..kb import KB
 from ..protocol.commit import Mutation, commit_mutation
 from ..protocol.recovery import release_staging, staging_run_dir
 from ..registry import RegistryView, source_key
+from ..paths import UnsafePathError
 from ..tether import die_with_parent
 from .contribution import Footprint, document_changes, summary_path
 from .edits import commit_edits, find_edits
@@ -99,13 +100,18 @@ def scan(kb: KB, inputs: list[Path]) -> tuple[list[tuple[Path, str]], list[FileR
     """Expand files and directories (recursively, sorted, hidden entries skipped) into files.
 
     Returns (files as (path, display name), results for entries skipped or refused at scan).
-    Files inside the KB's own `.git` or `.openkb` are refused; in directories, files of an
+    Files inside the KB's own `.git`, `.openkb` or `wiki/` are refused (the KB's own pages are
+    not sources); in `raw/`, files already tracked are skipped (they are documents already) and
+    new ones dropped there are added (OpenKB's drop-in workflow); in directories, files of an
     unsupported type are skipped with that reason; symbolic-link loops are reported.
     """
     files: list[tuple[Path, str]] = []
     refused: list[FileResult] = []
     seen: set[str] = set()
-    protected = [(kb.root / ".git").resolve(), kb.openkb_dir.resolve()]
+    protected = [(kb.root / ".git").resolve(), kb.openkb_dir.resolve(), (kb.root / "wiki").resolve()]
+    why_protected = "inside the knowledge base's own .git or .openkb or wiki/ (its own pages are not sources); refused"
+    raw_dir = (kb.root / "raw").resolve()
+    head_tree = kb.head_tree()
 
     def consider(path: Path, display: str, explicit: bool) -> None:
         try:
@@ -116,7 +122,11 @@ def scan(kb: KB, inputs: list[Path]) -> tuple[list[tuple[Path, str]], list[FileR
             refused.append(FileResult(display, FAILED, reason=reason))
             return
         if any(resolved == p or p in resolved.parents for p in protected):
-            refused.append(FileResult(display, FAILED, reason="inside the knowledge base's own .git or .openkb; refused"))
+            refused.append(FileResult(display, FAILED, reason=why_protected))
+            return
+        if raw_dir in resolved.parents and \
+                kb.objects.lookup(head_tree, resolved.relative_to(kb.root.resolve()).as_posix()) is not None:
+            refused.append(FileResult(display, SKIPPED, reason="already a document's raw copy (tracked in raw/)"))
             return
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             refused.append(FileResult(display, FAILED if explicit else SKIPPED,
@@ -130,13 +140,16 @@ def scan(kb: KB, inputs: list[Path]) -> tuple[list[tuple[Path, str]], list[FileR
     for given in inputs:
         path = Path(os.path.abspath(given))
         if path.is_dir() and any(path.resolve() == p or p in path.resolve().parents for p in protected):
-            refused.append(FileResult(str(given), FAILED, reason="inside the knowledge base's own .git or .openkb; refused"))
+            refused.append(FileResult(str(given), FAILED, reason=why_protected))
         elif path.is_dir():
             for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 here = Path(dirpath)
                 if any(here.resolve() == p or p in here.resolve().parents for p in protected):
                     dirnames[:] = []
+                    if not here.name.startswith("."):  # .git and .openkb are hidden: skipped silently
+                        refused.append(FileResult(os.path.join(str(given), os.path.relpath(here, path)), FAILED,
+                                                  reason=why_protected))
                     continue
                 for name in sorted(filenames):
                     if name.startswith("."):
@@ -492,7 +505,10 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, thres
                                                       Path(task.src), data, prepared.sha256, threshold, None)
             except ConversionError as exc:
                 return FileResult(task.display, FAILED, reason=str(exc))
-        changes = document_changes(kb.objects, tree, view, doc, footprint)
+        try:
+            changes = document_changes(kb.objects, tree, view, doc, footprint)
+        except UnsafePathError as exc:  # the old record of this doc is unsafe: this file is out, not the run
+            return FileResult(task.display, FAILED, doc=doc, reason=str(exc))
         edits = find_edits(kb, tree, sorted(changes), refresh=True)
         if edits:
             edited = commit_edits(kb, writer.registry, edits, allow=allow_edit_commits)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..compiler import Contribution, update_concept_page, update_index
 from ..git.objects import ChangeSet, ObjectStore
+from ..paths import check_document_path, check_record_paths, path_problem
 from ..registry import RegistryView, encode_record, record_path
 
 INDEX_PATH = "wiki/index.md"
@@ -37,10 +38,16 @@ class Footprint:
 
 def document_changes(objects: ObjectStore, tree: bytes | None, view: RegistryView, doc: str,
                      footprint: Footprint | None) -> ChangeSet:
-    """The change set that makes ``tree`` hold ``footprint`` for ``doc`` (None: no trace of ``doc``)."""
+    """The change set that makes ``tree`` hold ``footprint`` for ``doc`` (None: no trace of ``doc``).
+
+    The old record is data from the history (a clone, a pull): every path it names is checked
+    first, and an unsafe one raises UnsafePathError naming the record — never followed."""
     old = view.records.get(doc) or {}
+    check_record_paths(old, where=record_path(doc))
     changes: ChangeSet = {}
     new_files = footprint.files if footprint else {}
+    for path in new_files:
+        check_document_path(path, where=f"the new files of {doc}")
     for path in old.get("files", []):
         if path not in new_files:
             changes[path] = None
@@ -62,4 +69,57 @@ def document_changes(objects: ObjectStore, tree: bytes | None, view: RegistryVie
     changes[INDEX_PATH] = update_index(index, docs={doc: footprint.index_line if footprint else None},
                                        concepts=index_concepts)
     changes[record_path(doc)] = encode_record(footprint.record) if footprint else None
+    return changes
+
+
+DOCUMENT_FOLDERS = ("raw", "wiki/sources", "wiki/summaries")
+
+
+def document_files(objects: ObjectStore, tree: bytes | None):
+    """(path, mode, blob id) of every safe file in the folders documents own."""
+    for folder in DOCUMENT_FOLDERS:
+        for path, mode, sha in objects.walk_files(tree, folder):
+            if not path_problem(path):
+                yield path, mode, sha
+
+
+def owner_by_layout(path: str) -> str | None:
+    """The doc a file belongs to by OpenKB's layout (raw/<doc>.<ext>, wiki/summaries/<doc>.md,
+    wiki/sources/<doc>.<ext>, wiki/sources/images/<doc>/...), or None."""
+    parts = path.split("/")
+    if parts[:3] == ["wiki", "sources", "images"] and len(parts) > 4:
+        return parts[3]
+    if (len(parts) == 2 and parts[0] == "raw") or (len(parts) == 3 and parts[:2] in (["wiki", "sources"],
+                                                                                   ["wiki", "summaries"])):
+        stem, dot, _ext = parts[-1].rpartition(".")
+        return stem if dot and stem else None
+    return None
+
+
+def orphan_changes(objects: ObjectStore, tree: bytes | None, view: RegistryView, doc: str) -> ChangeSet:
+    """The change set that takes out a document whose record is gone or invalid, by its files:
+    those OpenKB's layout gives to ``doc`` and no valid record owns, its record file, its index
+    line and its mentions on concept pages. Empty when there is no trace of ``doc``."""
+    owned = {p for record in view.records.values() for p in record.get("files", []) if isinstance(p, str)}
+    changes: ChangeSet = {path: None for path, _m, _s in document_files(objects, tree)
+                          if owner_by_layout(path) == doc and path not in owned}
+    if objects.lookup(tree, record_path(doc)) is not None and doc not in view.records:
+        changes[record_path(doc)] = None
+    index = objects.read_path(tree, INDEX_PATH)
+    mention = f"[[summaries/{doc}]]".encode("utf-8")
+    if not changes and (index is None or mention not in index):
+        return {}
+    index_concepts: dict[str, bool] = {}
+    for name, (_mode, _sha) in objects.list_dir(tree, "wiki/concepts").items():
+        if not name.endswith(".md"):
+            continue
+        path = f"wiki/concepts/{name}"
+        page = objects.read_path(tree, path)
+        if page is not None and mention in page:
+            updated = update_concept_page(page, name[:-3], doc, None)
+            changes[path] = updated
+            if updated is None:
+                index_concepts[name[:-3]] = False
+    if index is not None:
+        changes[INDEX_PATH] = update_index(index, docs={doc: None}, concepts=index_concepts)
     return changes

@@ -5,16 +5,53 @@ from __future__ import annotations
 import os
 import stat as statmod
 
-from ..errors import OpenKBError
+import json
+
+from ..errors import DamageError, OpenKBError
 from ..git.index import record_sha, stat_matches
 from ..git.objects import blob_id
 from ..kb import CONFIG_PATH, KB, parse_config
+from ..paths import link_on_the_way, path_problem, record_path_problems
 from ..protocol.commit import Committed, Mutation, commit_mutation
 from ..registry import Registry
 
 
 class UncommittedEditsError(OpenKBError):
     """Tracked files differ from HEAD and the user asked openkb not to commit them."""
+
+
+class BrokenRecordEditError(DamageError):
+    """A registry record was deleted or broken by hand: committing that would make the document
+    vanish from `openkb list` while its files stay, so it is refused."""
+
+
+REGISTRY_PREFIX = ".openkb/registry/"
+
+
+def broken_record_edits(edits: dict[str, bytes | None]) -> dict[str, str]:
+    """{record path: what is wrong} for the edits that delete a registry record or leave one
+    that is not a JSON object naming its own doc."""
+    out = {}
+    for path, data in edits.items():
+        if not (path.startswith(REGISTRY_PREFIX) and path.endswith(".json")):
+            continue
+        doc = path[len(REGISTRY_PREFIX):-len(".json")]
+        if data is None:
+            out[path] = "deleted"
+            continue
+        try:
+            record = json.loads(data)
+        except ValueError:
+            out[path] = "not valid JSON"
+            continue
+        if not isinstance(record, dict):
+            out[path] = "not a JSON object"
+        elif record.get("doc_name") != doc:
+            out[path] = f"names doc {record.get('doc_name')!r}, not {doc!r}"
+        elif record_path_problems(record):
+            bad, problem = record_path_problems(record)[0]
+            out[path] = f"names unsafe path {bad!r} ({problem})"
+    return out
 
 
 def find_edits(kb: KB, tree: bytes | None, paths: list[str] | None = None, *,
@@ -28,6 +65,8 @@ def find_edits(kb: KB, tree: bytes | None, paths: list[str] | None = None, *,
     longer matched (a copied or restored KB, a touched file) but whose content is unchanged
     get their index entries updated with that stat data, as `git update-index --refresh`
     does, so the next check trusts them again without reading them.
+    A path Git would refuse (a `..`, `.git` or empty component: a crafted tree) is never
+    read nor reported here; `openkb fsck` reports it.
     """
     records = kb.index.records()
     root = os.fsencode(kb.root) + b"/"
@@ -40,12 +79,16 @@ def find_edits(kb: KB, tree: bytes | None, paths: list[str] | None = None, *,
     edits: dict[str, bytes | None] = {}
     fresh: dict[str, tuple[bytes, os.stat_result]] = {}
     for key in candidates:  # bytes throughout: most paths are only stat'ed
+        if path_problem(key):
+            continue
         if head is not None:
             head_sha = head.get(key)
         else:
             head_entry = kb.objects.lookup(tree, key.decode("utf-8", "surrogateescape"))
             head_sha = head_entry[1] if head_entry and not statmod.S_ISDIR(head_entry[0]) else None
         target = root + key
+        if b"/" in key and link_on_the_way(kb.root, key.decode("utf-8", "surrogateescape")) is not None:
+            continue  # beyond a symbolic link: never read (`openkb fsck` reports it)
         try:
             st = os.lstat(target)
         except (FileNotFoundError, NotADirectoryError):
@@ -99,6 +142,16 @@ def commit_edits(kb: KB, registry: Registry, edits: dict[str, bytes | None], *, 
         return None
     if edits.get(CONFIG_PATH) is not None:
         parse_config(edits[CONFIG_PATH])  # a bad config is an error (ConfigError), never committed as an edit
+    broken = broken_record_edits(edits)
+    if broken:
+        path, what = sorted(broken.items())[0]
+        doc = path[len(REGISTRY_PREFIX):-len(".json")]
+        more = f" (and {len(broken) - 1} more record(s))" if len(broken) > 1 else ""
+        raise BrokenRecordEditError(
+            f"registry record {path} was changed by hand: {what}{more}; openkb does not commit that, since "
+            f"the document would vanish from `openkb list` while its files stay. Restore it "
+            f"(`git checkout HEAD -- {path}`, or `openkb fsck --repair`), or take the document out with "
+            f"`openkb remove {doc}`")
     if not allow:
         names = ", ".join(sorted(edits)[:20]) + (" …" if len(edits) > 20 else "")
         raise UncommittedEditsError(

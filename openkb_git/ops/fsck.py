@@ -9,6 +9,7 @@ history, and pending journals.
 
 from __future__ import annotations
 
+import re
 import shutil
 import stat as statmod
 import subprocess
@@ -17,20 +18,26 @@ from dataclasses import asdict, dataclass, field
 
 from ..fsutil import makedirs, write_file
 from ..git.objects import ObjectDamageError
+from ..git.index import record_sha
+from ..git.objects import blob_id
 from ..kb import KB
 from ..protocol.journal import pending_journals
 from ..protocol.recovery import reset_paths
-from ..registry import Registry
+from ..paths import link_on_the_way, path_problem, record_path_problems
+from ..registry import Registry, record_path
 from ..views import HASHES, LOG, hashes_json, update_views
+from .contribution import document_files, owner_by_layout
 from .edits import find_edits
 from .session import Writer
 
 
 @dataclass
 class Problem:
-    check: str  # objects | worktree | index | registry | views | journal
+    check: str  # objects | tree | worktree | index | registry | views | journal
     path: str
     detail: str
+    fix: str = ""  # the exact repair; empty when `openkb fsck --repair` does it
+    repairable: bool = True  # False: --repair cannot fix it (``fix`` says what to do)
 
 
 @dataclass
@@ -38,40 +45,90 @@ class FsckReport:
     head: str | None
     problems: list[Problem] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    unrepaired: list[Problem] = field(default_factory=list)
     backup: str | None = None
+    writer: dict | None = None  # a writer kept running: only the object store was checked
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and self.writer is None
 
     def to_json(self) -> dict:
         return {"head": self.head, "ok": self.ok, "problems": [asdict(p) for p in self.problems],
-                "repaired": self.repaired, "backup": self.backup}
+                "repaired": self.repaired, "unrepaired": [asdict(p) for p in self.unrepaired],
+                "backup": self.backup, "writer": self.writer}
 
 
-def fsck(kb: KB) -> FsckReport:
-    """Check everything; changes nothing."""
+def fsck(kb: KB, *, settle: bool = True) -> FsckReport:
+    """Check everything; changes nothing. The object store is checked first; the rest
+    (working tree, index, registry, views, journals) is read while no writer is active
+    (``settle``, see `read.at_rest`): when a writer keeps running, ``writer`` names it and
+    those checks are not reported, as a writer's in-flight changes are not damage."""
+    from .read import at_rest
+
     head = kb.head()
-    tree = kb.head_tree(head)
     report = FsckReport(head=head.decode() if head else None)
-    report.problems += check_objects(kb, head)
+    if not settle:
+        report.problems += check_objects(kb, head)
+        report.problems += _check_at(kb, head)
+        return report
+    damage, writer = _objects_at_rest(kb)
+    report.problems += damage
+    found, writer = at_rest(kb, _check_at) if writer is None else (None, writer)
+    if writer is not None:
+        report.writer = writer
+    else:
+        report.problems += found
+    return report
+
+
+def _objects_at_rest(kb: KB, attempts: int = 4) -> tuple[list[Problem], dict | None]:
+    """check_objects, trusted only when no writer was active around it: `git fsck` started
+    before a writer's new pack or reflog entry can report that entry as invalid. Returns
+    (problems, None), or ([], holder) when a writer was active at every attempt."""
+    from ..lock import KBLock
+
+    lock = KBLock(kb.openkb_dir)
+    holder: dict | None = None
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(0.2 * attempt)
+        before, head = lock.probe(), kb.head()
+        problems = check_objects(kb, head)
+        if not problems:
+            return [], None
+        after = lock.probe()
+        if before is None and after is None and kb.head() == head:
+            return problems, None
+        holder = after or before or {}
+    return [], holder
+
+
+def _check_at(kb: KB, head: bytes | None) -> list[Problem]:
+    tree = kb.head_tree(head)
+    problems = check_tree(kb, tree)
     try:
         for path, data in sorted(find_edits(kb, tree).items()):
-            report.problems.append(Problem("worktree", path, "deleted" if data is None else "differs from HEAD"))
-        report.problems += check_index(kb, tree)
-        records = Registry(kb.objects).view(tree).records
-        report.problems += check_registry(kb, tree, records)
-        report.problems += check_views(kb, records)
+            problems.append(Problem("worktree", path, "deleted" if data is None else "differs from HEAD"))
+        problems += check_index(kb, tree)
+        registry = Registry(kb.objects)
+        records = registry.view(tree).records
+        problems += check_registry(kb, tree, records, registry)
+        problems += check_views(kb, records)
     except ObjectDamageError as exc:  # the checks after it need the object git fsck found damaged
-        report.problems.append(Problem("objects", exc.sha, str(exc)))
+        problems.append(Problem("objects", exc.sha, str(exc), "", repairable=False))
     ours, openkb = pending_journals(kb)
     for journal in ours:
-        report.problems.append(Problem("journal", journal.relative_to(kb.root).as_posix(),
-                                       "an interrupted mutation (recovery resets it)"))
+        problems.append(Problem("journal", journal.relative_to(kb.root).as_posix(),
+                                "an interrupted mutation (recovery resets it)"))
     for journal in openkb:
-        report.problems.append(Problem("journal", journal.relative_to(kb.root).as_posix(),
-                                       "an interrupted OpenKB mutation (the next writer rolls it back as OpenKB does)"))
-    return report
+        problems.append(Problem("journal", journal.relative_to(kb.root).as_posix(),
+                                "an interrupted OpenKB mutation (the next writer rolls it back as OpenKB does)"))
+    return problems
+
+
+NO_COPY_FIX = ("cannot be repaired from this knowledge base (no intact copy in its working tree): restore "
+               "`.git` from a backup or clone the KB again from a remote that has the object")
 
 
 def check_objects(kb: KB, head: bytes | None) -> list[Problem]:
@@ -82,8 +139,22 @@ def check_objects(kb: KB, head: bytes | None) -> list[Problem]:
                               capture_output=True, text=True)
         lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
         if proc.returncode != 0 or lines:
-            return [Problem("objects", ".git", line) for line in lines] or \
-                [Problem("objects", ".git", f"git fsck exited {proc.returncode}")]
+            problems = [Problem("objects", ".git", line, "", repairable=False) for line in lines] or \
+                [Problem("objects", ".git", f"git fsck exited {proc.returncode}", "", repairable=False)]
+            kb.damaged_objects = _damaged_ids(lines)  # repair leaves paths naming them alone
+            copies = _intact_copies(kb, head, kb.damaged_objects)
+            for sha, path in sorted(copies.items()):
+                problems.append(Problem("objects", path, f"object {sha} is damaged or missing; the working-tree "
+                                        f"file {path} is an intact copy of it",
+                                        f"--repair writes it back from {path} (`git hash-object -w` does not: "
+                                        "Git takes a damaged stored copy for present)"))
+            fix = ("--repair restores every damaged object from the working tree (see below)"
+                   if copies and len(copies) == len(_damaged_ids(lines)) else NO_COPY_FIX)
+            for problem in problems:
+                if not problem.fix:
+                    problem.fix = fix
+                    problem.repairable = fix != NO_COPY_FIX
+            return problems
         return []
     problems = []
     seen: set[bytes] = set()
@@ -99,6 +170,67 @@ def check_objects(kb: KB, head: bytes | None) -> list[Problem]:
     return problems
 
 
+_HEX_ID = re.compile(r"(?<![0-9a-f-])([0-9a-f]{40})(?![0-9a-f])")
+_LOOSE_PATH = re.compile(r"objects/([0-9a-f]{2})/([0-9a-f]{38})")
+
+
+def _damaged_ids(lines: list[str]) -> set[str]:
+    """Object ids `git fsck` names as damaged or missing (not pack names, not the trees and
+    commits that merely point at them)."""
+    out = set()
+    for line in lines:
+        if "broken link from" in line or "dangling" in line:
+            continue
+        out.update(f"{a}{b}" for a, b in _LOOSE_PATH.findall(line))
+        if _LOOSE_PATH.search(line) is None:
+            out.update(_HEX_ID.findall(line))
+    return out
+
+
+def _intact_copies(kb: KB, head: bytes | None, damaged: set[str]) -> dict[str, str]:
+    """{damaged blob id: working-tree path whose content has exactly that id}."""
+    if not damaged:
+        return {}
+    try:
+        ids = kb.objects.file_ids(kb.head_tree(head))
+    except Exception:  # the damaged object is a tree on the way: look at every tracked file
+        ids = {key: record_sha(record) for key, record in kb.index.records().items()}
+    out: dict[str, str] = {}
+    for key, sha in ids.items():
+        text = sha.decode()
+        path = key.decode("utf-8", "surrogateescape")
+        if text in damaged and text not in out and not path_problem(path):
+            try:
+                data = (kb.root / path).read_bytes()
+            except OSError:
+                continue
+            if blob_id(data) == sha:
+                out[text] = path
+    return out
+
+
+def _restore_objects(kb: KB, report: FsckReport) -> list[str]:
+    """Write back the damaged objects the working tree holds intact copies of; repack when a
+    damaged copy sat in a pack (Git then drops it). Returns the paths used."""
+    from ..git.objects import RawObject
+
+    restored = []
+    for problem in report.problems:
+        if problem.check != "objects" or problem.path == ".git" or not problem.repairable:
+            continue
+        data = (kb.root / problem.path).read_bytes()
+        kb.objects.rewrite_loose([RawObject(b"blob", data)])
+        restored.append(problem.path)
+    if restored and shutil.which("git"):
+        subprocess.run(["git", "-C", str(kb.root), "repack", "-a", "-d", "-q"], capture_output=True)
+    return restored
+
+
+def _names_object(kb: KB, tree: bytes | None, path: str, ids: set[str]) -> bool:
+    entry = kb.objects.lookup(tree, path) if ids else None
+    return entry is not None and entry[1].decode() in ids
+
+
 def _walk_tree(kb: KB, tree: bytes, seen: set[bytes]) -> None:
     if tree in seen:
         return
@@ -111,9 +243,37 @@ def _walk_tree(kb: KB, tree: bytes, seen: set[bytes]) -> None:
             kb.objects.blob_bytes(sha)
 
 
+UNSAFE_TREE_FIX = ("openkb never reads, writes or deletes it, and refuses to commit on top of it; "
+                   "--repair cannot drop it (history is never rewritten): move the branch back to the last "
+                   "commit before it (`git log --raw`, then `git reset --keep <commit>`) or use a trusted clone")
+
+
+def check_tree(kb: KB, tree: bytes | None) -> list[Problem]:
+    """HEAD's tree entries that Git's own fsck refuses (`.`, `..`, `.git`, empty names)."""
+    if tree is None:
+        return []
+    problems = []
+    pending = [(b"", tree)]
+    while pending:
+        base, sha = pending.pop()
+        for name, (mode, child) in sorted(kb.objects.tree_entries(sha).items()):
+            path = (base + name).decode("utf-8", "surrogateescape")
+            problem = path_problem(path)
+            if problem:
+                problems.append(Problem("tree", path, f"unsafe entry in tree {sha.decode()[:12]}: {problem}",
+                                        UNSAFE_TREE_FIX, repairable=False))
+            elif statmod.S_ISDIR(mode):
+                pending.append((base + name + b"/", child))
+            elif statmod.S_ISLNK(mode):
+                problems.append(Problem("tree", path, "a symbolic link: openkb never reads, writes or deletes "
+                                        "beyond it", f"replace it by a folder or a file (`git rm {path}`, then "
+                                        "`git commit`), or use a trusted clone", repairable=False))
+    return problems
+
+
 def check_index(kb: KB, tree: bytes | None) -> list[Problem]:
     problems = []
-    head_files = {path: sha for path, _mode, sha in kb.objects.walk_files(tree)}
+    head_files = {path: sha for path, _mode, sha in kb.objects.walk_files(tree) if not path_problem(path)}
     indexed = set()
     for key in kb.index.paths():
         path = key.decode("utf-8", "surrogateescape")
@@ -128,16 +288,96 @@ def check_index(kb: KB, tree: bytes | None) -> list[Problem]:
     return problems
 
 
-def check_registry(kb: KB, tree: bytes | None, records: dict[str, dict]) -> list[Problem]:
+def check_registry(kb: KB, tree: bytes | None, records: dict[str, dict], registry: Registry) -> list[Problem]:
+    """Records against the files they name, and the other way round: a record that is not a
+    JSON object or names another doc, a path it names that is unsafe or missing from HEAD,
+    and a document's files (raw, source, summary, index line) that no record owns."""
     problems = []
+    folder = kb.objects.list_dir(tree, ".openkb/registry")
+    invalid = []
+    for name, (mode, sha) in sorted(folder.items()):
+        if not name.endswith(".json") or statmod.S_ISDIR(mode):
+            continue
+        doc = name[:-len(".json")]
+        if registry.record(sha) is None:
+            invalid.append(doc)
+            problems.append(Problem("registry", record_path(doc), "committed record is not a JSON object",
+                                    _orphan_fix(kb, doc), repairable=False))
     for doc, record in sorted(records.items()):
-        where = f".openkb/registry/{doc}.json"
+        where = record_path(doc)
         if record.get("doc_name") != doc:
-            problems.append(Problem("registry", where, f"names doc {record.get('doc_name')!r}, not {doc!r}"))
+            problems.append(Problem("registry", where, f"names doc {record.get('doc_name')!r}, not {doc!r}",
+                                    f"set \"doc_name\": {doc!r} in {where} and `git commit` it", repairable=False))
+        unsafe = record_path_problems(record)
+        for path, problem in unsafe:
+            problems.append(Problem("registry", where, f"names unsafe path {path!r}: {problem}",
+                                    "openkb refuses to act on this record (never followed); restore the record "
+                                    f"from a trusted commit (`git log -p -- {where}`) and `git commit` it",
+                                    repairable=False))
+        if unsafe:
+            continue
         for path in record.get("files", []):
             if kb.objects.lookup(tree, path) is None:
-                problems.append(Problem("registry", where, f"names {path}, which is not in HEAD"))
+                link = link_on_the_way(kb.root, path)
+                found = _in_history(kb, path) if link is None else None
+                fix = (f"--repair restores it from commit {found[0].decode()[:7]}" if found else
+                       f"'{link}' is a symbolic link: replace it by a folder first" if link else
+                       f"not in any commit: `openkb remove {doc}` then add its source again")
+                problems.append(Problem("registry", where, f"names {path}, which is not in HEAD", fix,
+                                        repairable=found is not None))
+    owned = {path for record in records.values() for path in record.get("files", []) if isinstance(path, str)}
+    gone = set(invalid)
+    for path, _mode, _sha in document_files(kb.objects, tree):
+        if path not in owned:
+            doc = owner_by_layout(path)
+            if doc is None or doc in records:
+                continue
+            gone.add(doc)
+            problems.append(Problem("registry", path, f"owned by no registry record (no valid {record_path(doc)})",
+                                    _orphan_fix(kb, doc), repairable=False))
+    index = kb.objects.read_path(tree, "wiki/index.md")
+    for doc in _index_docs(index):
+        if doc not in records:
+            problems.append(Problem("registry", "wiki/index.md", f"lists {doc}, which has no registry record",
+                                    _orphan_fix(kb, doc), repairable=False))
     return problems
+
+
+def _orphan_fix(kb: KB, doc: str) -> str:
+    where = record_path(doc)
+    found = _in_history(kb, where, valid_record=True)
+    restore = (f"restore its record (`git checkout {found[0].decode()[:7]} -- {where}` and `git commit`), or "
+               if found else "")
+    return f"{restore}take the document out with `openkb remove {doc}` (it removes a document by its files)"
+
+
+def _in_history(kb: KB, path: str, *, valid_record: bool = False, limit: int = 10_000):
+    """(commit, blob id) of the newest first-parent commit holding ``path`` (a valid record)."""
+    import json
+
+    sha, seen = kb.head(), 0
+    while sha and seen < limit:
+        commit = kb.objects.get(sha)
+        entry = kb.objects.lookup(commit.tree, path)
+        if entry is not None and not statmod.S_ISDIR(entry[0]):
+            if not valid_record:
+                return sha, entry[1]
+            try:
+                if isinstance(json.loads(kb.objects.blob_bytes(entry[1])), dict):
+                    return sha, entry[1]
+            except ValueError:
+                pass
+        sha = commit.parents[0] if commit.parents else None
+        seen += 1
+    return None
+
+
+def _index_docs(index: bytes | None) -> list[str]:
+    out = []
+    for line in (index or b"").decode("utf-8", "replace").split("\n"):
+        if line.startswith("- [[summaries/"):
+            out.append(line[len("- [[summaries/"):].split("]]", 1)[0].split("|", 1)[0])
+    return out
 
 
 def check_views(kb: KB, records: dict[str, dict]) -> list[Problem]:
@@ -173,14 +413,25 @@ def _expected_log(kb: KB) -> bytes:
 
 def repair(kb: KB, *, wait: float = 0.0) -> FsckReport:
     """Check, then reset what is wrong to HEAD: working tree (hand edits are first copied to
-    `.openkb/fsck-backup/<time>/`), Git index, views. Returns the report of what was found."""
+    `.openkb/fsck-backup/<time>/`), Git index, views; a file a record names that an earlier
+    commit deleted is restored from the newest commit holding it (a new `edit` commit).
+    Returns the report of what was found; ``unrepaired`` lists what it cannot fix."""
     report = fsck(kb)
     if report.ok:
         return report
     writer = Writer(kb, wait)
     with writer.locked():
+        if report.writer is not None:  # it has finished now: check again, under the lock
+            report = fsck(kb, settle=False)
+        restored_objects = _restore_objects(kb, report)
+        report.repaired += restored_objects
         tree = kb.head_tree()
-        paths = sorted({p.path for p in report.problems if p.check in ("worktree", "index")})
+        paths = sorted({p.path for p in report.problems if p.check in ("worktree", "index") and not path_problem(p.path)})
+        lost = set() if restored_objects else getattr(kb, "damaged_objects", set())
+        for path in [p for p in paths if _names_object(kb, tree, p, lost)]:
+            paths.remove(path)  # resetting it would read the damaged object: the working-tree file is kept
+            report.problems.append(Problem("worktree", path, "not reset: its content at HEAD is a damaged object",
+                                           "the working-tree file is kept as it is; " + NO_COPY_FIX, repairable=False))
         edited = [p for p in paths if (kb.root / p).is_file() and kb.objects.read_path(tree, p) != (kb.root / p).read_bytes()]
         if edited:
             backup = kb.openkb_dir / "fsck-backup" / time.strftime("%Y%m%d-%H%M%S")
@@ -193,11 +444,37 @@ def repair(kb: KB, *, wait: float = 0.0) -> FsckReport:
         if paths:
             reset_paths(kb, tree, paths)
             report.repaired += paths
-        if any(p.check == "views" for p in report.problems):
+        restored = _restore_deleted_files(kb, writer, report)
+        report.repaired += restored
+        if any(p.check == "views" for p in report.problems) or restored:
             from ..history import MEMO_FILE, drop_memo
 
             if any(p.path.endswith(MEMO_FILE) for p in report.problems):
                 drop_memo(kb)
             update_views(kb, writer.registry, full=True)
             report.repaired += sorted({p.path for p in report.problems if p.check == "views"})
+    report.unrepaired = [p for p in report.problems if not p.repairable]
     return report
+
+
+def _restore_deleted_files(kb: KB, writer: Writer, report: FsckReport) -> list[str]:
+    """Commit, as one `edit`, the files records name that HEAD lacks but history holds."""
+    from ..protocol.commit import Mutation, commit_mutation
+
+    tree = kb.head_tree()
+    changes = {}
+    for record in Registry(kb.objects).view(tree).records.values():
+        if record_path_problems(record):
+            continue
+        for path in record.get("files", []):
+            if kb.objects.lookup(tree, path) is None and link_on_the_way(kb.root, path) is None:
+                found = _in_history(kb, path)
+                if found:
+                    changes[path] = kb.objects.blob_bytes(found[1])
+    if not changes:
+        return []
+    body = "\n".join(f"restored: {path}" for path in sorted(changes))
+    mutation = Mutation(op="edit", subject=f"edit: fsck restored {len(changes)} file(s) a record names",
+                        body=body, changes=changes)
+    commit_mutation(kb, writer.registry, kb.head(), mutation)
+    return sorted(changes)

@@ -1,9 +1,14 @@
-"""Read-only verbs: log, status, list. They take no lock and read one commit."""
+"""Read-only verbs: log, status, list. They take no lock and read one commit.
+
+What they report about the working tree (hand edits, journals) is read while no writer is
+active (`at_rest`): a writer's in-flight changes are never reported as hand edits.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable, TypeVar
 
 from ..history import Entry, iter_entries
 from ..kb import KB
@@ -41,6 +46,45 @@ def _touches(kb: KB, entry: Entry, path: str) -> bool:
     return kb.objects.lookup(tree, path) != kb.objects.lookup(parent_tree, path)
 
 
+T = TypeVar("T")
+SETTLE_ATTEMPTS = 12
+SETTLE_PAUSE = 0.05  # seconds, grows with each attempt (0.05, 0.1, ... : ~4 s in all)
+
+
+def at_rest(kb: KB, read: Callable[[KB, bytes | None], T], *, attempts: int = SETTLE_ATTEMPTS,
+            pause: float = SETTLE_PAUSE) -> tuple[T | None, dict | None]:
+    """Run ``read(fresh_kb, head)`` at a moment no writer is active: the KB lock free before
+    and after the read and HEAD the same, so what it saw of the working tree, the Git index
+    and the journals belongs to one commit, not to a writer half-way through projecting one.
+    Returns (result, None), or (None, the lock holder's {pid, command}) when every attempt
+    met a writer. Takes no lock (reads never block writers)."""
+    from ..lock import KBLock
+
+    lock = KBLock(kb.openkb_dir)
+    holder: dict | None = None
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(pause * attempt)
+        holder = lock.probe()
+        if holder is not None:
+            continue
+        head = kb.head()
+        fresh = KB(kb.root)  # its own Git index and pack list, read now
+        try:
+            result = read(fresh, head)
+        finally:
+            fresh.close()
+        holder = lock.probe()
+        if holder is None and kb.head() == head:
+            return result, None
+        holder = holder or {}
+    return None, holder or {}
+
+
+def writer_message(holder: dict) -> str:
+    return f"a writer is running (pid {holder.get('pid', '?')}, `{holder.get('command', 'unknown command')}`)"
+
+
 @dataclass
 class Status:
     root: str
@@ -52,6 +96,7 @@ class Status:
     pending_journals: list[str]
     views_current: bool
     lock_holder: dict | None
+    writer: dict | None = None  # set when a writer kept running: edits and journals were not checked
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -64,16 +109,20 @@ def status(kb: KB) -> Status:
     from ..views import views_are_current
     from .edits import find_edits
 
-    head = kb.head()
+    def volatile(fresh: KB, head: bytes | None) -> tuple[bytes | None, list[str], list[str], bool]:
+        return (head, sorted(find_edits(fresh, fresh.head_tree(head))),
+                [p.name for group in pending_journals(fresh) for p in group], views_are_current(fresh))
+
+    settled, writer = at_rest(kb, volatile)
+    head, dirty, journals, views_current = settled if settled is not None else (kb.head(), [], [], True)
     tree = kb.head_tree(head)
     records = Registry.of(kb).view(tree).records
     concepts = [n for n in kb.objects.list_dir(tree, "wiki/concepts") if n.endswith(".md")]
     commits = sum(1 for _ in iter_entries(kb, head))
     holder = KBLock(kb.openkb_dir).probe()
     return Status(root=str(kb.root), head=head.decode() if head else None, documents=len(records),
-                  concepts=len(concepts), commits=commits, dirty=sorted(find_edits(kb, tree)),
-                  pending_journals=[p.name for group in pending_journals(kb) for p in group],
-                  views_current=views_are_current(kb), lock_holder=holder)
+                  concepts=len(concepts), commits=commits, dirty=dirty, pending_journals=journals,
+                  views_current=views_current, lock_holder=holder, writer=writer)
 
 
 def list_documents(kb: KB) -> list[dict]:

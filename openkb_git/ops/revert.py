@@ -18,9 +18,10 @@ from ..kb import KB
 from ..merge import MergeConflict, merge_file
 from ..merge.core import _Conflict
 from ..merge.wiki import merge_concept_page, merge_index
+from ..paths import UnsafePathError, path_problem
 from ..protocol.commit import Committed, Mutation, commit_mutation
-from ..registry import Registry
-from .contribution import INDEX_PATH, document_changes
+from ..registry import Registry, record_path
+from .contribution import INDEX_PATH, document_changes, orphan_changes
 from .edits import commit_edits, find_edits
 from .review import changed_paths
 from .session import Writer
@@ -79,6 +80,10 @@ def plan_revert(kb: KB, registry: Registry, entry: Entry, ours_tree: bytes | Non
             plan.superseded_by = later.sha
             return plan
     paths = sorted(changed_paths(kb, theirs_tree, base_tree))
+    for path in paths:  # trees are data from the history: a crafted one is refused, never followed
+        problem = path_problem(path)
+        if problem:
+            raise UnsafePathError(path, problem, f"commit {entry.short} ({entry.subject})")
     concept_exists: dict[str, bool] = {}
     for path in paths:
         b = kb.objects.read_path(base_tree, path)
@@ -184,11 +189,12 @@ def remove(kb: KB, doc: str, *, wait: float = 0.0, dry_run: bool = False,
         tree = kb.head_tree()
         view = writer.registry.view(tree)
         if doc not in view.records:
-            raise UnknownDocumentError(f"no document named {doc!r} (see `openkb list`)")
+            return _remove_orphan(kb, writer, doc, dry_run=dry_run, allow_edit_commits=allow_edit_commits)
         changes = document_changes(kb.objects, tree, view, doc, None)
         edits = find_edits(kb, tree, sorted(changes), refresh=True)
         if dry_run:
             return sorted(changes)
+        edits.pop(record_path(doc), None)  # a hand-deleted or broken record of the doc being removed
         if edits:
             commit_edits(kb, writer.registry, edits, allow=allow_edit_commits)
             tree = kb.head_tree()
@@ -198,3 +204,23 @@ def remove(kb: KB, doc: str, *, wait: float = 0.0, dry_run: bool = False,
         mutation = Mutation(op="remove", subject=f"remove: {record.get('name', doc)}", changes=changes,
                             trailers={"OpenKB-Doc": doc, "OpenKB-Source": record.get("path", "")})
         return commit_mutation(kb, writer.registry, kb.head(), mutation)
+
+
+def _remove_orphan(kb: KB, writer: Writer, doc: str, *, dry_run: bool,
+                   allow_edit_commits: bool) -> Committed | list[str]:
+    """`remove` of a document whose registry record is gone or invalid: by its files."""
+    tree = kb.head_tree()
+    view = writer.registry.view(tree)
+    changes = orphan_changes(kb.objects, tree, view, doc)
+    if not changes:
+        raise UnknownDocumentError(f"no document named {doc!r} (see `openkb list`)")
+    if dry_run:
+        return sorted(changes)
+    edits = find_edits(kb, tree, sorted(changes), refresh=True)
+    if edits:
+        commit_edits(kb, writer.registry, edits, allow=allow_edit_commits)
+        tree = kb.head_tree()
+        changes = orphan_changes(kb.objects, tree, writer.registry.view(tree), doc)
+    mutation = Mutation(op="remove", subject=f"remove: {doc} (its registry record was missing or invalid)",
+                        changes=changes, trailers={"OpenKB-Doc": doc})
+    return commit_mutation(kb, writer.registry, kb.head(), mutation)

@@ -25,6 +25,7 @@ from ..fsutil import fsync_dir, fsync_file, makedirs, prune_empty_dirs, remove_f
 from ..git.objects import ChangeSet, blob_id, make_commit
 from ..git.refs import compare_and_swap
 from ..kb import KB, local_tz_offset
+from ..paths import check_worktree_path
 from ..registry import Registry
 from ..views import update_views, view_paths
 from .journal import Journal, new_journal_id, remove_journal, write_journal
@@ -80,6 +81,8 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
     if not changes:
         return None
     paths = sorted(changes)
+    for path in paths:  # before anything is written: never write or delete beyond a symbolic link
+        check_worktree_path(kb.root, path, where="a change to commit")
     journal_id = new_journal_id()
 
     checkpoint("objects:start")

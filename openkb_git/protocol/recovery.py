@@ -31,6 +31,7 @@ from ..git.index import FILE_MODE, IndexCorruptError
 from ..git.lockwait import is_stale
 from ..git.objects import blob_id
 from ..kb import KB
+from ..paths import link_on_the_way, path_problem
 from ..registry import Registry
 from ..views import update_views, view_paths, views_are_current
 from .commit import make_durable
@@ -173,6 +174,8 @@ def reset_paths(kb: KB, tree: bytes | None, paths: list[str], known: dict[str, s
     changed = 0
     index_updates: dict[str, bytes | None] = {}
     for path in paths:
+        if path_problem(path) or link_on_the_way(kb.root, path):
+            continue  # never followed: a crafted tree or journal (`openkb fsck` reports it)
         target = kb.root / path
         _remove_temporaries_near(target)
         if known is not None:
@@ -219,6 +222,8 @@ def rebuild_index(kb: KB, tree: bytes | None) -> int:
     stats = {}
     restored = []
     for path, _mode, sha in kb.objects.walk_files(tree):
+        if path_problem(path) or link_on_the_way(kb.root, path):
+            continue  # never followed: a crafted tree (`openkb fsck` reports it)
         target = kb.root / path
         _remove_temporaries_near(target)
         ids[path] = sha
