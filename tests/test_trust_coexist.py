@@ -240,7 +240,7 @@ def test_add_workers_die_with_the_parent(kb, signum):
         assert wait_for(busy, 60), "the workers never started"
         time.sleep(0.5)  # both converting
         children[:] = me.children(recursive=True)
-        assert (kb / ".openkb" / "staging").is_dir() and any((kb / ".openkb" / "staging").iterdir())
+        assert (kb / ".openkb" / "openkb-git" / "staging").is_dir() and any((kb / ".openkb" / "openkb-git" / "staging").iterdir())
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=30)
         time.sleep(2.0)
@@ -250,7 +250,7 @@ def test_add_workers_die_with_the_parent(kb, signum):
             assert proc.returncode == 128 + signum, (proc.returncode, out[-500:], err[-500:])
         recovered = run_openkb("recover", cwd=kb)
         assert recovered.returncode == 0, recovered.stdout + recovered.stderr
-        staging = kb / ".openkb" / "staging"
+        staging = kb / ".openkb" / "openkb-git" / "staging"
         assert not staging.exists() or not any(staging.iterdir()), list(staging.iterdir())
         assert_consistent(kb)
     finally:
