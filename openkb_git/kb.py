@@ -255,12 +255,6 @@ class KB:
         return self.openkb_dir / "hooks"
 
     # -- state -------------------------------------------------------------
-    @property
-    def branch(self) -> str | None:
-        """The branch ref HEAD names (`refs/heads/main` by default), None when detached; while a
-        writer holds the lock, the branch it checked at acquisition."""
-        return self._branch if self._branch is not None else head_target(self.git_dir)[0]
-
     def begin_write(self) -> str:
         """Under the KB lock, before recovery: refuse the Git states openkb does not own
         (GitStateError) and a damaged branch (BadRefError); then pin the branch HEAD names as

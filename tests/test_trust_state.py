@@ -319,3 +319,27 @@ def test_flipped_byte_in_a_pack_gives_one_message(kb, tmp_path):
         assert f"object {blob}" in proc.stderr, proc.stderr
     proc = run_openkb("fsck", cwd=kb)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
+
+
+def test_crash_journal_waits_for_the_refused_state_then_recovers(kb, tmp_path):
+    """A writer killed past the commit point on a feature branch leaves a journal; while a
+    bisect is in progress recovery is refused (nothing reset), after `git bisect reset` it
+    finishes the add on that branch."""
+    page = _kb_with_docs(kb, tmp_path, ("ls.md",))
+    main = _rev(kb, "main")
+    git(kb, "checkout", "-q", "-b", "feature")
+    proc = run_openkb("add", "--jobs", "1", page, cwd=kb, env={"OPENKB_FAULT_KILL_AT": "ref:moved"}, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    journals = list((kb / ".openkb" / "journal").glob("*.json"))
+    assert journals and git(kb, "log", "-1", "--format=%s", "feature").strip() == "add: tar.md"
+
+    git(kb, "bisect", "start")
+    proc = run_openkb("recover", cwd=kb)
+    assert proc.returncode == EXIT_REFUSED and "git bisect reset" in proc.stderr, proc.stderr
+    assert list((kb / ".openkb" / "journal").glob("*.json")) == journals  # left for after the bisect
+    git(kb, "bisect", "reset")
+
+    proc = run_openkb("recover", cwd=kb)
+    assert proc.returncode == 0, proc.stderr
+    assert _rev(kb, "main") == main and "tar" in run_openkb("list", cwd=kb, check=True).stdout
+    assert_consistent(kb)
