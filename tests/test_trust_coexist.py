@@ -20,6 +20,8 @@ import pytest
 
 from conftest import CORPUS, TLDR, assert_consistent, git, run_openkb
 from openkb_git.git import packs
+from openkb_git.git.objects import make_commit
+from openkb_git.kb import KB
 from openkb_git.git.objects import LOOSE_TMP_PREFIX
 from openkb_git.fsutil import TMP_SUFFIX
 
@@ -132,6 +134,27 @@ def test_add_beside_git_gc_prune_now(kb, tmp_path):
     # `git gc --prune=now` also prunes temporaries (tmp_*) and unreachable loose objects;
     # --aggressive repacks everything with deltas, for longer.
     add_beside(kb, tmp_path, ["gc", "--quiet", "--aggressive", "--prune=now"], 0.05, 40)
+
+
+def test_a_pending_commits_pack_survives_git_repack(kb):
+    # What the repack loop above races with, made deterministic: the objects of a commit the
+    # branch does not name yet, then `git repack -a -d`.
+    handle = KB(kb)
+    try:
+        def pending(content: bytes, keep: bool):
+            tree, objects, _ids = handle.objects.build_tree(handle.head_tree(), {"wiki/x.md": content})
+            commit = make_commit(tree, handle.head(), "pending\n", b"T <t@example.com>", int(time.time()), 0)
+            return commit.id.decode(), handle.objects.write_durably([*objects, commit], pending=keep)
+
+        plain, _ = pending(b"plain", False)
+        ours, written = pending(b"ours", True)
+        git(kb, "repack", "-a", "-d", "-q")
+        assert git(kb, "cat-file", "-t", plain, check=False).strip() != "commit"  # what repack does
+        assert git(kb, "cat-file", "-t", ours).strip() == "commit"  # kept
+        handle.objects.secure(written)  # the ref moved: the .keep goes
+        assert not list((kb / ".git" / "objects" / "pack").glob("*.keep"))
+    finally:
+        handle.close()
 
 
 def test_our_temporaries_are_not_named_as_git_prunes_them(kb):
