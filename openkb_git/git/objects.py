@@ -361,6 +361,16 @@ class ObjectStore:
         if self._missing(written):
             self._rewrite(written, keep=False)
 
+    def abandon(self, written: "Written") -> None:
+        """The commit was not made: its objects are garbage, for `openkb gc` to prune; their
+        pack's `.keep` goes (recovery removes it if even that fails)."""
+        if written.kept and written.pack:
+            try:
+                packs.release_keep(self.pack_dir, written.pack)
+            except OSError:
+                return
+            written.kept = False
+
     def _missing(self, written: "Written") -> bool:
         """Whether a loose object of ``written`` is gone (stat only)."""
         for hexsha in written.loose:

@@ -101,6 +101,7 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
         compare_and_swap(kb.git_dir, base, commit.id, identity=identity, message=f"openkb {mutation.subject}")
     except BaseException:
         if kb.head() != commit.id:  # the commit point was not reached: nothing to finish
+            kb.objects.abandon(written)
             remove_journal(journal_path)
         raise  # past the commit point (e.g. syncing the ref's folder failed), recovery finishes it
     checkpoint("ref:moved")
