@@ -190,10 +190,17 @@ def alive(procs: list[psutil.Process]) -> list[str]:
     for proc in procs:
         try:
             if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                out.append(f"{proc.pid} {proc.name()}")
+                out.append(f"{proc.pid} {name_of(proc)}")
         except psutil.NoSuchProcess:
             pass
     return out
+
+
+def name_of(proc: psutil.Process) -> str:
+    try:
+        return proc.name()
+    except psutil.NoSuchProcess:
+        return ""
 
 
 def kill_all(procs: list[psutil.Process]) -> None:
@@ -229,7 +236,7 @@ def test_git_gc_dies_with_openkb_gc(kb, tmp_path, signum):
     try:
         def sleeping() -> bool:
             tree[:] = me.children(recursive=True)
-            return any(p.name() == "sleep" for p in tree)
+            return any(name_of(p) == "sleep" for p in tree)
 
         assert wait_for(sleeping, 30), "git gc never started"
         one = tldr_inputs(tmp_path / "one", 1)
