@@ -387,18 +387,21 @@ class ObjectStore:
     def pack_dir(self) -> Path:
         return self.objects_dir / "pack"
 
-    def write_durably(self, objects: list) -> "Written":
+    def write_durably(self, objects: list, *, pending: bool = False) -> "Written":
         """Write ``objects`` (RawObject or dulwich ShaFile) durably: the small ones as one pack
         (see packs.py), the large ones (LOOSE_BYTES and over: big folders' trees, big files)
         as loose objects, which no pack merge ever has to copy again. Blobs already present
         are skipped. When this returns, every object and its folder entry is on disk.
 
-        Returns what was written, for `ensure_written` (before the ref moves) and `secure`
-        (after): a concurrent `git repack -a -d` or `git gc` may delete these objects while
-        nothing names them yet.
+        ``pending``: the objects of a commit the branch does not name yet. A concurrent
+        `git repack -a -d` (or `git gc`) deletes every pack it listed whose objects the refs do
+        not reach, so the pack gets a `.keep` file until `secure` is called after the ref
+        moved; and while a `git gc` runs (`gc.pid`), whose `git prune` deletes unreachable loose
+        objects, the large objects go into that pack too.
         """
         entries: dict[bytes, bytes] = {}
         loose, seen, unique = [], set(), []
+        in_pack = pending and (self.objects_dir.parent / "gc.pid").exists()
         for obj in objects:
             if obj.id in seen:
                 continue
@@ -410,7 +413,7 @@ class ObjectStore:
             if obj.type_name == b"blob" and self._present(obj.id):
                 continue
             raw = obj.raw if isinstance(obj, RawObject) else obj.as_raw_string()
-            if len(raw) >= LOOSE_BYTES:
+            if len(raw) >= LOOSE_BYTES and not in_pack:
                 loose.append(obj)
             else:
                 entries[binascii.unhexlify(obj.id)] = _pack_entry(obj, raw)
@@ -419,7 +422,9 @@ class ObjectStore:
         if not entries:
             return written
         makedirs(self.pack_dir, sync=True)
-        written.pack = packs.write_pack(self.pack_dir, list(entries.items()))
+        written.pack = packs.write_pack(self.pack_dir, list(entries.items()), keep=pending)
+        written.kept = pending
+        # A kept pack is never merged: this merges only packs the branch already reaches.
         self._forget_packs(packs.merge_small_packs(self.pack_dir))
         return written
 
@@ -432,72 +437,52 @@ class ObjectStore:
                 evicted.close()
 
     def ensure_written(self, written: "Written") -> None:
-        """Just before the ref moves: if a concurrent repack deleted what `write_durably`
-        wrote (it listed our pack but found its objects unreachable), write them again."""
+        """Just before the ref moves: write again, as a kept pack, whatever of ``written`` a
+        concurrent `git prune` deleted (loose objects; a kept pack is never deleted)."""
         if self._missing(written):
-            self._rewrite(written, with_large=True)
+            self._rewrite(written, keep=True)
 
-    def secure(self, written: "Written", git_dir: Path) -> None:
-        """Just after the ref moved: make the new commit's objects safe from a `git repack -a -d`
-        that listed our pack before the ref moved (it deletes that pack when it ends, since
-        the objects were unreachable when it read the refs). Writes them again as a new pack:
-        a repack deletes only packs it listed when it started, and one that starts after this
-        pack exists reads the refs after they name the commit. Large (loose) objects are at
-        risk only from `git prune` (in `git gc`): they go in too while a `git gc` runs
-        (`gc.pid`) or when one is gone already. Then the first pack is removed (the new one
-        holds all of it)."""
-        if not written.objects:
-            return
-        with_large = self._missing(written) or (git_dir / "gc.pid").exists()
-        self._rewrite(written, with_large=with_large)  # an OSError: past the commit point, as for projection
-        if written.pack and written.pack != written.second:
-            base = written.pack
-            if (self.pack_dir / f"{base}.idx").exists():
-                for suffix in (".idx", ".rev", ".bitmap", ".pack"):  # the index first, as merges do
-                    remove_file(self.pack_dir / f"{base}{suffix}", sync=False)
-                self._forget_packs([base])
+    def secure(self, written: "Written") -> None:
+        """Just after the ref moved: the branch names the objects now, so their pack's `.keep`
+        goes (a repack that listed the pack kept it; one that lists it now reads the refs
+        after they moved). Loose objects a `git prune` deleted meanwhile are written again."""
+        if written.kept and written.pack:
+            packs.release_keep(self.pack_dir, written.pack)
+            written.kept = False
+        if self._missing(written):
+            self._rewrite(written, keep=False)
+
+    def abandon(self, written: "Written") -> None:
+        """The commit was not made: its objects are garbage, for `openkb gc` to prune; their
+        pack's `.keep` goes (recovery removes it if even that fails)."""
+        if written.kept and written.pack:
+            try:
+                packs.release_keep(self.pack_dir, written.pack)
+            except OSError:
+                return
+            written.kept = False
 
     def _missing(self, written: "Written") -> bool:
-        if written.pack and not all((self.pack_dir / f"{written.pack}{ext}").exists() for ext in (".idx", ".pack")):
-            merged_away = True  # merged into a bigger pack, or deleted by a repack: look the objects up
-        else:
-            merged_away = False
-        for obj in written.objects:
-            hexsha = obj.id
-            if hexsha in written.loose or merged_away or obj.type_name == b"blob":
-                if not self._present_fresh(hexsha):
-                    return True
+        """Whether a loose object of ``written`` is gone (stat only)."""
+        for hexsha in written.loose:
+            text = hexsha.decode("ascii")
+            if not os.path.exists(self.objects_dir / text[:2] / text[2:]) and not self._present(hexsha):
+                return True
         return False
 
-    def _present_fresh(self, hexsha: bytes) -> bool:
-        """Whether the object is on disk now (dulwich's pack cache rescanned when it says no)."""
-        text = hexsha.decode("ascii")
-        if os.path.exists(self.objects_dir / text[:2] / text[2:]):
-            return True
-        try:
-            if self.store.contains_packed(hexsha):
-                return True
-        except OSError:
-            pass
-        self._forget_packs(list(getattr(self.store, "_pack_cache", {})))
-        try:
-            return self.store.contains_packed(hexsha)
-        except OSError:
-            return False
-
-    def _rewrite(self, written: "Written", *, with_large: bool) -> None:
-        """All of ``written``'s small objects (and with ``with_large`` the large ones) as one
-        new pack, its entries in the reverse order so its name differs from the first pack's."""
-        entries = []
-        for obj in written.objects:
-            raw = obj.raw if isinstance(obj, RawObject) else obj.as_raw_string()
-            if len(raw) < LOOSE_BYTES or with_large:
-                entries.append((binascii.unhexlify(obj.id), _pack_entry(obj, raw)))
-        if not entries:
-            return
-        entries.sort(key=lambda item: item[0], reverse=True)
+    def _rewrite(self, written: "Written", *, keep: bool) -> None:
+        """Every object of ``written`` as one new pack (the small ones are in a kept pack or in
+        packs the branch reaches; writing them again is harmless)."""
+        entries = [(binascii.unhexlify(obj.id), _pack_entry(obj, obj.raw if isinstance(obj, RawObject)
+                                                              else obj.as_raw_string()))
+                   for obj in written.objects]
         makedirs(self.pack_dir, sync=True)
-        written.second = packs.write_pack(self.pack_dir, entries)
+        name = packs.write_pack(self.pack_dir, sorted(entries), keep=keep)
+        if keep:
+            if written.kept and written.pack and written.pack != name:
+                packs.release_keep(self.pack_dir, written.pack)
+            written.pack, written.kept = name, True
+        written.loose = []
 
     def rewrite_loose(self, objects: list) -> None:
         """Write ``objects`` as loose objects even when the store holds them: a damaged stored
@@ -532,13 +517,12 @@ class ObjectStore:
 @dataclass
 class Written:
     """What one `write_durably` call wrote: every object it was given (deduplicated), the base
-    name of its pack (None when all were large or present), the ids written loose, and the
-    pack `secure` or `ensure_written` wrote again."""
+    name of its pack (None when all were large or present) and the ids written loose."""
 
     objects: list
     loose: list[bytes] = field(default_factory=list)
     pack: str | None = None
-    second: str | None = None
+    kept: bool = False  # the pack has our `.keep` (the branch does not name its objects yet)
 
 
 def _pack_entry(obj, raw: bytes) -> bytes:

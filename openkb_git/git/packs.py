@@ -132,16 +132,31 @@ def temporary_names(pack_dir: Path) -> tuple[Path, Path]:
     return (pack_dir / f"openkb_pack_{pid}{TMP_SUFFIX}", pack_dir / f"openkb_idx_{pid}{TMP_SUFFIX}")
 
 
-def write_pack(pack_dir: Path, entries: list[tuple[bytes, bytes]]) -> str:
-    """Write ``entries`` as one pack durably; returns its base name."""
+PENDING_KEEP = b"openkb: objects of a commit being made\n"  # the content of our .keep files
+
+
+def write_pack(pack_dir: Path, entries: list[tuple[bytes, bytes]], *, keep: bool = False) -> str:
+    """Write ``entries`` as one pack durably; returns its base name.
+
+    With ``keep``, a `<name>.keep` file is created before the index makes the pack visible:
+    `git repack -a -d` (and `git gc`) never delete a kept pack, so the objects of a commit
+    not yet named by the branch survive a concurrent repack; the caller removes the file
+    once the ref has moved (`release_keep`)."""
     pack, index, name = encode_pack(entries)
     tmp_pack, tmp_idx = temporary_names(pack_dir)
     write_bytes(tmp_pack, pack, mode=0o444, sync=True)
     write_bytes(tmp_idx, index, mode=0o444, sync=True)
     replace(tmp_pack, pack_dir / f"{name}.pack")
+    if keep:
+        write_bytes(pack_dir / f"{name}.keep", PENDING_KEEP)
     replace(tmp_idx, pack_dir / f"{name}.idx")
     fsync_dir(pack_dir)
     return name
+
+
+def release_keep(pack_dir: Path, name: str) -> None:
+    """Remove the `.keep` file `write_pack(keep=True)` made (the branch names the objects now)."""
+    remove_file(pack_dir / f"{name}.keep", sync=False)
 
 
 def mergeable_packs(pack_dir: Path) -> list[tuple[int, str]]:
@@ -249,7 +264,16 @@ def _merge_with_git(pack_dir: Path, bases: list[str]) -> str | None:
 
 
 def remove_temporaries(pack_dir: Path) -> int:
+    """Remove the temporaries and the pending `.keep` files (ours, by their content) a killed
+    writer left; the journal's recovery has decided about its commit by then."""
     removed = 0
+    for keep in pack_dir.glob("*.keep"):
+        try:
+            if keep.read_bytes() == PENDING_KEEP:
+                keep.unlink()
+                removed += 1
+        except OSError:
+            continue
     patterns = ("openkb_pack_*", "openkb_idx_*", "tmp_pack_*", "tmp_idx_*")  # (tmp_*: the names before 14)
     for tmp in [tmp for pattern in patterns for tmp in pack_dir.glob(pattern + TMP_SUFFIX)]:
         tmp.unlink(missing_ok=True)

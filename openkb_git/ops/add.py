@@ -14,6 +14,8 @@ import json
 import os
 import signal
 import stat as statmod
+import threading
+import time
 import uuid
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -188,7 +190,8 @@ def _init_worker(known: frozenset[str], parent: int = 0, inherited_fds: tuple[in
     the next writer removes the staging) as soon as the parent is gone."""
     global _known_shas
     _known_shas = known
-    die_with_parent(signal.SIGKILL)
+    if not die_with_parent(signal.SIGKILL) and parent:  # no PR_SET_PDEATHSIG: watch the parent pid
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
     if parent and os.getppid() != parent:
         os._exit(1)
     for fd in inherited_fds:
@@ -200,6 +203,12 @@ def _init_worker(known: frozenset[str], parent: int = 0, inherited_fds: tuple[in
     # hang-up or Ctrl-C, sent to the whole process group, is for it alone.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 @dataclass

@@ -6,9 +6,9 @@ against ``base`` (the HEAD it read). This module makes it durable and visible:
  3. blobs, trees and the commit object written and fsynced;
  4. the journal written and fsynced;
  5. the checked-out branch (refs/heads/main by default; the one the writer pinned when it
-    took the lock) moved from base to new by compare-and-swap — the commit point;
-    the new objects then written again as a new pack, safe from a concurrent
-    `git repack -a -d` (see ObjectStore.secure);
+    took the lock) moved from base to new by compare-and-swap — the commit point
+    (until then the new objects' pack has a `.keep`, so a concurrent `git repack -a -d`
+    cannot delete it: see ObjectStore.write_durably);
  6. the change set projected into the working tree and the Git index;
  7. the views brought up to date;
  8. projected files fsynced, then the journal removed.
@@ -92,7 +92,7 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
     message = mutation.message(journal_id)
     commit = make_commit(tree, base, message, identity, now, local_tz_offset(now))
     objects.append(commit)
-    written = kb.objects.write_durably(objects)
+    written = kb.objects.write_durably(objects, pending=True)
     checkpoint("objects:durable")
 
     journal = Journal(id=journal_id, op=mutation.op, base=base.decode() if base else None,
@@ -101,16 +101,17 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
     checkpoint("journal:durable")
 
     try:
-        kb.objects.ensure_written(written)  # a concurrent `git repack -a -d` may have deleted them
+        kb.objects.ensure_written(written)  # a concurrent `git gc` may have pruned loose ones
         compare_and_swap(kb.git_dir, base, commit.id, identity=identity, message=f"openkb {mutation.subject}",
                          name=kb.write_branch())
     except BaseException:
         if kb.head() != commit.id:  # the commit point was not reached: nothing to finish
+            kb.objects.abandon(written)
             remove_journal(journal_path)
         raise  # past the commit point (e.g. syncing the ref's folder failed), recovery finishes it
     kb.trust_head(commit.id)  # just written and durable: head() need not read it back to check it
     checkpoint("ref:moved")
-    kb.objects.secure(written, kb.git_dir)  # and one that listed our pack before the ref moved
+    kb.objects.secure(written)  # the pack's .keep goes: the branch reaches its objects now
 
     project(kb, changes, blob_ids, write=mutation.project)
     checkpoint("projected")
