@@ -141,17 +141,19 @@ def check_objects(kb: KB, head: bytes | None) -> list[Problem]:
         if proc.returncode != 0 or lines:
             problems = [Problem("objects", ".git", line, "", repairable=False) for line in lines] or \
                 [Problem("objects", ".git", f"git fsck exited {proc.returncode}", "", repairable=False)]
-            kb.damaged_objects = _damaged_ids(lines)  # repair leaves paths naming them alone
-            copies = _intact_copies(kb, head, kb.damaged_objects)
+            damaged = _damaged_ids(lines)
+            copies = _intact_copies(kb, head, damaged)
             for sha, path in sorted(copies.items()):
                 problems.append(Problem("objects", path, f"object {sha} is damaged or missing; the working-tree "
                                         f"file {path} is an intact copy of it",
                                         f"--repair writes it back from {path} (`git hash-object -w` does not: "
                                         "Git takes a damaged stored copy for present)"))
             fix = ("--repair restores every damaged object from the working tree (see below)"
-                   if copies and len(copies) == len(_damaged_ids(lines)) else NO_COPY_FIX)
+                   if copies and len(copies) == len(damaged) else NO_COPY_FIX)
             for problem in problems:
-                if not problem.fix:
+                if _FORMAT_PROBLEM.search(problem.detail):  # e.g. hasDotdot: not damage, a crafted tree
+                    problem.fix = UNSAFE_TREE_FIX
+                elif not problem.fix:
                     problem.fix = fix
                     problem.repairable = fix != NO_COPY_FIX
             return problems
@@ -171,6 +173,7 @@ def check_objects(kb: KB, head: bytes | None) -> list[Problem]:
 
 
 _HEX_ID = re.compile(r"(?<![0-9a-f-])([0-9a-f]{40})(?![0-9a-f])")
+_FORMAT_PROBLEM = re.compile(r"(error|warning) in (tree|commit|tag|blob) [0-9a-f]{40}: ")
 _LOOSE_PATH = re.compile(r"objects/([0-9a-f]{2})/([0-9a-f]{38})")
 
 
@@ -179,7 +182,7 @@ def _damaged_ids(lines: list[str]) -> set[str]:
     commits that merely point at them)."""
     out = set()
     for line in lines:
-        if "broken link from" in line or "dangling" in line:
+        if "broken link from" in line or "dangling" in line or _FORMAT_PROBLEM.search(line):
             continue
         out.update(f"{a}{b}" for a, b in _LOOSE_PATH.findall(line))
         if _LOOSE_PATH.search(line) is None:
@@ -427,7 +430,8 @@ def repair(kb: KB, *, wait: float = 0.0) -> FsckReport:
         report.repaired += restored_objects
         tree = kb.head_tree()
         paths = sorted({p.path for p in report.problems if p.check in ("worktree", "index") and not path_problem(p.path)})
-        lost = set() if restored_objects else getattr(kb, "damaged_objects", set())
+        lost = _damaged_ids([p.detail for p in report.problems if p.check == "objects"]) - \
+            {blob_id((kb.root / path).read_bytes()).decode() for path in restored_objects}
         for path in [p for p in paths if _names_object(kb, tree, p, lost)]:
             paths.remove(path)  # resetting it would read the damaged object: the working-tree file is kept
             report.problems.append(Problem("worktree", path, "not reset: its content at HEAD is a damaged object",
