@@ -512,7 +512,12 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, thres
         owner = view.by_sha.get(prepared.sha256)
         if owner is not None or prepared.status == SKIPPED:
             return FileResult(task.display, SKIPPED, doc=owner, reason=f"duplicate of {owner}" if owner else "duplicate")
-        footprint, warnings = read_staged(Path(prepared.dir))
+        try:
+            footprint, warnings = read_staged(Path(prepared.dir))
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # staging changed under us (e.g. by a hook)
+            reason = _os_error(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+            return FileResult(task.display, FAILED, doc=task.doc,
+                              reason=f"its prepared files could not be read back ({reason}); add it again")
         doc = _final_name(view, task)
         if doc != footprint.doc:
             # Another process took the reserved name since the scan: convert again under the final name.
