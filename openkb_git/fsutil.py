@@ -157,3 +157,36 @@ def _unlink_quietly(path: Path) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def readable(name: str) -> str:
+    """A file name from the OS as valid Unicode text: bytes that are not UTF-8 (which Python
+    keeps as lone surrogates, e.g. b'caf\\xe9' -> 'caf\\udce9') are written ``\\xNN``.
+
+    Deterministic, so the same file always gets the same key, and safe for JSON, Git
+    commit messages and terminals. Names that are valid UTF-8 are returned unchanged."""
+    if not any("\ud800" <= c <= "\udfff" for c in name):
+        return name
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that is not an escaped byte
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def decoded_stem(stem: str) -> str:
+    """A file name's stem with its non-UTF-8 bytes as U+FFFD, for deriving a doc name."""
+    if not any("\ud800" <= c <= "\udfff" for c in stem):
+        return stem
+    try:
+        return stem.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return stem.encode("utf-8", "replace").decode("utf-8")
+
+
+def os_error_text(exc: OSError) -> str:
+    """"<reason> (<path>)" for an OSError, the path readable (str or bytes, any encoding)."""
+    name = exc.filename
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    where = f" ({readable(str(name))})" if name else ""
+    return f"{exc.strerror or exc}{where}"

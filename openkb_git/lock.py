@@ -6,6 +6,7 @@ writer that gives up can say who is in the way. Reads never take this lock.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -27,6 +28,10 @@ class LockBusyError(OpenKBError):
     exit_code = EXIT_LOCKED
 
 
+class NotWritableError(OpenKBError):
+    """The KB cannot be written (read-only file system, no permission): the lock cannot be taken."""
+
+
 class KBLock:
     """Exclusive, re-entrant-per-object lock on a KB. Use as a context manager."""
 
@@ -42,6 +47,13 @@ class KBLock:
             self._lock.acquire(timeout=max(wait, 0) if wait > 0 else 0, poll_interval=0.02)
         except filelock.Timeout:
             raise LockBusyError(self._busy_message(wait)) from None
+        except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise NotWritableError(
+                    f"cannot write {self.path} to take the knowledge-base lock: {exc.strerror}; nothing was "
+                    "changed. Make the knowledge base writable (remount it read-write, or fix its permissions), "
+                    "then run the command again") from None
+            raise
         if self._lock.lock_counter == 1:
             info = {"pid": os.getpid(), "command": " ".join(["openkb", *sys.argv[1:]]) or "openkb",
                     "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -88,13 +88,24 @@ def add(ctx: click.Context, paths: tuple[str, ...], jobs: int | None, wait: floa
         for sha in report.edit_commits:
             click.echo(f"committed your edits of tracked files as {sha[:7]} (edit)", err=True)
         summary = (f"{report.count(ADDED)} added, {report.count(SKIPPED)} skipped, {report.count(FAILED)} failed")
+        if report.not_tried:
+            summary += f" ({report.not_tried} not tried)"
         if report.interrupted:
             summary += " (interrupted: files not yet committed were left out)"
         click.echo(summary)
+        if report.unfinished:
+            shas = ", ".join(sha[:7] for sha in report.unfinished)
+            click.echo(f"openkb: error: {len(report.unfinished)} commit(s) made ({shas}) but the working tree was not "
+                       "fully updated after them; " + (
+                           "later in this run recovery finished them: the KB is consistent" if report.finished_later
+                           else "the next openkb command (or `openkb recover`) finishes it once the cause is fixed"),
+                       err=True)
         if report.stopped:
-            click.echo(f"openkb: error: {report.stopped}", err=True)
+            click.echo(f"openkb: error: {_shown(report.stopped)}", err=True)
     if report.interrupted:
         ctx.exit(128 + report.signum if report.signum else EXIT_INTERRUPTED)  # 130, 143, 129
+    if report.stopped:
+        ctx.exit(report.stop_code)
     if report.failed:
         ctx.exit(EXIT_FAILED)
 

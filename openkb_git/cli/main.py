@@ -49,13 +49,33 @@ class OpenKBGroup(click.Group):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
             ctx.exit(EXIT_BROKEN_PIPE)
         except OSError as exc:  # the disk or the file system failed under us
-            where = f" ({exc.filename})" if exc.filename else ""
-            click.echo(f"openkb: error: I/O error: {exc.strerror or exc}{where}; nothing after it was done; "
-                       "the next command (or `openkb recover`) brings the KB back to its last commit", err=True)
+            click.echo(f"openkb: error: {os_error_message(exc)}", err=True)
             ctx.exit(EXIT_FAILED)
         except KeyboardInterrupt:
             click.echo("openkb: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+
+
+def os_error_message(exc: OSError) -> str:
+    """What an OSError that ended a command means for the KB, without claiming more than is known.
+
+    Failures after a commit point arrive as CommittedButIncomplete (an OpenKBError) with the
+    commit named; an OSError reaching here happened before one, or outside any mutation."""
+    import errno
+
+    from ..fsutil import os_error_text
+
+    text = os_error_text(exc)
+    if exc.errno == errno.EROFS:
+        return (f"cannot write: {text}. Make the knowledge base writable (remount it read-write), then run the "
+                "command again. The step that failed was not committed; what was committed before it stays")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (f"no permission: {text}. Fix the permissions of that path (make the knowledge base writable for "
+                "a command that changes it), then run the command again. The step that failed was not committed; "
+                "what was committed before it stays")
+    return (f"I/O error: {text}; the command stopped there. The step that failed was not "
+            "committed; what was committed before it stays (`openkb log`); once the cause is fixed (e.g. disk "
+            "space freed), the next openkb command (or `openkb recover`) undoes what that step left behind")
 
 
 @click.group(cls=OpenKBGroup, context_settings={"help_option_names": ["-h", "--help"]})

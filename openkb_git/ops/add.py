@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -24,12 +25,14 @@ from typing import Callable, Iterator
 
 from ..compiler import Contribution, compile_document
 from ..convert import SUPPORTED_SUFFIXES, ConversionError, convert_file
-from ..errors import OpenKBError
+from ..errors import EXIT_FAILED, DamageError, OpenKBError, RefusedStateError
 from ..faults import checkpoint
-from ..fsutil import makedirs
+from ..fsutil import decoded_stem, makedirs, os_error_text, readable
 from ..hooks import run_hook
 from ..kb import KB
-from ..protocol.commit import Mutation, commit_mutation
+from ..lock import LockBusyError
+from ..protocol.commit import CommittedButIncomplete, Mutation, commit_mutation, failure_reason
+from ..protocol.journal import list_journals
 from ..protocol.recovery import release_staging, staging_run_dir
 from ..registry import RegistryView, source_key
 from ..paths import UnsafePathError
@@ -54,24 +57,37 @@ class FileResult:
     warnings: list[str] = field(default_factory=list)
 
 
+NOT_TRIED = "not tried: "  # reason prefix of the files a run that stopped early never reached
+
+
 @dataclass
 class AddReport:
     results: list[FileResult] = field(default_factory=list)
     edit_commits: list[str] = field(default_factory=list)
     interrupted: bool = False
     signum: int = 0  # the signal that interrupted the run (SIGINT, SIGTERM, SIGHUP), if one did
-    stopped: str = ""  # why the run stopped early (an I/O error), if it did
+    stopped: str = ""  # why the run stopped early (an I/O error, a refused state), if it did
+    stop_code: int = EXIT_FAILED  # the exit code that stop calls for
+    unfinished: list[str] = field(default_factory=list)  # commits made whose projection failed (left to recovery)
+    finished_later: bool = False  # ... and the run's own later lock acquisitions recovered them all
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
 
     @property
+    def not_tried(self) -> int:
+        return sum(1 for r in self.results if r.status == FAILED and r.reason.startswith(NOT_TRIED))
+
+    @property
     def failed(self) -> bool:
-        return self.interrupted or bool(self.stopped) or any(r.status == FAILED for r in self.results)
+        return (self.interrupted or bool(self.stopped) or bool(self.unfinished)
+                or any(r.status == FAILED for r in self.results))
 
     def to_json(self) -> dict:
         return {"added": self.count(ADDED), "skipped": self.count(SKIPPED), "failed": self.count(FAILED),
-                "interrupted": self.interrupted, "stopped": self.stopped, "edit_commits": self.edit_commits,
+                "not_tried": self.not_tried, "interrupted": self.interrupted, "stopped": self.stopped,
+                "unfinished": self.unfinished, "finished_later": self.finished_later,
+                "edit_commits": self.edit_commits,
                 "files": [asdict(r) for r in self.results]}
 
 
@@ -106,6 +122,7 @@ def scan(kb: KB, inputs: list[Path]) -> tuple[list[tuple[Path, str]], list[FileR
     not sources); in `raw/`, files already tracked are skipped (they are documents already) and
     new ones dropped there are added (OpenKB's drop-in workflow); in directories, files of an
     unsupported type are skipped with that reason; symbolic-link loops are reported.
+    Display names are `readable` (bytes of a name that are not UTF-8 shown as \\xNN).
     """
     files: list[tuple[Path, str]] = []
     refused: list[FileResult] = []
@@ -121,28 +138,28 @@ def scan(kb: KB, inputs: list[Path]) -> tuple[list[tuple[Path, str]], list[FileR
         except (OSError, RuntimeError) as exc:
             reason = "symbolic link loop" if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == 40 else \
                 ("no such file" if isinstance(exc, FileNotFoundError) else str(exc.strerror or exc))
-            refused.append(FileResult(display, FAILED, reason=reason))
+            refused.append(FileResult(readable(display), FAILED, reason=reason))
             return
         if any(resolved == p or p in resolved.parents for p in protected):
-            refused.append(FileResult(display, FAILED, reason=why_protected))
+            refused.append(FileResult(readable(display), FAILED, reason=why_protected))
             return
         if raw_dir in resolved.parents and \
                 kb.objects.lookup(head_tree, resolved.relative_to(kb.root.resolve()).as_posix()) is not None:
-            refused.append(FileResult(display, SKIPPED, reason="already a document's raw copy (tracked in raw/)"))
+            refused.append(FileResult(readable(display), SKIPPED, reason="already a document's raw copy (tracked in raw/)"))
             return
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            refused.append(FileResult(display, FAILED if explicit else SKIPPED,
-                                      reason=f"unsupported file type '{path.suffix or path.name}'"))
+            refused.append(FileResult(readable(display), FAILED if explicit else SKIPPED,
+                                      reason=f"unsupported file type '{readable(path.suffix or path.name)}'"))
             return
         if str(resolved) in seen:
             return
         seen.add(str(resolved))
-        files.append((path, display))
+        files.append((path, readable(display)))
 
     for given in inputs:
         path = Path(os.path.abspath(given))
         if path.is_dir() and any(path.resolve() == p or p in path.resolve().parents for p in protected):
-            refused.append(FileResult(str(given), FAILED, reason=why_protected))
+            refused.append(FileResult(readable(str(given)), FAILED, reason=why_protected))
         elif path.is_dir():
             for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -160,7 +177,7 @@ def scan(kb: KB, inputs: list[Path]) -> tuple[list[tuple[Path, str]], list[FileR
         elif path.exists() or path.is_symlink():
             consider(path, str(given), True)
         else:
-            refused.append(FileResult(str(given), FAILED, reason="no such file or directory"))
+            refused.append(FileResult(readable(str(given)), FAILED, reason="no such file or directory"))
     return files, refused
 
 
@@ -169,8 +186,8 @@ def reserve(view: RegistryView, kb: KB, files: list[tuple[Path, str]]) -> list[T
     reserved: dict[str, str] = {}
     tasks = []
     for n, (path, display) in enumerate(files):
-        key = source_key(path, kb.root)
-        doc = view.name_for(key, path.stem, reserved)
+        key = readable(source_key(path, kb.root))  # registry records and trailers are UTF-8 text
+        doc = view.name_for(key, decoded_stem(path.stem), reserved)
         reserved.setdefault(doc, key)
         tasks.append(Task(n=n, src=str(path), display=display, key=key, doc=doc))
     return tasks
@@ -219,6 +236,7 @@ class Prepared:
     reason: str = ""
     dir: str = ""
     warnings: list[str] = field(default_factory=list)
+    no_space: bool = False  # failed with ENOSPC: maybe only because another file filled the disk then
 
 
 def prepare(task: Task, run_dir: str, threshold: int, max_mb: float, known: frozenset[str] | None = None) -> Prepared:
@@ -242,10 +260,16 @@ def prepare(task: Task, run_dir: str, threshold: int, max_mb: float, known: froz
     out = Path(run_dir) / str(task.n)
     try:
         _footprint, warnings = build_footprint(task, src, data, sha, threshold, out)
-    except ConversionError as exc:
-        return Prepared(task.n, FAILED, sha256=sha, reason=str(exc))
-    except OSError as exc:  # staging could not be written (disk full, I/O error)
-        return Prepared(task.n, FAILED, sha256=sha, reason=f"I/O error while preparing: {_os_error(exc)}")
+    except BaseException as exc:
+        # A failed preparation's partial staging goes at once: on a full disk it holds the
+        # space every later file needs.
+        _rmtree(out)
+        if isinstance(exc, ConversionError):
+            return Prepared(task.n, FAILED, sha256=sha, reason=str(exc))
+        if isinstance(exc, OSError):  # staging could not be written (disk full, I/O error)
+            return Prepared(task.n, FAILED, sha256=sha, reason=f"I/O error while preparing: {_os_error(exc)}",
+                            no_space=exc.errno == errno.ENOSPC)
+        raise
     return Prepared(task.n, "ready", sha256=sha, dir=str(out), warnings=warnings)
 
 
@@ -255,7 +279,8 @@ def build_footprint(task: Task, src: Path, data: bytes, sha: str, threshold: int
 
     Returns the footprint and the converter's warnings; raises ConversionError."""
     doc = task.doc
-    conv = convert_file(src, doc, pageindex_threshold=threshold, data=data)
+    # The converter sees the name only for its suffix and a fallback title: give it the readable one.
+    conv = convert_file(src.with_name(readable(src.name)), doc, pageindex_threshold=threshold, data=data)
     suffix = src.suffix.lower()
     raw = f"raw/{doc}{suffix}"
     source = next((p for p in sorted(conv.files) if p.startswith(f"wiki/sources/{doc}.")), "")
@@ -264,7 +289,7 @@ def build_footprint(task: Task, src: Path, data: bytes, sha: str, threshold: int
     files = {raw: data, **conv.files, summary_path(doc): compiled.summary}
     record = {
         "doc_name": doc,
-        "name": src.name,
+        "name": readable(src.name),
         "type": conv.doc_type,
         "path": task.key,
         "sha256": sha,
@@ -358,38 +383,94 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, on_signal)
+    tried: set[int] = set()
+    last = ""  # the file the run stopped at
     try:
-        for done, (task, prepared) in enumerate(_prepared_in_order(tasks, str(run_dir), threshold, max_mb, known,
-                                                                     jobs, interrupted), start=1):
-            if interrupted["flag"]:
-                report.interrupted = True
-                break
-            progress(done - 1, len(tasks), task.display)
-            try:
-                result = _commit_one(kb, writer, task, prepared, threshold, allow_edit_commits, report, verify)
-            except OSError as exc:
-                # The disk is failing (full, I/O error): this file is out, and so are the rest.
-                result = FileResult(task.display, FAILED, reason=f"I/O error while committing: {_os_error(exc)}")
+        try:
+            for done, (task, prepared) in enumerate(_prepared_in_order(tasks, str(run_dir), threshold, max_mb,
+                                                                         known, jobs, interrupted), start=1):
+                if interrupted["flag"]:
+                    break
+                progress(done - 1, len(tasks), task.display)
+                tried.add(task.n)
+                if prepared.no_space and jobs > 1:
+                    # Prepared in parallel while another file was filling the disk (its partial
+                    # staging is gone now): once more, here, so disk full fails only that file.
+                    _rmtree(Path(run_dir) / str(task.n))
+                    try:
+                        prepared = prepare(task, str(run_dir), threshold, max_mb, known)
+                    except Exception as exc:
+                        prepared = Prepared(task.n, FAILED, reason=f"preparation crashed: {type(exc).__name__}: {exc}")
+                try:
+                    result, stop = _commit_guarded(kb, writer, task, prepared, threshold, allow_edit_commits,
+                                                   report, verify)
+                finally:
+                    _rmtree(Path(run_dir) / str(task.n))  # also a failed or crashed preparation's leftovers
                 report.results.append(result)
                 emit(result)
-                report.stopped = f"stopped after an I/O error ({_os_error(exc)}); run `openkb recover` when fixed"
-                break
-            report.results.append(result)
-            emit(result)
-            if prepared.dir:
-                _rmtree(Path(prepared.dir))
-            if result.status == ADDED and result.commit and auto_gc.committed():
-                with writer.locked():
-                    collect(kb, lock=writer.lock)  # keeps a long ingest from piling up loose objects
-            progress(done, len(tasks), task.display)
+                if stop:
+                    report.stopped, report.stop_code = stop
+                    last = task.display
+                    break
+                if result.status == ADDED and result.commit and auto_gc.committed():
+                    with writer.locked():
+                        collect(kb, lock=writer.lock)  # keeps a long ingest from piling up loose objects
+                progress(done, len(tasks), task.display)
+        except BrokenPipeError:  # our reader has gone (`openkb add … | head`): stop as before
+            raise
+        except Exception as exc:  # preparation or housekeeping failed as a whole: stop, listing what is left
+            report.stopped = f"stopped: {failure_reason(exc) if not isinstance(exc, OpenKBError) else exc}"
+            report.stop_code = exc.exit_code if isinstance(exc, OpenKBError) else EXIT_FAILED
         if interrupted["flag"]:
             report.interrupted = True
         report.signum = interrupted["signum"]
+        if report.interrupted or report.stopped:
+            why = ("interrupted" if report.interrupted and not report.stopped
+                   else f"the run stopped after the error on {last}" if last else f"the run {report.stopped}")
+            for task in tasks:
+                if task.n not in tried:
+                    result = FileResult(task.display, FAILED, reason=NOT_TRIED + why)
+                    report.results.append(result)
+                    emit(result)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         release_staging(kb.staging_dir, run_id, owner_fd)
+    if report.unfinished:
+        # Every later lock acquisition recovers first: no journal left means they were finished.
+        report.finished_later = not list_journals(kb.journal_dir)
     return report
+
+
+def _commit_guarded(kb: KB, writer: Writer, task: Task, prepared: Prepared, threshold: int,
+                    allow_edit_commits: bool, report: AddReport,
+                    verify: bool) -> tuple[FileResult, tuple[str, int] | None]:
+    """Commit one file; never raises. Returns its result and, when the run cannot go on,
+    (why it stopped, exit code). A failure that is this file's own (a bad name, a bug in
+    one converter's output) fails the file and the run goes on: whatever the failed step
+    left is undone by recovery when the next file takes the lock."""
+    try:
+        return _commit_one(kb, writer, task, prepared, threshold, allow_edit_commits, report, verify), None
+    except CommittedButIncomplete as exc:  # the edit commit made first: committed, this file not
+        report.edit_commits.append(exc.sha)
+        report.unfinished.append(exc.sha)
+        return FileResult(task.display, FAILED, doc=task.doc,
+                          reason=f"not committed: your hand edits were committed first ({exc.warning()})"), None
+    except OSError as exc:
+        reason = f"I/O error while committing: {_os_error(exc)}"
+        if exc.errno == errno.ENAMETOOLONG:  # this file's names, not the disk
+            return FileResult(task.display, FAILED, doc=task.doc, reason=reason), None
+        # The disk is failing (full, read-only, I/O error): this file is out, and so are the rest.
+        return (FileResult(task.display, FAILED, doc=task.doc, reason=reason),
+                (f"stopped after an I/O error on {task.display} ({_os_error(exc)}); the files after it were not "
+                 "tried; fix the cause, then add them again (the next openkb command cleans up)", EXIT_FAILED))
+    except (LockBusyError, RefusedStateError, DamageError) as exc:  # the KB as a whole, not this file
+        return FileResult(task.display, FAILED, doc=task.doc, reason=str(exc)), (f"stopped: {exc}", exc.exit_code)
+    except OpenKBError as exc:
+        return FileResult(task.display, FAILED, doc=task.doc, reason=str(exc)), None
+    except Exception as exc:  # a bug: report it for this file and go on (recovery makes the KB whole)
+        return FileResult(task.display, FAILED, doc=task.doc,
+                          reason=f"internal error while committing: {type(exc).__name__}: {exc}"), None
 
 
 def _prepared_in_order(tasks: list[Task], run_dir: str, threshold: int, max_mb: float, known: frozenset[str],
@@ -485,7 +566,7 @@ def _commit_one(kb: KB, writer: Writer, task: Task, prepared: Prepared, threshol
             refused.append(hook.message)
     result = _commit_locked(kb, writer, task, prepared, threshold, allow_edit_commits, report)
     result.warnings.extend(refused)
-    if result.status == ADDED:
+    if result.status == ADDED and result.commit not in report.unfinished:
         hook = run_hook(kb.hooks_dir, "post-ingest", kb.root,
                         {**_hook_env(task, prepared.sha256, result.doc), "OPENKB_COMMIT": result.commit or ""})
         if not hook.ok:
@@ -504,7 +585,12 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, thres
         owner = view.by_sha.get(prepared.sha256)
         if owner is not None or prepared.status == SKIPPED:
             return FileResult(task.display, SKIPPED, doc=owner, reason=f"duplicate of {owner}" if owner else "duplicate")
-        footprint, warnings = read_staged(Path(prepared.dir))
+        try:
+            footprint, warnings = read_staged(Path(prepared.dir))
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # staging changed under us (e.g. by a hook)
+            reason = _os_error(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+            return FileResult(task.display, FAILED, doc=task.doc,
+                              reason=f"its prepared files could not be read back ({reason}); add it again")
         doc = _final_name(view, task)
         if doc != footprint.doc:
             # Another process took the reserved name since the scan: convert again under the final name.
@@ -529,11 +615,15 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, thres
         replacing = doc in view.records
         verb = "update" if replacing else "add"
         mutation = Mutation(
-            op="add", subject=f"{verb}: {Path(task.src).name}", changes=changes,
+            op="add", subject=f"{verb}: {readable(Path(task.src).name)}", changes=changes,
             trailers={"OpenKB-Doc": doc, "OpenKB-Source": task.key, "OpenKB-Source-Sha256": prepared.sha256},
         )
         checkpoint("add:commit")
-        committed = commit_mutation(kb, writer.registry, head, mutation)
+        try:
+            committed = commit_mutation(kb, writer.registry, head, mutation)
+        except CommittedButIncomplete as exc:  # the file IS added; recovery finishes the working tree
+            report.unfinished.append(exc.sha)
+            return FileResult(task.display, ADDED, doc=doc, commit=exc.sha, warnings=[*warnings, exc.warning()])
     if committed is None:
         return FileResult(task.display, SKIPPED, doc=doc, reason="unchanged")
     return FileResult(task.display, ADDED, doc=doc, commit=committed.sha.decode(), warnings=warnings)
@@ -547,12 +637,11 @@ def _final_name(view: RegistryView, task: Task) -> str:
         return known
     if task.doc not in view.records:
         return task.doc
-    return view.name_for(task.key, Path(task.src).stem)
+    return view.name_for(task.key, decoded_stem(Path(task.src).stem))
 
 
 def _os_error(exc: OSError) -> str:
-    where = f" ({exc.filename})" if exc.filename else ""
-    return f"{exc.strerror or exc}{where}"
+    return os_error_text(exc)
 
 
 def _rmtree(path: Path) -> None:

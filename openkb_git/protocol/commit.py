@@ -21,9 +21,10 @@ import time
 from dataclasses import dataclass, field
 
 from ..faults import checkpoint
-from ..fsutil import fsync_dir, fsync_file, makedirs, prune_empty_dirs, remove_file, write_file
+from ..fsutil import fsync_dir, fsync_file, makedirs, os_error_text, prune_empty_dirs, remove_file, write_file
 from ..git.objects import ChangeSet, blob_id, make_commit
 from ..git.refs import compare_and_swap
+from ..errors import OpenKBError
 from ..kb import KB, local_tz_offset
 from ..paths import check_worktree_path
 from ..registry import Registry
@@ -51,6 +52,32 @@ class Mutation:
         return "\n".join(lines) + "\n"
 
 
+class CommittedButIncomplete(OpenKBError):
+    """The commit point was reached (the branch names the new commit) and a later step
+    (projection, views, fsync) failed: the operation IS committed; the journal it leaves
+    lets the next writer (or `openkb recover`) finish the working tree, index and views."""
+
+    def __init__(self, sha: str, subject: str, paths: list[str], reason: str):
+        self.sha = sha
+        self.subject = subject
+        self.paths = paths  # what recovery will bring to the commit
+        self.reason = reason
+        super().__init__(f"{subject}: committed as {sha[:7]}, then {reason}; the working tree was not fully updated "
+                         f"({len(paths)} path(s) left for recovery); the next openkb command (or `openkb recover`) "
+                         "finishes it once the cause is fixed")
+
+    def warning(self) -> str:
+        return (f"committed as {self.sha[:7]}; the working tree was not fully updated: {self.reason}; "
+                "the next openkb command (or `openkb recover`) finishes it")
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line naming what failed: "I/O error: No space left on device (path)" for OSError."""
+    if isinstance(exc, OSError):
+        return f"I/O error: {os_error_text(exc)}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 @dataclass
 class Committed:
     sha: bytes
@@ -74,7 +101,8 @@ def effective_changes(kb: KB, base_tree: bytes | None, changes: ChangeSet) -> Ch
 def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mutation) -> Committed | None:
     """Commit ``mutation`` on top of ``base``; returns None when it changes nothing.
 
-    Raises RefMovedError (nothing changed) if the branch is no longer at ``base``.
+    Raises RefMovedError (nothing changed) if the branch is no longer at ``base``, and
+    CommittedButIncomplete when a step after the commit point fails (the commit stands).
     """
     base_tree = kb.head_tree(base)
     changes = effective_changes(kb, base_tree, mutation.changes)
@@ -104,21 +132,28 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
         kb.objects.ensure_written(written)  # a concurrent `git gc` may have pruned loose ones
         compare_and_swap(kb.git_dir, base, commit.id, identity=identity, message=f"openkb {mutation.subject}",
                          name=kb.write_branch())
-    except BaseException:
+    except BaseException as exc:
         if kb.head() != commit.id:  # the commit point was not reached: nothing to finish
             kb.objects.abandon(written)
             remove_journal(journal_path)
-        raise  # past the commit point (e.g. syncing the ref's folder failed), recovery finishes it
+            raise
+        if not isinstance(exc, Exception):
+            raise
+        # Past the commit point (e.g. syncing the ref's folder failed): recovery finishes it.
+        raise CommittedButIncomplete(commit.id.decode(), mutation.subject, paths, failure_reason(exc)) from exc
     kb.trust_head(commit.id)  # just written and durable: head() need not read it back to check it
     checkpoint("ref:moved")
-    kb.objects.secure(written)  # the pack's .keep goes: the branch reaches its objects now
 
-    project(kb, changes, blob_ids, write=mutation.project)
-    checkpoint("projected")
-    update_views(kb, registry)
-    checkpoint("views")
-    make_durable(kb, paths + view_paths())
-    remove_journal(journal_path)
+    try:
+        kb.objects.secure(written)  # the pack's .keep goes: the branch reaches its objects now
+        project(kb, changes, blob_ids, write=mutation.project)
+        checkpoint("projected")
+        update_views(kb, registry)
+        checkpoint("views")
+        make_durable(kb, paths + view_paths())
+        remove_journal(journal_path)
+    except Exception as exc:  # the operation is committed: say so, and what is left (the journal)
+        raise CommittedButIncomplete(commit.id.decode(), mutation.subject, paths, failure_reason(exc)) from exc
     checkpoint("journal:removed")
     return Committed(sha=commit.id, base=base, paths=paths)
 
