@@ -56,6 +56,7 @@ class AddReport:
     edit_commits: list[str] = field(default_factory=list)
     interrupted: bool = False
     stopped: str = ""  # why the run stopped early (an I/O error), if it did
+    kept_edits: list[str] = field(default_factory=list)  # "<backup folder>: <paths>" kept by recovery
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -67,6 +68,7 @@ class AddReport:
     def to_json(self) -> dict:
         return {"added": self.count(ADDED), "skipped": self.count(SKIPPED), "failed": self.count(FAILED),
                 "interrupted": self.interrupted, "stopped": self.stopped, "edit_commits": self.edit_commits,
+                "kept_edits": self.kept_edits,
                 "files": [asdict(r) for r in self.results]}
 
 
@@ -296,6 +298,7 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
         tasks = reserve(view, kb, files)
         known = frozenset(view.by_sha)
         auto_gc = AutoGC(kb)
+    report.kept_edits = [f"{r.backup}/: {', '.join(r.kept)}" for r in writer.recoveries if r.kept]
     for result in refused:
         report.results.append(result)
         emit(result)
