@@ -25,7 +25,7 @@ OUR_JOURNALS = Path(".openkb") / "openkb-git" / "journal"
 OPENKB_JOURNALS = Path(".openkb") / "journal"
 
 
-def _kb_with(kb: Path, tmp_path: Path, names=("tar.md", "grep.md")) -> Path:
+def _kb_with(kb: Path, tmp_path: Path, names=("tar.md",)) -> Path:
     run_openkb("add", copy_tldr(tmp_path / "docs", list(names)), cwd=kb, check=True)
     return kb
 
