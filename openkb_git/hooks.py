@@ -62,7 +62,18 @@ def refusal(kb_root: Path, hooks_dir: Path, event: str) -> str | None:
     real = Path(os.path.realpath(path))
     rels.add(real.relative_to(root).as_posix() if real.is_relative_to(root) else None)
     rels.discard(None)
-    tracked = _tracked(root, rels)
+    try:
+        lst = os.lstat(path)
+        st = os.stat(path)
+    except OSError:
+        lst = st = None
+    # A hook file changed by a checkout or pull is a new inode: the answer for the same
+    # file is kept for the process (an add of many files asks twice per file).
+    key = (str(path), str(real), *((lst.st_ino, lst.st_mtime_ns, st.st_ino, st.st_mtime_ns, st.st_size)
+                                   if st is not None else ()))
+    if key not in _tracked_memo:
+        _tracked_memo[key] = _tracked(root, rels)
+    tracked = _tracked_memo[key]
     if tracked:
         return (f"{path} is tracked by Git ({tracked}): hooks never arrive through a clone or pull, so it "
                 "is not run; if you trust it, `git rm --cached` it and install it yourself")
@@ -75,6 +86,9 @@ def refusal(kb_root: Path, hooks_dir: Path, event: str) -> str | None:
     if st.st_mode & (statmod.S_IWGRP | statmod.S_IWOTH):
         return f"{path} is writable by group or others: not run; check it, then `chmod go-w {path}`"
     return None
+
+
+_tracked_memo: dict[tuple, str | None] = {}
 
 
 def _tracked(root: Path, rels: set[str]) -> str | None:

@@ -25,7 +25,7 @@ OUR_JOURNALS = Path(".openkb") / "openkb-git" / "journal"
 OPENKB_JOURNALS = Path(".openkb") / "journal"
 
 
-def _kb_with(kb: Path, tmp_path: Path, names=("tar.md", "grep.md")) -> Path:
+def _kb_with(kb: Path, tmp_path: Path, names=("tar.md",)) -> Path:
     run_openkb("add", copy_tldr(tmp_path / "docs", list(names)), cwd=kb, check=True)
     return kb
 
@@ -345,3 +345,18 @@ def test_no_writer_commits_a_bad_config_as_an_edit(kb, tmp_path):
     assert proc.returncode == 1 and "pageindex_threshold: 'many' is not a whole number" in proc.stderr, \
         proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and git(kb, "rev-parse", "HEAD") == head
+
+
+def test_a_writer_that_recovers_says_where_the_hand_edit_went(kb, tmp_path):
+    _kb_with(kb, tmp_path, ["tar.md"])
+    summary = kb / "wiki" / "summaries" / "tar.md"
+    summary.write_text("# tar\n\nmine\n")
+    (kb / OUR_JOURNALS).mkdir(parents=True, exist_ok=True)
+    (kb / OUR_JOURNALS / "abc.json").write_text('{"id": "abc", "op": "add", "ba')
+    proc = run_openkb("add", copy_tldr(tmp_path / "more", ["ls.md"]), cwd=kb)
+    assert proc.returncode == 0, proc.stderr
+    assert "copied hand-edited files before resetting them to .openkb/fsck-backup/" in proc.stderr
+    assert "wiki/summaries/tar.md" in proc.stderr
+    (backup,) = (kb / ".openkb" / "fsck-backup").iterdir()
+    assert (backup / "wiki" / "summaries" / "tar.md").read_text() == "# tar\n\nmine\n"
+    assert_consistent(kb)

@@ -85,6 +85,8 @@ def add(ctx: click.Context, paths: tuple[str, ...], jobs: int | None, wait: floa
     if as_json:
         echo_json(report.to_json())
     else:
+        for kept in report.kept_edits:
+            click.echo(f"recovery of a crashed writer copied hand-edited files before resetting them to {kept}", err=True)
         for sha in report.edit_commits:
             click.echo(f"committed your edits of tracked files as {sha[:7]} (edit)", err=True)
         summary = (f"{report.count(ADDED)} added, {report.count(SKIPPED)} skipped, {report.count(FAILED)} failed")
@@ -167,8 +169,11 @@ def recover(ctx: click.Context, wait: float, as_json: bool) -> None:
     """Finish or undo an interrupted mutation and remove orphaned staging.
 
     Resets every path named by a journal of a crashed writer to HEAD (working
-    tree and Git index), rebuilds the views, removes the journals. Every command
-    that takes the KB lock does this first; running it by hand is always safe.
+    tree and Git index), rebuilds the views, removes the journals. A hand edit
+    found on a path it resets is copied to .openkb/fsck-backup/<time>/ first
+    (named in the output). An interrupted OpenKB run's journal
+    (.openkb/journal/) is rolled back as OpenKB does. Every command that takes
+    the KB lock does this first; running it by hand is always safe.
     """
     kb = open_kb(ctx)
     try:

@@ -70,6 +70,7 @@ class AddReport:
     stop_code: int = EXIT_FAILED  # the exit code that stop calls for
     unfinished: list[str] = field(default_factory=list)  # commits made whose projection failed (left to recovery)
     finished_later: bool = False  # ... and the run's own later lock acquisitions recovered them all
+    kept_edits: list[str] = field(default_factory=list)  # "<backup folder>: <paths>" kept by recovery
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -88,6 +89,7 @@ class AddReport:
                 "not_tried": self.not_tried, "interrupted": self.interrupted, "stopped": self.stopped,
                 "unfinished": self.unfinished, "finished_later": self.finished_later,
                 "edit_commits": self.edit_commits,
+                "kept_edits": self.kept_edits,
                 "files": [asdict(r) for r in self.results]}
 
 
@@ -363,6 +365,7 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
         tasks = reserve(view, kb, files)
         known = frozenset(view.by_sha)
         auto_gc = AutoGC(kb)
+    report.kept_edits = [f"{r.backup}/: {', '.join(r.kept)}" for r in writer.recoveries if r.kept]
     for result in refused:
         report.results.append(result)
         emit(result)

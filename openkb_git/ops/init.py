@@ -20,10 +20,13 @@ from .mergedriver import configure as configure_merge_drivers
 from .session import Writer
 
 GITIGNORE = """\
-# Written by `openkb init`. Untracked: views rebuilt from the history, journals,
-# staging, the lock and the KB's hooks. Everything else under .openkb/ that is not
-# listed as tracked below is local state of other tools.
+# Written by `openkb init`. Untracked: views rebuilt from the history, openkb-git's
+# journals and staging (.openkb/openkb-git/), OpenKB's (.openkb/journal/, .openkb/staging/),
+# the lock and the KB's hooks (never run when tracked). Everything else under .openkb/
+# that is not listed as tracked below is local state of other tools.
 /.openkb/*
+/.openkb/openkb-git/
+/.openkb/hooks/
 !/.openkb/config.yaml
 !/.openkb/registry/
 !/.openkb/log-before-git.md

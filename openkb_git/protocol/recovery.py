@@ -31,7 +31,7 @@ from ..git.index import FILE_MODE, IndexCorruptError
 from ..git.lockwait import is_stale
 from ..git.objects import blob_id
 from ..kb import KB
-from ..paths import link_on_the_way, path_problem
+from ..paths import check_path, link_on_the_way, path_problem
 from ..registry import Registry
 from ..views import update_views, view_paths, views_are_current
 from .commit import make_durable
@@ -71,6 +71,7 @@ class EditBackup:
 
     def keep(self, path: str, data: bytes) -> None:
         """Copy ``data`` (the file at KB path ``path``) into the backup, durably."""
+        check_path(path, where="a path recovery resets")
         if self.folder is None:
             base = self.kb.openkb_dir / "fsck-backup"
             stamp = time.strftime("%Y%m%d-%H%M%S")
