@@ -228,6 +228,15 @@ def test_memory_cap_fails_the_file_not_the_run(kb, tmp_path):
     assert_consistent(kb)
 
 
+def test_a_limit_that_is_not_a_number_is_named(kb, tmp_path):
+    set_config(kb, max_pages="many")
+    good_file(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "openkb_git", "add", tmp_path / "z-good.md"], cwd=kb,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "max_pages is 'many', not a number of pages" in proc.stderr, proc.stderr
+
+
 # ---------------------------------------------------------------------------
 # case 20: text that is not UTF-8
 # ---------------------------------------------------------------------------

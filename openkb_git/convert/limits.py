@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Mapping
 
+from ..errors import OpenKBError
 from .base import ConversionError
 
 MB = 1024 * 1024
@@ -39,9 +40,13 @@ class LimitError(ConversionError):
     config key that raises it."""
 
 
+class LimitConfigError(OpenKBError):
+    """A limit in the config is not a number (the message names the key)."""
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Per-file limits; 0 or None in a field means no limit (except max_file_mb)."""
+    """Per-file limits; 0 or None in a field means no limit."""
 
     max_file_mb: float = 200
     max_expanded_mb: float | None = 50
@@ -56,9 +61,19 @@ class Limits:
 
         def number(key: str, kind=float):
             value = config.get(key, getattr(default, key))
-            return kind(value) if value else None
+            if value is None or value is False:
+                return None
+            try:
+                if isinstance(value, bool) or not isinstance(value, (int, float, str)) or kind(value) < 0:
+                    raise ValueError(value)
+                return kind(value) or None
+            except (TypeError, ValueError):
+                raise LimitConfigError(f"{CONFIG_FILE}: {key} is {value!r}, not a number of "
+                                       f"{'pages' if kind is int else 'MB' if key.endswith('_mb') else 'times'}; "
+                                       "set it to a number (0 for no limit)") from None
 
-        return cls(max_file_mb=float(config.get("max_file_mb", default.max_file_mb)),
+        max_file_mb = number("max_file_mb")
+        return cls(max_file_mb=float("inf") if max_file_mb is None else max_file_mb,
                    max_expanded_mb=number("max_expanded_mb"), max_pages=number("max_pages", int),
                    max_expansion_ratio=number("max_expansion_ratio"),
                    max_worker_memory_mb=number("max_worker_memory_mb"))
