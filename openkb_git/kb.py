@@ -18,6 +18,10 @@ DEFAULT_CONFIG = {
     "compiler": "offline",
     "pageindex_threshold": 20,
     "max_file_mb": 200,
+    "max_expanded_mb": 50,
+    "max_pages": 5000,
+    "max_expansion_ratio": 100,
+    "max_worker_memory_mb": 2048,
     "jobs": None,
     "concepts_per_doc": 5,
     "gc_auto_commits": 1000,
@@ -45,7 +49,13 @@ CONFIG_KEYS = {
     "language": (_TEXT, None, None),
     "compiler": (_TEXT, None, None),
     "pageindex_threshold": (_INT, 1, 100_000),
-    "max_file_mb": (_NUMBER, 0.001, 10_240),  # larger files are refused; 10 GB at most
+    "max_file_mb": (_NUMBER, 0, 10_240),  # larger files are refused; 10 GB at most; 0: no limit
+    # Limits on what one file may expand to while converting (0 or null: no limit, except that
+    # the memory of one conversion is always capped at the machine's memory: convert/limits.py).
+    "max_expanded_mb": (_NUMBER, 0, 10_240),
+    "max_pages": (_INT, 0, 10_000_000),
+    "max_expansion_ratio": (_NUMBER, 0, 1_000_000),
+    "max_worker_memory_mb": (_NUMBER, 0, 16_777_216),
     "jobs": (_INT, 1, 1024),  # null: one per CPU; at most one per CPU unless --jobs says more
     "concepts_per_doc": (_INT, 0, 100),
     "gc_auto_commits": (_INT, 0, 1_000_000_000),
@@ -60,6 +70,10 @@ class Config:
     compiler: str = "offline"
     pageindex_threshold: int = 20
     max_file_mb: float = 200
+    max_expanded_mb: float = 50
+    max_pages: int = 5000
+    max_expansion_ratio: float = 100
+    max_worker_memory_mb: float = 2048
     jobs: int | None = None
     concepts_per_doc: int = 5
     gc_auto_commits: int = 1000
@@ -115,6 +129,8 @@ def parse_config(data: bytes, where: str = CONFIG_PATH) -> Config:
         if value is None:
             if key == "jobs":
                 values[key] = None
+            elif key.startswith("max_"):
+                values[key] = 0  # null: no limit
             continue  # null: the default
         values[key] = _checked(where, key, value, kind, low, high)
     return Config(**values, extra=tuple(extra))

@@ -45,13 +45,15 @@ def test_bad_files_next_to_good_ones(kb, tmp_path):
     assert proc.returncode == 1
     files = by_name(report)
     assert files["good.md"]["status"] == "added"
-    for name in ("truncated.pdf", "corrupt.pdf", "empty.pdf", "random.pdf", "random.md", "latin1.md", "encrypted.pdf"):
+    for name in ("truncated.pdf", "corrupt.pdf", "empty.pdf", "random.pdf", "random.md", "encrypted.pdf"):
         assert files[name]["status"] == "failed" and files[name]["reason"], name
     assert files["encrypted.pdf"]["reason"] == "encrypted PDF (needs a password)"
     assert files["empty.pdf"]["reason"] == "empty file"
-    assert "UTF-8" in files["latin1.md"]["reason"]
-    assert list(listed(kb)) == ["good"]
-    assert sorted(os.listdir(kb / "raw")) == ["good.md"]
+    # Latin-1 text is read (issue #14, case 20): decoded by detection, the encoding noted.
+    assert files["latin1.md"]["status"] == "added"
+    assert any("decoded as cp1252" in w for w in files["latin1.md"]["warnings"])
+    assert sorted(listed(kb)) == ["good", "latin1"]
+    assert sorted(os.listdir(kb / "raw")) == ["good.md", "latin1.md"]
     assert_consistent(kb)
 
 

@@ -74,20 +74,26 @@ def extract_keyphrases(text: str, k: int = 5) -> list[str]:
     """Up to ``k`` keyphrases: runs of 1–3 content words between stopwords and punctuation,
     scored by frequency (multiword phrases weigh more), ties broken alphabetically."""
     body = prose(text).lower()
-    tokens = _TOKEN.findall(body)
-    runs: list[list[str]] = [[]]
-    for token in tokens:
-        if _is_word(token):
-            runs[-1].append(token)
-        elif runs[-1]:
-            runs.append([])
     phrases: Counter = Counter()
     words: Counter = Counter()
-    for run in runs:
-        for word in run:
-            words[word] += 1
-        if 2 <= len(run) <= 3:
-            phrases[" ".join(run)] += 1
+    run: list[str] = []
+    is_word: dict[str, bool] = {}
+    # One pass over the tokens, counting as it goes: memory stays bounded by the vocabulary
+    # (a list of every token took ~15x the text's size).
+    for match in _TOKEN.finditer(body):
+        token = match.group()
+        word = is_word.get(token)
+        if word is None:
+            word = is_word[token] = _is_word(token)
+        if word:
+            run.append(token)
+            words[token] += 1
+        elif run:
+            if 2 <= len(run) <= 3:
+                phrases[" ".join(run)] += 1
+            run = []
+    if 2 <= len(run) <= 3:
+        phrases[" ".join(run)] += 1
     minimum = 2  # a phrase said once is no concept of the document
     candidates: dict[str, float] = {}
     for phrase, count in phrases.items():

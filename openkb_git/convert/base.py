@@ -21,3 +21,4 @@ class Converted:
     tree: list[dict] | None  # long documents: nested {"title", "page", "children"}
     files: dict[str, bytes]  # KB-relative path -> content
     warnings: list[str] = field(default_factory=list)
+    encoding: str | None = None  # text decoded from an encoding other than UTF-8 (e.g. "cp1252")

@@ -4,6 +4,11 @@ PDFs with at least `pageindex_threshold` pages are long documents: their source 
 JSON list of {"page", "content"} (OpenKB's format) and they get an outline tree, from
 the document's outline or, when it has none, from headings found by font size.
 Images are not extracted (the text, outline and page count are).
+
+Limits (limits.py) are checked before and while converting: a zip-based document's
+declared sizes before it is opened (an EPUB is laid out as a whole when opened: the
+layout of a bomb is what costs), the page count before any page is read, the text
+extracted so far after each page. A failed allocation in MuPDF is raised as MemoryError.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ import re
 from collections import Counter
 
 from .base import ConversionError, Converted
+from .limits import Limits, is_alloc_failure
 
 PYMUPDF_SUFFIXES = frozenset({".pdf", ".epub", ".xps", ".oxps", ".mobi", ".fb2", ".svg"})
+ZIP_SUFFIXES = frozenset({".epub", ".xps", ".oxps"})  # zip archives: their sizes are declared
 KIND = {".pdf": "PDF", ".epub": "EPUB", ".xps": "XPS", ".oxps": "XPS", ".mobi": "MOBI", ".fb2": "FB2", ".svg": "SVG"}
 MAX_TOC = 2000
 HEADING_SCAN_PAGES = 60
@@ -31,18 +38,26 @@ def _pymupdf():
     return pymupdf
 
 
-def convert_paged(data: bytes, suffix: str, stem: str, doc: str, threshold: int) -> Converted:
+def convert_paged(data: bytes, suffix: str, stem: str, doc: str, threshold: int,
+                  limits: Limits | None = None) -> Converted:
     kind = KIND[suffix]
+    limits = limits or Limits()
+    if suffix in ZIP_SUFFIXES:
+        limits.check_archive(data, kind, reflowable=suffix == ".epub")
     pymupdf = _pymupdf()
     try:
         document = pymupdf.open(stream=data, filetype=suffix[1:])
     except Exception as exc:  # PyMuPDF raises several types for bad input
+        if is_alloc_failure(exc):
+            raise MemoryError(_reason(exc)) from None
         raise ConversionError(f"not a valid {kind}: {_reason(exc)}") from None
     try:
-        return _convert_open(document, kind, suffix, stem, doc, threshold)
+        return _convert_open(document, kind, suffix, stem, doc, threshold, limits)
     except ConversionError:
         raise
     except Exception as exc:
+        if is_alloc_failure(exc):
+            raise MemoryError(_reason(exc)) from None
         raise ConversionError(f"cannot read this {kind}: {_reason(exc)}") from None
     finally:
         document.close()
@@ -53,17 +68,25 @@ def _reason(exc: Exception) -> str:
     return text.splitlines()[0][:200]
 
 
-def _convert_open(document, kind: str, suffix: str, stem: str, doc: str, threshold: int) -> Converted:
+def _convert_open(document, kind: str, suffix: str, stem: str, doc: str, threshold: int,
+                  limits: Limits) -> Converted:
     if document.needs_pass:
         raise ConversionError(f"encrypted {kind} (needs a password)")
     if document.page_count == 0:
         raise ConversionError(f"the {kind} has no pages")
+    limits.check_pages(document.page_count)
     pages = []
+    size = 0
     for number in range(document.page_count):
         try:
             pages.append(_clean(document[number].get_text("text")))
         except Exception as exc:
+            if is_alloc_failure(exc):
+                raise MemoryError(_reason(exc)) from None
             raise ConversionError(f"cannot read page {number + 1}: {_reason(exc)}") from None
+        size += len(pages[-1].encode("utf-8"))
+        if limits.max_expanded_mb and size > limits.max_expanded_mb * 1024 * 1024:
+            limits.check_text_size(size, f"text (by page {number + 1} of {document.page_count})")
     warnings = []
     toc = _toc(document, warnings)
     headings = [(level, title) for level, title, _page in toc]
@@ -78,6 +101,7 @@ def _convert_open(document, kind: str, suffix: str, stem: str, doc: str, thresho
     if is_long:
         source = [{"page": i + 1, "content": content} for i, content in enumerate(pages)]
         files = {f"wiki/sources/{doc}.json": (json.dumps(source, ensure_ascii=False, indent=2) + "\n").encode("utf-8")}
+        limits.check_text_size(len(files[f"wiki/sources/{doc}.json"]), "source (JSON pages)")
         tree = build_tree(toc)
         doc_type = "long_pdf"
     else:

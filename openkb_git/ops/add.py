@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..compiler import Contribution, compile_document
-from ..convert import SUPPORTED_SUFFIXES, ConversionError, convert_file
+from ..convert import SUPPORTED_SUFFIXES, ConversionError, Limits, convert_file, memory_limit
 from ..errors import EXIT_FAILED, DamageError, OpenKBError, RefusedStateError
 from ..faults import checkpoint
 from ..fsutil import decoded_stem, makedirs, os_error_text, readable
@@ -241,17 +241,22 @@ class Prepared:
     no_space: bool = False  # failed with ENOSPC: maybe only because another file filled the disk then
 
 
-def prepare(task: Task, run_dir: str, threshold: int, max_mb: float, known: frozenset[str] | None = None) -> Prepared:
-    """Hash, prefilter duplicates, convert and compile one file into ``run_dir/<n>/``."""
+def prepare(task: Task, run_dir: str, threshold: int, limits: Limits, known: frozenset[str] | None = None) -> Prepared:
+    """Hash, prefilter duplicates, convert and compile one file into ``run_dir/<n>/``,
+    within ``limits`` (sizes checked before reading and while converting; memory capped)."""
     known = _known_shas if known is None else known
     src = Path(task.src)
+    max_mb = limits.max_file_mb
     try:
         st = os.stat(src)
         if not statmod.S_ISREG(st.st_mode):
             return Prepared(task.n, FAILED, reason="not a regular file")
         if st.st_size > max_mb * 1024 * 1024:
             return Prepared(task.n, FAILED, reason=f"larger than max_file_mb ({st.st_size / 1048576:.1f} MB > {max_mb:g} MB)")
+        limits.check_input(src.suffix.lower(), st.st_size)
         data = src.read_bytes()
+    except ConversionError as exc:
+        return Prepared(task.n, FAILED, reason=str(exc))
     except PermissionError:
         return Prepared(task.n, FAILED, reason="permission denied (cannot read the file)")
     except OSError as exc:
@@ -261,7 +266,8 @@ def prepare(task: Task, run_dir: str, threshold: int, max_mb: float, known: froz
         return Prepared(task.n, SKIPPED, sha256=sha, reason="duplicate")
     out = Path(run_dir) / str(task.n)
     try:
-        _footprint, warnings = build_footprint(task, src, data, sha, threshold, out)
+        with memory_limit(limits.max_worker_memory_mb, src.suffix.lower()):
+            _footprint, warnings = build_footprint(task, src, data, sha, threshold, out, limits)
     except BaseException as exc:
         # A failed preparation's partial staging goes at once: on a full disk it holds the
         # space every later file needs.
@@ -276,13 +282,14 @@ def prepare(task: Task, run_dir: str, threshold: int, max_mb: float, known: froz
 
 
 def build_footprint(task: Task, src: Path, data: bytes, sha: str, threshold: int,
-                    out: Path | None) -> tuple[Footprint, list[str]]:
+                    out: Path | None, limits: Limits | None = None) -> tuple[Footprint, list[str]]:
     """Convert and compile one file for doc name ``task.doc``; write it under ``out`` when given.
 
     Returns the footprint and the converter's warnings; raises ConversionError."""
     doc = task.doc
     # The converter sees the name only for its suffix and a fallback title: give it the readable one.
-    conv = convert_file(src.with_name(readable(src.name)), doc, pageindex_threshold=threshold, data=data)
+    conv = convert_file(src.with_name(readable(src.name)), doc, pageindex_threshold=threshold, data=data,
+                        limits=limits)
     suffix = src.suffix.lower()
     raw = f"raw/{doc}{suffix}"
     source = next((p for p in sorted(conv.files) if p.startswith(f"wiki/sources/{doc}.")), "")
@@ -306,6 +313,8 @@ def build_footprint(task: Task, src: Path, data: bytes, sha: str, threshold: int
         record["pages"] = conv.pages
     if conv.tree:
         record["tree"] = conv.tree
+    if conv.encoding:
+        record["encoding"] = conv.encoding
     footprint = Footprint(doc=doc, files=files, record=record, concepts=dict(compiled.concepts),
                           index_line=compiled.index_line)
     if out is not None:
@@ -373,7 +382,7 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
         return report
 
     threshold = config.pageindex_threshold
-    max_mb = float(config.max_file_mb)
+    limits = Limits.from_config(config)  # max_file_mb, max_expanded_mb, max_pages, max_worker_memory_mb...
     jobs = config.workers(jobs)  # --jobs as given; the config's `jobs` at most one per CPU
     run_id = uuid.uuid4().hex[:12]
     run_dir, owner_fd = staging_run_dir(kb.staging_dir, run_id)
@@ -390,7 +399,7 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
     last = ""  # the file the run stopped at
     try:
         try:
-            for done, (task, prepared) in enumerate(_prepared_in_order(tasks, str(run_dir), threshold, max_mb,
+            for done, (task, prepared) in enumerate(_prepared_in_order(tasks, str(run_dir), threshold, limits,
                                                                          known, jobs, interrupted), start=1):
                 if interrupted["flag"]:
                     break
@@ -401,7 +410,7 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
                     # staging is gone now): once more, here, so disk full fails only that file.
                     _rmtree(Path(run_dir) / str(task.n))
                     try:
-                        prepared = prepare(task, str(run_dir), threshold, max_mb, known)
+                        prepared = prepare(task, str(run_dir), threshold, limits, known)
                     except Exception as exc:
                         prepared = Prepared(task.n, FAILED, reason=f"preparation crashed: {type(exc).__name__}: {exc}")
                 try:
@@ -476,7 +485,7 @@ def _commit_guarded(kb: KB, writer: Writer, task: Task, prepared: Prepared, thre
                           reason=f"internal error while committing: {type(exc).__name__}: {exc}"), None
 
 
-def _prepared_in_order(tasks: list[Task], run_dir: str, threshold: int, max_mb: float, known: frozenset[str],
+def _prepared_in_order(tasks: list[Task], run_dir: str, threshold: int, limits: Limits, known: frozenset[str],
                        jobs: int, interrupted: dict) -> Iterator[tuple[Task, Prepared]]:
     """Prepared results in scan order; at most a few tasks ahead of the committer per worker."""
     if jobs == 1:
@@ -484,7 +493,7 @@ def _prepared_in_order(tasks: list[Task], run_dir: str, threshold: int, max_mb: 
             if interrupted["flag"]:
                 return
             try:
-                prepared = prepare(task, run_dir, threshold, max_mb, known)
+                prepared = prepare(task, run_dir, threshold, limits, known)
             except Exception as exc:  # a converter bug must not stop the other files
                 prepared = Prepared(task.n, FAILED, reason=f"preparation crashed: {type(exc).__name__}: {exc}")
             yield task, prepared
@@ -504,7 +513,7 @@ def _prepared_in_order(tasks: list[Task], run_dir: str, threshold: int, max_mb: 
         try:
             for task in tasks:
                 while next_submit < len(tasks) and next_submit < task.n + window:
-                    pending[next_submit] = pool.submit(prepare, tasks[next_submit], run_dir, threshold, max_mb)
+                    pending[next_submit] = pool.submit(prepare, tasks[next_submit], run_dir, threshold, limits)
                     next_submit += 1
                 future = pending.pop(task.n)
                 while True:
@@ -600,7 +609,8 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, thres
             data = footprint.files[footprint.record["raw_path"]]
             try:
                 footprint, warnings = build_footprint(Task(task.n, task.src, task.display, task.key, doc),
-                                                      Path(task.src), data, prepared.sha256, threshold, None)
+                                                      Path(task.src), data, prepared.sha256, threshold, None,
+                                                      Limits.unlimited())  # within the limits: it was converted
             except ConversionError as exc:
                 return FileResult(task.display, FAILED, reason=str(exc))
         try:
