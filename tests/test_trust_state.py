@@ -330,13 +330,13 @@ def test_crash_journal_waits_for_the_refused_state_then_recovers(kb, tmp_path):
     git(kb, "checkout", "-q", "-b", "feature")
     proc = run_openkb("add", "--jobs", "1", page, cwd=kb, env={"OPENKB_FAULT_KILL_AT": "ref:moved"}, timeout=120)
     assert proc.returncode == -9, proc.stderr
-    journals = list((kb / ".openkb" / "journal").glob("*.json"))
+    journals = list((kb / ".openkb" / "openkb-git" / "journal").glob("*.json"))
     assert journals and git(kb, "log", "-1", "--format=%s", "feature").strip() == "add: tar.md"
 
     git(kb, "bisect", "start")
     proc = run_openkb("recover", cwd=kb)
     assert proc.returncode == EXIT_REFUSED and "git bisect reset" in proc.stderr, proc.stderr
-    assert list((kb / ".openkb" / "journal").glob("*.json")) == journals  # left for after the bisect
+    assert list((kb / ".openkb" / "openkb-git" / "journal").glob("*.json")) == journals  # left for after the bisect
     git(kb, "bisect", "reset")
 
     proc = run_openkb("recover", cwd=kb)

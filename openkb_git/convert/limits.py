@@ -147,7 +147,6 @@ def _address_space_mb() -> float | None:
     return None
 
 
-@contextmanager
 def _capped_by_machine(max_mb: float | None) -> float | None:
     """A tracked config may switch the memory limit off or set it above the machine's
     memory: one conversion is still held to the machine's physical memory."""
@@ -158,6 +157,7 @@ def _capped_by_machine(max_mb: float | None) -> float | None:
     return ram_mb if max_mb is None else min(max_mb, ram_mb)
 
 
+@contextmanager
 def memory_limit(max_mb: float | None, suffix: str | None = None) -> Iterator[None]:
     """Run the body with at most ``max_mb`` MB of memory beyond what the process already
     uses (an address-space limit, lifted again afterwards). Running out — a MemoryError or a
