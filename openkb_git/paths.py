@@ -61,22 +61,6 @@ def path_problem(path: str | bytes) -> str | None:
     return None
 
 
-def tree_name_problem(name: bytes) -> str | None:
-    """Why a single tree entry name may not be used (Git fsck: hasDot, hasDotdot, hasDotgit,
-    fullPathname, zeroPaddedFilemode aside), or None."""
-    if not name:
-        return "empty name"
-    if b"/" in name:
-        return "contains a slash"
-    if b"\0" in name:
-        return "contains a NUL byte"
-    if name in (b".", b".."):
-        return f"'{name.decode()}' entry"
-    if name.lower() == b".git" or name.lower().rstrip(b". ") == b".git":
-        return "'.git' entry"
-    return None
-
-
 def check_path(path: str, *, where: str = "") -> str:
     """``path`` when it is a safe KB-relative path; raises UnsafePathError naming ``where``."""
     problem = path_problem(path)
