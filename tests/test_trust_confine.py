@@ -406,6 +406,12 @@ def _reads_during_an_add(tmp_path: Path, files: int, rounds: int) -> tuple[list[
     kb, _src = _kb_with(tmp_path, ["7z.md"])
     names = sorted(p.name for p in (TLDR / "common").glob("*.md"))[10:10 + files]
     src = copy_tldr(tmp_path / "many", names)
+    # A pre-ingest hook that pauses keeps the writer going long enough for several reads to
+    # overlap it on an idle machine too (the commits, under the lock, are as fast as ever).
+    hook = kb / ".openkb" / "hooks" / "pre-ingest"
+    hook.parent.mkdir(parents=True, exist_ok=True)
+    hook.write_text("#!/bin/sh\nsleep 0.05\n")
+    hook.chmod(0o755)
     writer = subprocess.Popen([sys.executable, "-m", "openkb_git", "add", "--jobs", "1", str(src)], cwd=kb,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     alarms, reads, during = [], 0, 0

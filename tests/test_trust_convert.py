@@ -22,7 +22,7 @@ import zipfile
 import pymupdf
 import yaml
 
-from conftest import TLDR, assert_consistent, git
+from conftest import TLDR, assert_consistent, git, run_openkb
 
 # The largest resident set of a command and all its descendants (workers included), in MB.
 MEASURE = ("import json, resource, subprocess, sys\n"
@@ -234,7 +234,8 @@ def test_a_limit_that_is_not_a_number_is_named(kb, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "openkb_git", "add", tmp_path / "z-good.md"], cwd=kb,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert "max_pages is 'many', not a number of pages" in proc.stderr, proc.stderr
+    assert "max_pages: 'many' is not a whole number" in proc.stderr and "config.yaml" in proc.stderr, proc.stderr
+    assert run_openkb("list", "--json", cwd=kb, check=True).stdout.strip() == "[]"  # nothing committed
 
 
 # ---------------------------------------------------------------------------
