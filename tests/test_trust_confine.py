@@ -400,7 +400,7 @@ def test_damage_without_an_intact_copy_says_what_cannot_be_repaired(tmp_path):
 # -- case 18: reads during a write never cry wolf -------------------------------------------------
 
 
-def _reads_during_an_add(tmp_path: Path, files: int, rounds: int) -> tuple[list[str], int, int]:
+def _reads_during_an_add(tmp_path: Path, files: int, rounds: int, pause: float = 0.05) -> tuple[list[str], int, int]:
     import sys
 
     kb, _src = _kb_with(tmp_path, ["7z.md"])
@@ -410,7 +410,7 @@ def _reads_during_an_add(tmp_path: Path, files: int, rounds: int) -> tuple[list[
     # overlap it on an idle machine too (the commits, under the lock, are as fast as ever).
     hook = kb / ".openkb" / "hooks" / "pre-ingest"
     hook.parent.mkdir(parents=True, exist_ok=True)
-    hook.write_text("#!/bin/sh\nsleep 0.05\n")
+    hook.write_text(f"#!/bin/sh\nsleep {pause}\n")
     hook.chmod(0o755)
     writer = subprocess.Popen([sys.executable, "-m", "openkb_git", "add", "--jobs", "1", str(src)], cwd=kb,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -444,7 +444,7 @@ def test_status_and_fsck_during_an_add_raise_no_false_alarm(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("OPENKB_SLOW"), reason="slow: set OPENKB_SLOW=1")
 def test_many_reads_during_a_long_add_raise_no_false_alarm(tmp_path):
-    alarms, reads, during = _reads_during_an_add(tmp_path, files=150, rounds=40)
+    alarms, reads, during = _reads_during_an_add(tmp_path, files=150, rounds=40, pause=0.4)
     assert during >= 20, (reads, during)
     assert alarms == [], alarms
 
