@@ -35,12 +35,14 @@ def docs_of(kb: Path) -> set[str]:
 
 
 def check_recovered(kb: Path, before_head: str, before_docs: set[str], must_keep_docs: bool,
-                    hand_edits: dict[str, bytes] | None = None) -> None:
+                    hand_edits: dict[str, bytes] | None = None, kept: dict[str, bytes] | None = None) -> None:
     """After recovery: HEAD is a whole operation on top of the old one, the working tree,
     index, registry and views match it, nothing committed is lost, nothing is left over.
     ``hand_edits`` ({path: content}) are the user's uncommitted edits: each must be either
-    committed or still in the working tree, never lost."""
+    committed or still in the working tree, never lost. ``kept`` ({path: content}) are hand
+    edits recovery may reset: each must then be in a backup under `.openkb/fsck-backup/`."""
     hand_edits = hand_edits or {}
+    kept = kept or {}
     handle = KB(kb)
     try:
         with Writer(handle).locked():
@@ -55,6 +57,9 @@ def check_recovered(kb: Path, before_head: str, before_docs: set[str], must_keep
     assert status == []
     for path, content in hand_edits.items():
         assert (kb / path).read_bytes() == content  # kept in the working tree, committed or not
+    for path, content in kept.items():
+        copies = [c.read_bytes() for c in (kb / ".openkb" / "fsck-backup").glob(f"*/{path}")]
+        assert (kb / path).read_bytes() == content or content in copies, (path, len(copies))
     head = git(kb, "rev-parse", "HEAD").strip()
     assert subprocess.run(["git", "-C", str(kb), "merge-base", "--is-ancestor", before_head, head]).returncode == 0
     for folder in ("openkb-git/journal", "openkb-git/staging", "journal", "staging"):
@@ -73,7 +78,7 @@ def count_ops(template: Path, work: Path, args: list) -> int:
 
 
 def run_matrix(name: str, template: Path, work: Path, args: list, *, must_keep_docs: bool = True,
-               hand_edits: dict[str, bytes] | None = None) -> int:
+               hand_edits: dict[str, bytes] | None = None, kept: dict[str, bytes] | None = None) -> int:
     total = count_ops(template, work, args)
     before_head = git(template, "rev-parse", "HEAD").strip()
     before_docs = docs_of(template)
@@ -99,7 +104,7 @@ def run_matrix(name: str, template: Path, work: Path, args: list, *, must_keep_d
                 assert proc.returncode == 1, (mode, n, proc.stdout, proc.stderr)
                 assert "I/O error" in proc.stdout + proc.stderr, (n, proc.stdout, proc.stderr)
                 assert "Traceback" not in proc.stderr, (n, proc.stderr)
-            check_recovered(kb, before_head, before_docs, must_keep_docs, hand_edits)
+            check_recovered(kb, before_head, before_docs, must_keep_docs, hand_edits, kept)
             # The KB stays usable: if the operation did not happen, it now succeeds
             # (checked at every point of the sample, at every 5th of the full matrix).
             if git(kb, "rev-parse", "HEAD").strip() == before_head and (not SLOW or n % 5 == 0):
@@ -155,6 +160,24 @@ def test_crash_matrix_edit_commit(base_kb, tmp_path):
     # Adding a file already in the KB commits nothing but the hand edit.
     assert run_matrix("edit", template, tmp_path, ["add", "--jobs", "1", work / "src" / "git-add.md"],
                       hand_edits=edits) > 0
+
+
+def test_crash_matrix_recovery_keeps_a_hand_edit(base_kb, tmp_path):
+    """Recovery of a crashed add, with a hand edit made since on a path the add touched: the
+    edit is copied to .openkb/fsck-backup/ (durably) before the reset. At every crash point of
+    that recovery, once a later recovery ran, the edit is in the working tree or in a backup."""
+    kb, _ = base_kb
+    template = tmp_path / "crashed"
+    shutil.copytree(kb, template, symlinks=True)
+    src = tmp_path / "one"
+    src.mkdir()
+    shutil.copy(TLDR / "common" / "tar.md", src / "tar.md")
+    killed = openkb(template, "add", "--jobs", "1", src, env={"OPENKB_FAULT_KILL_AT": "ref:moved"})
+    assert killed.returncode == -9
+    edit = (template / "wiki" / "index.md").read_bytes() + b"\n(my note, written while the add was running)\n"
+    (template / "wiki" / "index.md").write_bytes(edit)
+    assert run_matrix("recover (hand edit backed up)", template, tmp_path, ["recover"],
+                      kept={"wiki/index.md": edit}) > 0
 
 
 def test_crash_matrix_recovery(base_kb, tmp_path):
