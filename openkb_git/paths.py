@@ -61,9 +61,10 @@ def path_problem(path: str | bytes) -> str | None:
     return None
 
 
-def check_path(path: str, *, where: str = "") -> str:
-    """``path`` when it is a safe KB-relative path; raises UnsafePathError naming ``where``."""
-    problem = path_problem(path)
+def check_path(path: str, *, where: str = "", document: bool = False) -> str:
+    """``path`` when it is a safe KB-relative path (with ``document``: also inside the folders
+    a document may own, raw/ and wiki/); raises UnsafePathError naming ``where``."""
+    problem = document_path_problem(path) if document else path_problem(path)
     if problem:
         raise UnsafePathError(path, problem, where)
     return path
@@ -80,11 +81,8 @@ def document_path_problem(path) -> str | None:
 
 
 def check_document_path(path: str, *, where: str = "") -> str:
-    """``path`` when it is safe and inside the folders a document may own (raw/, wiki/)."""
-    problem = document_path_problem(path)
-    if problem:
-        raise UnsafePathError(path, problem, where)
-    return path
+    """``path`` when it is safe and inside raw/ or wiki/ (see check_path)."""
+    return check_path(path, where=where, document=True)
 
 
 RECORD_PATH_FIELDS = ("raw_path", "source_path", "summary_path")

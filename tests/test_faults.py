@@ -162,11 +162,8 @@ def test_crash_matrix_edit_commit(base_kb, tmp_path):
                       hand_edits=edits) > 0
 
 
-def test_crash_matrix_recovery_keeps_a_hand_edit(base_kb, tmp_path):
-    """Recovery of a crashed add, with a hand edit made since on a path the add touched: the
-    edit is copied to .openkb/fsck-backup/ (durably) before the reset. At every crash point of
-    that recovery, once a later recovery ran, the edit is in the working tree or in a backup."""
-    kb, _ = base_kb
+def crashed_add(kb: Path, tmp_path: Path) -> Path:
+    """A copy of ``kb`` with an add of tar.md killed right after its commit point (a journal left)."""
     template = tmp_path / "crashed"
     shutil.copytree(kb, template, symlinks=True)
     src = tmp_path / "one"
@@ -174,6 +171,14 @@ def test_crash_matrix_recovery_keeps_a_hand_edit(base_kb, tmp_path):
     shutil.copy(TLDR / "common" / "tar.md", src / "tar.md")
     killed = openkb(template, "add", "--jobs", "1", src, env={"OPENKB_FAULT_KILL_AT": "ref:moved"})
     assert killed.returncode == -9
+    return template
+
+
+def test_crash_matrix_recovery_keeps_a_hand_edit(base_kb, tmp_path):
+    """Recovery of a crashed add, with a hand edit made since on a path the add touched: the
+    edit is copied to .openkb/fsck-backup/ (durably) before the reset. At every crash point of
+    that recovery, once a later recovery ran, the edit is in the working tree or in a backup."""
+    template = crashed_add(base_kb[0], tmp_path)
     edit = (template / "wiki" / "index.md").read_bytes() + b"\n(my note, written while the add was running)\n"
     (template / "wiki" / "index.md").write_bytes(edit)
     assert run_matrix("recover (hand edit backed up)", template, tmp_path, ["recover"],
@@ -181,13 +186,6 @@ def test_crash_matrix_recovery_keeps_a_hand_edit(base_kb, tmp_path):
 
 
 def test_crash_matrix_recovery(base_kb, tmp_path):
-    kb, _ = base_kb
-    template = tmp_path / "crashed"
-    shutil.copytree(kb, template, symlinks=True)
-    src = tmp_path / "one"
-    src.mkdir()
-    shutil.copy(TLDR / "common" / "tar.md", src / "tar.md")
-    killed = openkb(template, "add", "--jobs", "1", src, env={"OPENKB_FAULT_KILL_AT": "ref:moved"})
-    assert killed.returncode == -9
+    template = crashed_add(base_kb[0], tmp_path)
     assert any((template / ".openkb" / "openkb-git" / "journal").glob("*.json"))
     assert run_matrix("recover", template, tmp_path, ["recover"]) > 0
