@@ -23,12 +23,16 @@ import shutil
 import stat as statmod
 import subprocess
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from .errors import OpenKBError
 
 EVENTS = ("pre-ingest", "post-ingest", "post-revert")
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "hooks"
+# The sample hooks are package data (openkb_git/hook_samples/, listed in pyproject.toml), so an
+# installed wheel has them as well as a source checkout.
+SAMPLES = "hook_samples"
 
 
 class HookError(OpenKBError):
@@ -164,12 +168,13 @@ def list_hooks(hooks_dir: Path, kb_root: Path) -> list[dict]:
     return out
 
 
-def samples() -> dict[str, tuple[str, Path]]:
-    """{sample name: (event it is for, file)} from the repository's hooks/ folder."""
-    found: dict[str, tuple[str, Path]] = {}
-    if not SAMPLES_DIR.is_dir():
+def samples() -> dict[str, tuple[str, Traversable]]:
+    """{sample name: (event it is for, file)} from the package's hook_samples/ folder."""
+    found: dict[str, tuple[str, Traversable]] = {}
+    folder = resources.files(__package__).joinpath(SAMPLES)
+    if not folder.is_dir():
         return found
-    for path in sorted(SAMPLES_DIR.iterdir()):
+    for path in sorted(folder.iterdir(), key=lambda entry: entry.name):
         for event in EVENTS:
             if path.is_file() and path.name.startswith(event + "-"):
                 found[path.name[len(event) + 1:]] = (event, path)
@@ -189,6 +194,7 @@ def install_sample(hooks_dir: Path, name: str, *, force: bool = False) -> Path:
     if target.exists() and not force:
         raise HookError(f"{target} exists; pass --force to replace it")
     hooks_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
+    with resources.as_file(source) as path:
+        shutil.copyfile(path, target)
     target.chmod(0o755)  # never group- or world-writable: such a hook is refused
     return target
