@@ -97,12 +97,31 @@ def test_user_edit_of_concept_page_survives_as_edit_commit(kb, tmp_path):
     concept.write_text(text)
     proc = run_openkb("add", copy_tldr(tmp_path / "b", ["tar.md"]), cwd=kb)
     assert proc.returncode == 0, proc.stderr
-    assert "as" in proc.stderr and "(edit)" in proc.stderr
-    ops = [e["op"] for e in json.loads(run_openkb("log", "--json", cwd=kb, check=True).stdout)]
-    assert ops[:2] == ["add", "edit"]
+    log = json.loads(run_openkb("log", "--json", cwd=kb, check=True).stdout)
+    assert [e["op"] for e in log[:2]] == ["add", "edit"]
+    edit = log[1]["commit"]
+    assert f"committed your edits of tracked files as {edit[:7]} (edit)\n" in proc.stderr, proc.stderr
+    assert git(kb, "show", "--format=", "--name-only", edit).split() == [str(concept.relative_to(kb))]
     assert "My own note about this concept." in concept.read_text()
     assert "My own note about this concept." in git(kb, "show", f"HEAD:{concept.relative_to(kb).as_posix()}")
     assert_consistent(kb)
+
+
+def test_same_files_give_the_same_wiki_in_processes_with_other_hash_seeds(tmp_path):
+    """Two KBs fed the same files by `openkb add` under different PYTHONHASHSEED values get
+    the same wiki/ tree and the same documents' records: nothing depends on set order."""
+    src = copy_tldr(tmp_path / "src", FEW)
+    shutil.copy(CORPUS / "pdf" / "test_4505.pdf", src)
+    trees, listed = [], []
+    for seed in ("1", "2"):
+        kb = tmp_path / f"kb{seed}"
+        env = {"PYTHONHASHSEED": seed}
+        run_openkb("init", kb, env=env, check=True)
+        run_openkb("add", "--jobs", "1", src, cwd=kb, env=env, check=True)
+        trees.append((git(kb, "rev-parse", "HEAD:wiki"), git(kb, "rev-parse", "HEAD:.openkb/registry")))
+        listed.append(json.loads(run_openkb("list", "--json", cwd=kb, check=True).stdout))
+    assert trees[0] == trees[1]
+    assert listed[0] == listed[1] and len(listed[0]) == len(FEW) + 1 and all(d["concepts"] for d in listed[0])
 
 
 def test_no_commit_edits_refuses_and_names_files(kb, tmp_path):
