@@ -75,13 +75,13 @@ import json, sys, tempfile, time
 sys.path.insert(0, {root!r})
 from pathlib import Path
 from openkb_git.convert import Limits
-from openkb_git.ops.add import Task, _prepared_in_order
+from openkb_git.ops.add import Shaping, Task, _prepared_in_order
 start = time.perf_counter()  # from here: PyMuPDF's import, the pool, every file
 pdfs = sorted(Path({pdf_dir!r}).glob("*.pdf"))
 tasks = [Task(n, str(p), p.name, str(p), p.stem) for n, p in enumerate(pdfs)]
 pages = ready = 0
 with tempfile.TemporaryDirectory(prefix="openkb-bench-pdf-") as run_dir:
-    for task, result in _prepared_in_order(tasks, run_dir, 20, Limits(), frozenset(), {jobs}, {{"flag": False}}):
+    for task, result in _prepared_in_order(tasks, run_dir, Shaping(), Limits(), frozenset(), {jobs}, {{"flag": False}}):
         if result.dir:
             ready += 1
             manifest = json.loads((Path(result.dir) / "manifest.json").read_text(encoding="utf-8"))

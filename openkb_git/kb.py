@@ -14,7 +14,6 @@ from .git.objects import ObjectStore
 from .git.refs import BadRefError, check_unborn, check_writable, damaged_ref_message, head_target, read_branch
 
 DEFAULT_CONFIG = {
-    "language": "en",
     "compiler": "offline",
     "pageindex_threshold": 20,
     "max_file_mb": 200,
@@ -40,14 +39,17 @@ class ConfigError(OpenKBError):
     """`.openkb/config.yaml` cannot be read, or a setting in it has the wrong type or range."""
 
 
-# The settings openkb-git reads: {key: (kind, lowest, highest, what to write)}. Config arrives
-# through clones like any tracked file (DESIGN §10): every value is checked here, where it is
-# read, and resource settings are capped by the machine (`Config.workers`). Other keys
-# (OpenKB's own: model, entity_types, ...) are kept as they are and not used.
-_INT, _NUMBER, _TEXT = "a whole number", "a number", "a text"
+# The settings openkb-git reads: {key: (kind, lowest, highest)}, or for a choice
+# {key: (_CHOICE, the values this version supports, None)}. Config arrives through clones like
+# any tracked file (docs/layout.md, "Trust"): every value is checked here, where it is read, and
+# resource settings are capped by the machine (`Config.workers`). Other keys (OpenKB's own:
+# model, language, entity_types, ...) are kept as they are and not used.
+_INT, _NUMBER, _CHOICE = "a whole number", "a number", "one of"
+# The compilers this version has (openkb_git/compiler/): a KB asking for another one is refused
+# rather than compiled differently from what its config says.
+COMPILERS = ("offline",)
 CONFIG_KEYS = {
-    "language": (_TEXT, None, None),
-    "compiler": (_TEXT, None, None),
+    "compiler": (_CHOICE, COMPILERS, None),
     "pageindex_threshold": (_INT, 1, 100_000),
     "max_file_mb": (_NUMBER, 0, 10_240),  # larger files are refused; 10 GB at most; 0: no limit
     # Limits on what one file may expand to while converting (0 or null: no limit, except that
@@ -57,7 +59,7 @@ CONFIG_KEYS = {
     "max_expansion_ratio": (_NUMBER, 0, 1_000_000),
     "max_worker_memory_mb": (_NUMBER, 0, 16_777_216),
     "jobs": (_INT, 1, 1024),  # null: one per CPU; at most one per CPU unless --jobs says more
-    "concepts_per_doc": (_INT, 0, 100),
+    "concepts_per_doc": (_INT, 0, 100),  # concept pages one document contributes to, at most
     "gc_auto_commits": (_INT, 0, 1_000_000_000),
 }
 
@@ -66,7 +68,6 @@ CONFIG_KEYS = {
 class Config:
     """The validated settings of `.openkb/config.yaml` (defaults for the keys it lacks)."""
 
-    language: str = "en"
     compiler: str = "offline"
     pageindex_threshold: int = 20
     max_file_mb: float = 200
@@ -138,10 +139,11 @@ def parse_config(data: bytes, where: str = CONFIG_PATH) -> Config:
 
 def _checked(where: str, key: str, value, kind: str, low, high):
     shown = repr(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else value
-    if kind == _TEXT:
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigError(f"{where}: {key}: {shown} is not {kind}; set it to a word such as "
-                              f"{DEFAULT_CONFIG[key]!r}, or remove the line")
+    if kind == _CHOICE:
+        if value not in low:
+            raise ConfigError(f"{where}: {key}: {shown} is not supported by this version of openkb-git; "
+                              f"set it to {' or '.join(map(repr, low))}, or remove the line (the default "
+                              f"{DEFAULT_CONFIG[key]!r} is used)")
         return value
     whole = isinstance(value, int) and not isinstance(value, bool)
     number = whole or isinstance(value, float) and value == value and value not in (float("inf"), float("-inf"))

@@ -46,7 +46,8 @@ def slugify(phrase: str) -> str:
 def compile_document(doc: str, *, title: str, text: str, headings: list[tuple[int, str]], doc_type: str,
                      source_path: str, pages: int | None, tree: list[dict] | None = None,
                      k: int = 5) -> Compiled:
-    """Compile one document: its summary page, its concept contributions, its index line."""
+    """Compile one document: its summary page, its contributions to at most ``k`` concept pages
+    (the config's `concepts_per_doc`), its index line."""
     doc_sentences = sentences(text)
     phrases = [p for p in extract_keyphrases(text, k) if slugify(p)]
     concepts = {}

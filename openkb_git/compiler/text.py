@@ -104,12 +104,12 @@ def extract_keyphrases(text: str, k: int = 5) -> list[str]:
             candidates[word] = float(count)
     chosen: list[str] = []
     for phrase, _score in sorted(candidates.items(), key=lambda item: (-item[1], item[0])):
+        if len(chosen) >= k:  # also k = 0: no concepts
+            break
         parts = {_singular(w) for w in phrase.split()}
         if any(parts <= c or c <= parts for c in ({_singular(w) for w in c.split()} for c in chosen)):
             continue
         chosen.append(phrase)
-        if len(chosen) == k:
-            break
     return chosen
 
 

@@ -230,6 +230,15 @@ def _exit_when_orphaned(parent: int) -> None:
     os._exit(1)
 
 
+@dataclass(frozen=True)
+class Shaping:
+    """The settings that decide what a file becomes (config, docs/layout.md): the page count
+    from which a PDF is a long document, and how many concepts one document contributes."""
+
+    pageindex_threshold: int = 20
+    concepts_per_doc: int = 5
+
+
 @dataclass
 class Prepared:
     n: int
@@ -241,7 +250,7 @@ class Prepared:
     no_space: bool = False  # failed with ENOSPC: maybe only because another file filled the disk then
 
 
-def prepare(task: Task, run_dir: str, threshold: int, limits: Limits, known: frozenset[str] | None = None) -> Prepared:
+def prepare(task: Task, run_dir: str, shaping: Shaping, limits: Limits, known: frozenset[str] | None = None) -> Prepared:
     """Hash, prefilter duplicates, convert and compile one file into ``run_dir/<n>/``,
     within ``limits`` (sizes checked before reading and while converting; memory capped)."""
     known = _known_shas if known is None else known
@@ -267,7 +276,7 @@ def prepare(task: Task, run_dir: str, threshold: int, limits: Limits, known: fro
     out = Path(run_dir) / str(task.n)
     try:
         with memory_limit(limits.max_worker_memory_mb, src.suffix.lower()):
-            _footprint, warnings = build_footprint(task, src, data, sha, threshold, out, limits)
+            _footprint, warnings = build_footprint(task, src, data, sha, shaping, out, limits)
     except BaseException as exc:
         # A failed preparation's partial staging goes at once: on a full disk it holds the
         # space every later file needs.
@@ -281,20 +290,21 @@ def prepare(task: Task, run_dir: str, threshold: int, limits: Limits, known: fro
     return Prepared(task.n, "ready", sha256=sha, dir=str(out), warnings=warnings)
 
 
-def build_footprint(task: Task, src: Path, data: bytes, sha: str, threshold: int,
+def build_footprint(task: Task, src: Path, data: bytes, sha: str, shaping: Shaping,
                     out: Path | None, limits: Limits | None = None) -> tuple[Footprint, list[str]]:
     """Convert and compile one file for doc name ``task.doc``; write it under ``out`` when given.
 
     Returns the footprint and the converter's warnings; raises ConversionError."""
     doc = task.doc
     # The converter sees the name only for its suffix and a fallback title: give it the readable one.
-    conv = convert_file(src.with_name(readable(src.name)), doc, pageindex_threshold=threshold, data=data,
-                        limits=limits)
+    conv = convert_file(src.with_name(readable(src.name)), doc, pageindex_threshold=shaping.pageindex_threshold,
+                        data=data, limits=limits)
     suffix = src.suffix.lower()
     raw = f"raw/{doc}{suffix}"
     source = next((p for p in sorted(conv.files) if p.startswith(f"wiki/sources/{doc}.")), "")
     compiled = compile_document(doc, title=conv.title, text=conv.text, headings=conv.headings,
-                                doc_type=conv.doc_type, source_path=source, pages=conv.pages, tree=conv.tree)
+                                doc_type=conv.doc_type, source_path=source, pages=conv.pages, tree=conv.tree,
+                                k=shaping.concepts_per_doc)
     files = {raw: data, **conv.files, summary_path(doc): compiled.summary}
     record = {
         "doc_name": doc,
@@ -381,7 +391,7 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
     if not tasks:
         return report
 
-    threshold = config.pageindex_threshold
+    shaping = Shaping(config.pageindex_threshold, config.concepts_per_doc)
     limits = Limits.from_config(config)  # max_file_mb, max_expanded_mb, max_pages, max_worker_memory_mb...
     jobs = config.workers(jobs)  # --jobs as given; the config's `jobs` at most one per CPU
     run_id = uuid.uuid4().hex[:12]
@@ -399,7 +409,7 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
     last = ""  # the file the run stopped at
     try:
         try:
-            for done, (task, prepared) in enumerate(_prepared_in_order(tasks, str(run_dir), threshold, limits,
+            for done, (task, prepared) in enumerate(_prepared_in_order(tasks, str(run_dir), shaping, limits,
                                                                          known, jobs, interrupted), start=1):
                 if interrupted["flag"]:
                     break
@@ -410,11 +420,11 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
                     # staging is gone now): once more, here, so disk full fails only that file.
                     _rmtree(Path(run_dir) / str(task.n))
                     try:
-                        prepared = prepare(task, str(run_dir), threshold, limits, known)
+                        prepared = prepare(task, str(run_dir), shaping, limits, known)
                     except Exception as exc:
                         prepared = Prepared(task.n, FAILED, reason=f"preparation crashed: {type(exc).__name__}: {exc}")
                 try:
-                    result, stop = _commit_guarded(kb, writer, task, prepared, threshold, allow_edit_commits,
+                    result, stop = _commit_guarded(kb, writer, task, prepared, shaping, allow_edit_commits,
                                                    report, verify)
                 finally:
                     _rmtree(Path(run_dir) / str(task.n))  # also a failed or crashed preparation's leftovers
@@ -454,7 +464,7 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
     return report
 
 
-def _commit_guarded(kb: KB, writer: Writer, task: Task, prepared: Prepared, threshold: int,
+def _commit_guarded(kb: KB, writer: Writer, task: Task, prepared: Prepared, shaping: Shaping,
                     allow_edit_commits: bool, report: AddReport,
                     verify: bool) -> tuple[FileResult, tuple[str, int] | None]:
     """Commit one file; never raises. Returns its result and, when the run cannot go on,
@@ -462,7 +472,7 @@ def _commit_guarded(kb: KB, writer: Writer, task: Task, prepared: Prepared, thre
     one converter's output) fails the file and the run goes on: whatever the failed step
     left is undone by recovery when the next file takes the lock."""
     try:
-        return _commit_one(kb, writer, task, prepared, threshold, allow_edit_commits, report, verify), None
+        return _commit_one(kb, writer, task, prepared, shaping, allow_edit_commits, report, verify), None
     except CommittedButIncomplete as exc:  # the edit commit made first: committed, this file not
         report.edit_commits.append(exc.sha)
         report.unfinished.append(exc.sha)
@@ -485,7 +495,7 @@ def _commit_guarded(kb: KB, writer: Writer, task: Task, prepared: Prepared, thre
                           reason=f"internal error while committing: {type(exc).__name__}: {exc}"), None
 
 
-def _prepared_in_order(tasks: list[Task], run_dir: str, threshold: int, limits: Limits, known: frozenset[str],
+def _prepared_in_order(tasks: list[Task], run_dir: str, shaping: Shaping, limits: Limits, known: frozenset[str],
                        jobs: int, interrupted: dict) -> Iterator[tuple[Task, Prepared]]:
     """Prepared results in scan order; at most a few tasks ahead of the committer per worker."""
     if jobs == 1:
@@ -493,7 +503,7 @@ def _prepared_in_order(tasks: list[Task], run_dir: str, threshold: int, limits: 
             if interrupted["flag"]:
                 return
             try:
-                prepared = prepare(task, run_dir, threshold, limits, known)
+                prepared = prepare(task, run_dir, shaping, limits, known)
             except Exception as exc:  # a converter bug must not stop the other files
                 prepared = Prepared(task.n, FAILED, reason=f"preparation crashed: {type(exc).__name__}: {exc}")
             yield task, prepared
@@ -513,7 +523,7 @@ def _prepared_in_order(tasks: list[Task], run_dir: str, threshold: int, limits: 
         try:
             for task in tasks:
                 while next_submit < len(tasks) and next_submit < task.n + window:
-                    pending[next_submit] = pool.submit(prepare, tasks[next_submit], run_dir, threshold, limits)
+                    pending[next_submit] = pool.submit(prepare, tasks[next_submit], run_dir, shaping, limits)
                     next_submit += 1
                 future = pending.pop(task.n)
                 while True:
@@ -562,7 +572,7 @@ def _hook_env(task: Task, sha: str, doc: str | None = None) -> dict[str, str]:
     return {"OPENKB_DOC": doc or task.doc, "OPENKB_SOURCE": task.src, "OPENKB_SHA256": sha}
 
 
-def _commit_one(kb: KB, writer: Writer, task: Task, prepared: Prepared, threshold: int,
+def _commit_one(kb: KB, writer: Writer, task: Task, prepared: Prepared, shaping: Shaping,
                 allow_edit_commits: bool, report: AddReport, verify: bool = True) -> FileResult:
     if prepared.status == FAILED:
         return FileResult(task.display, FAILED, doc=None, reason=prepared.reason)
@@ -576,7 +586,7 @@ def _commit_one(kb: KB, writer: Writer, task: Task, prepared: Prepared, threshol
             return FileResult(task.display, FAILED, doc=task.doc, reason=f"rejected by pre-ingest hook: {hook.message}")
         if hook.refused and hook.message:
             refused.append(hook.message)
-    result = _commit_locked(kb, writer, task, prepared, threshold, allow_edit_commits, report)
+    result = _commit_locked(kb, writer, task, prepared, shaping, allow_edit_commits, report)
     result.warnings.extend(refused)
     if result.status == ADDED and result.commit not in report.unfinished:
         hook = run_hook(kb.hooks_dir, "post-ingest", kb.root,
@@ -588,7 +598,7 @@ def _commit_one(kb: KB, writer: Writer, task: Task, prepared: Prepared, threshol
     return result
 
 
-def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, threshold: int,
+def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shaping: Shaping,
                    allow_edit_commits: bool, report: AddReport) -> FileResult:
     with writer.locked():
         head = kb.head()
@@ -609,7 +619,7 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, thres
             data = footprint.files[footprint.record["raw_path"]]
             try:
                 footprint, warnings = build_footprint(Task(task.n, task.src, task.display, task.key, doc),
-                                                      Path(task.src), data, prepared.sha256, threshold, None,
+                                                      Path(task.src), data, prepared.sha256, shaping, None,
                                                       Limits.unlimited())  # within the limits: it was converted
             except ConversionError as exc:
                 return FileResult(task.display, FAILED, reason=str(exc))
