@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import re
 
-from conftest import ROOT, copy_tldr, git, run_openkb
+from conftest import ROOT, TLDR, copy_tldr, git, run_openkb
 from openkb_git.compiler import compile_document
 from openkb_git.convert import convert_file
 from openkb_git.kb import CONFIG_KEYS, DEFAULT_CONFIG, parse_config
-
-from conftest import TLDR
 
 
 def _set(kb, line: str) -> None:
