@@ -90,10 +90,6 @@ class RegistryView:
             return suffixed_name(candidate, key)
         return candidate
 
-    def owner_of(self, doc: str) -> str | None:
-        record = self.records.get(doc)
-        return record.get("path") if record else None
-
 
 class Registry:
     """Builds RegistryViews for trees, reading only record blobs it has not parsed before.

@@ -12,14 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .pages import (
-    concepts_of_summary,
-    index_line,
-    phrase_of,
-    render_summary,
-    update_concept_page,
-    update_index,
-)
+from .pages import index_line, phrase_of, render_summary, update_concept_page, update_index
 from .text import extract_keyphrases, extractive_summary, normalize_phrase, sentences, snippet_for
 
 
@@ -61,5 +54,5 @@ def compile_document(doc: str, *, title: str, text: str, headings: list[tuple[in
     return Compiled(summary=summary, concepts=concepts, index_line=index_line(doc, title))
 
 
-__all__ = ["Compiled", "Contribution", "compile_document", "concepts_of_summary", "extract_keyphrases",
-           "slugify", "update_concept_page", "update_index"]
+__all__ = ["Compiled", "Contribution", "compile_document", "extract_keyphrases", "slugify", "update_concept_page",
+           "update_index"]

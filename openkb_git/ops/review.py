@@ -143,7 +143,7 @@ def unified_diff(a: list[str], b: list[str], fromfile: str, tofile: str, n: int 
 
 def split_structured(path: str, text: str) -> tuple[dict | None, str]:
     """(data, remaining text): a registry record is all data; a page's YAML frontmatter is data."""
-    if path.endswith(".json") and (path.startswith(".openkb/registry/") or path == ".openkb/config.yaml"):
+    if path.endswith(".json") and path.startswith(".openkb/registry/"):
         try:
             data = json.loads(text) if text else {}
             return (data if isinstance(data, dict) else {"value": data}), ""
