@@ -35,7 +35,7 @@ class RefusedStateError(OpenKBError):
 
 
 class DamageError(OpenKBError):
-    """Data openkb reads is damaged or breaks the trust rules (DESIGN §10); the message names
+    """Data openkb reads is damaged or breaks the trust rules (docs/protocol.md, "Trust boundaries"); the message names
     what and where, and what to do (usually `openkb fsck`)."""
 
     exit_code = EXIT_DAMAGED

@@ -9,7 +9,7 @@ environment carries OPENKB_DIR, OPENKB_DOC, OPENKB_SOURCE, OPENKB_SHA256 and, as
 fits the event, OPENKB_STAGED_DIR and OPENKB_COMMIT (see docs/hooks.md).
 `--no-verify` skips the pre-* hooks.
 
-Code never arrives through Git (DESIGN §10): a hook runs only when it is not tracked
+Code never arrives through Git (docs/hooks.md, "Which hooks run"): a hook runs only when it is not tracked
 (neither it nor `.openkb/hooks` is in the Git index or in HEAD's tree, also after
 following symbolic links) and the file is owned by the current user and not writable
 by group or others. A refused hook is reported (a warning on the command, "refused" in

@@ -68,7 +68,7 @@ def git(kb: Path, *args, check=True) -> str:
 
 
 def assert_consistent(kb: Path) -> None:
-    """The invariants of DESIGN §4 that hold after every command."""
+    """The invariants of docs/protocol.md ("Invariants") that hold after every command."""
     assert git(kb, "status", "--porcelain", "--untracked-files=all") == ""
     fsck = subprocess.run(["git", "-C", str(kb), "fsck", "--strict", "--no-dangling"], capture_output=True, text=True)
     assert fsck.returncode == 0 and fsck.stdout.strip() == "" and "error" not in fsck.stderr, fsck.stdout + fsck.stderr

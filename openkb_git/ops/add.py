@@ -4,7 +4,7 @@
     prepare          worker processes: hash, duplicate prefilter, convert, compile the
                      document's own pages into .openkb/staging/<run>/<n>/ (never the live KB)
     commit           in scan order, one commit per prepared file:
-                     [lock] recover; compile shared pages against HEAD; commit (DESIGN §4) [/lock]
+                     [lock] recover; compile shared pages against HEAD; commit (docs/protocol.md) [/lock]
 """
 
 from __future__ import annotations

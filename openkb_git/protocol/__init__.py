@@ -1,1 +1,1 @@
-"""The commit protocol of DESIGN §4: journal, compare-and-swap, projection, recovery."""
+"""The commit protocol of docs/protocol.md: journal, compare-and-swap, projection, recovery."""

@@ -1,4 +1,4 @@
-"""One mutation = one commit, following DESIGN §4 step by step.
+"""One mutation = one commit, following docs/protocol.md ("The steps, under the KB lock") step by step.
 
 The caller holds the KB lock, has run recovery, and has computed the change set
 against ``base`` (the HEAD it read). This module makes it durable and visible:
