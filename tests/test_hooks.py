@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import tomllib
 
-from conftest import assert_consistent, copy_tldr, git, run_openkb
+from conftest import ROOT, assert_consistent, copy_tldr, git, run_openkb
+from openkb_git.hooks import samples
 
 THREE = ["git-commit.md", "git-add.md", "git-status.md"]
 
@@ -44,6 +47,19 @@ def test_hook_environment_and_arguments(kb, tmp_path):
     assert seen["env"]["OPENKB_SOURCE"].endswith("weird name/tar.md")
     assert len(seen["env"]["OPENKB_SHA256"]) == 64
     assert "raw/tar.md" in seen["args"] and "wiki/summaries/tar.md" in seen["args"]
+
+
+def test_sample_hooks_are_package_data():
+    """The samples ship inside the package, so an installed wheel has them (scripts/check_wheel.sh
+    checks a real one): one copy, in openkb_git/hook_samples/, listed in pyproject's package-data."""
+    found = samples()
+    assert sorted(found) == ["append-log", "max-size", "push", "require-license"]
+    for name, (event, path) in found.items():
+        assert os.path.dirname(str(path)) == str(ROOT / "openkb_git" / "hook_samples")
+        assert os.path.basename(str(path)) == f"{event}-{name}" and os.access(str(path), os.X_OK)
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "hook_samples/*" in setuptools["package-data"]["openkb_git"]
+    assert not (ROOT / "hooks").exists()
 
 
 def test_sample_max_size(kb, tmp_path):
