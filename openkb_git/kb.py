@@ -40,10 +40,10 @@ class ConfigError(OpenKBError):
 
 
 # The settings openkb-git reads: {key: (kind, lowest, highest)}, or for a choice
-# {key: (_CHOICE, the values this version supports, None)}. Config arrives through clones like
-# any tracked file (docs/protocol.md, "Trust boundaries"): every value is checked here, where it is read, and
-# resource settings are capped by the machine (`Config.workers`). Other keys (OpenKB's own:
-# model, language, entity_types, ...) are kept as they are and not used.
+# {key: (_CHOICE, the values this version supports, None)}. Config arrives through clones
+# like any tracked file (docs/protocol.md, "Trust boundaries"): every value is checked here,
+# where it is read, and resource settings are capped by the machine (`Config.workers`).
+# Other keys (OpenKB's own: model, language, entity_types, ...) are kept and not used.
 _INT, _NUMBER, _CHOICE = "a whole number", "a number", "one of"
 # The compilers this version has (openkb_git/compiler/): a KB asking for another one is refused
 # rather than compiled differently from what its config says.
