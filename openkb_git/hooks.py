@@ -30,9 +30,10 @@ from pathlib import Path
 from .errors import OpenKBError
 
 EVENTS = ("pre-ingest", "post-ingest", "post-revert")
-# The sample hooks are package data (openkb_git/hook_samples/, listed in pyproject.toml), so an
-# installed wheel has them as well as a source checkout.
-SAMPLES = "hook_samples"
+# The sample hooks: the top-level hooks/ folder, packaged as the data package
+# openkb_git.hook_samples (pyproject.toml), so an installed wheel has them as well as an
+# editable install of a checkout.
+SAMPLES = "openkb_git.hook_samples"
 
 
 class HookError(OpenKBError):
@@ -169,9 +170,9 @@ def list_hooks(hooks_dir: Path, kb_root: Path) -> list[dict]:
 
 
 def samples() -> dict[str, tuple[str, Traversable]]:
-    """{sample name: (event it is for, file)} from the package's hook_samples/ folder."""
+    """{sample name: (event it is for, file)} from the packaged samples (hooks/ in a checkout)."""
     found: dict[str, tuple[str, Traversable]] = {}
-    folder = resources.files(__package__).joinpath(SAMPLES)
+    folder = resources.files(SAMPLES)
     if not folder.is_dir():
         return found
     for path in sorted(folder.iterdir(), key=lambda entry: entry.name):

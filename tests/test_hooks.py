@@ -50,16 +50,21 @@ def test_hook_environment_and_arguments(kb, tmp_path):
 
 
 def test_sample_hooks_are_package_data():
-    """The samples ship inside the package, so an installed wheel has them (scripts/check_wheel.sh
-    checks a real one): one copy, in openkb_git/hook_samples/, listed in pyproject's package-data."""
+    """The samples ship with the package, so an installed wheel has them (scripts/check_wheel.sh
+    checks a real one): one copy, the top-level hooks/ folder, packaged as openkb_git.hook_samples;
+    every package of openkb_git/ is in pyproject's explicit package list."""
     found = samples()
     assert sorted(found) == ["append-log", "max-size", "push", "require-license"]
     for name, (event, path) in found.items():
-        assert os.path.dirname(str(path)) == str(ROOT / "openkb_git" / "hook_samples")
+        assert os.path.dirname(str(path)) == str(ROOT / "hooks")
         assert os.path.basename(str(path)) == f"{event}-{name}" and os.access(str(path), os.X_OK)
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert "hook_samples/*" in setuptools["package-data"]["openkb_git"]
-    assert not (ROOT / "hooks").exists()
+    assert setuptools["package-dir"]["openkb_git.hook_samples"] == "hooks"
+    assert setuptools["package-data"]["openkb_git.hook_samples"] == ["*"]
+    packages = {".".join(init.parent.relative_to(ROOT).parts)
+                for init in (ROOT / "openkb_git").rglob("__init__.py")}
+    assert packages | {"openkb_git.hook_samples"} == set(setuptools["packages"])
+    assert not (ROOT / "openkb_git" / "hook_samples").exists()
 
 
 def test_sample_max_size(kb, tmp_path):
