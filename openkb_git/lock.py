@@ -74,10 +74,6 @@ class KBLock:
             return None
         return getattr(getattr(self._lock, "_context", None), "lock_file_fd", None)
 
-    @property
-    def held(self) -> bool:
-        return self._lock.is_locked
-
     def __enter__(self) -> "KBLock":
         return self
 

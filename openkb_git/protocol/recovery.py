@@ -38,8 +38,6 @@ from .commit import make_durable
 from .journal import OPENKB, OURS, UNKNOWN, CorruptJournal, legacy_journals, list_journals, read_journal, remove_journal
 from .openkb_journal import rollback_openkb_journal
 
-STAGING_OWNER = "owner.lock"
-
 
 @dataclass
 class RecoveryReport:
