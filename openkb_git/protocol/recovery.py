@@ -41,7 +41,8 @@ from .openkb_journal import rollback_openkb_journal
 
 @dataclass
 class RecoveryReport:
-    journals: list[str] = field(default_factory=list)
+    journals: list[str] = field(default_factory=list)  # every journal of ours read and acted on
+    finished: list[str] = field(default_factory=list)  # ... of those, the ones whose commit HEAD names
     corrupt: list[str] = field(default_factory=list)
     paths_reset: int = 0
     staging_removed: int = 0
@@ -126,6 +127,8 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
         else:
             report.journals.append(journal.id)
             head = kb.head()
+            if (head.decode() if head else None) == journal.new:
+                report.finished.append(journal.id)  # rolled forward; else rolled back
             if journal.op == "edit" and (head.decode() if head else None) != journal.new:
                 # An `edit` commit that did not happen: the working tree holds the user's own
                 # content, which must not be reset to the old HEAD. It stays uncommitted.
@@ -142,6 +145,7 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
             reset = reset + view_paths()
         if reset:
             make_durable(kb, reset)  # all of it before the journal goes
+        checkpoint("recover:durable")
         remove_journal(path)
         checkpoint("recover:journal-removed")
     if not views_are_current(kb):
