@@ -10,11 +10,16 @@ Environment (read once, at import):
     durable (file contents not fsynced are truncated or dropped; creations, renames,
     removals in directories not fsynced since are reverted), then SIGKILL;
   - ``eio`` / ``enospc``: the N-th operation raises OSError(EIO / ENOSPC).
+- ``OPENKB_FAULT_AT=label`` (not a number) with mode ``kill`` or ``power``: the same at the
+  first `checkpoint()` of that label, so a test can address a point between two protocol
+  steps by name, whatever the operations before it.
 - ``OPENKB_FAULT_KILL_AT=N`` or ``=label`` kills at the N-th or a named `checkpoint()`;
   ``OPENKB_FAULT_CHECKPOINTS=FILE`` lists the checkpoints of a run.
 
-Operations counted: file write, fsync (file or directory), rename/replace, unlink, mkdir,
-reference update. Production runs pay one attribute check per operation.
+Operations counted: file write, truncation, fsync (file or directory), rename/replace, unlink,
+mkdir, rmdir, removal of a scratch tree, reference update, and `git pack-objects` (one write;
+its two files are then made durable by openkb, see git/packs.py). Production runs pay one
+attribute check per operation.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ import signal
 from pathlib import Path
 
 _MODE = os.environ.get("OPENKB_FAULT_MODE")
-_AT = int(os.environ.get("OPENKB_FAULT_AT", "0") or 0)
+_AT_TEXT = os.environ.get("OPENKB_FAULT_AT", "")
+_AT = int(_AT_TEXT) if _AT_TEXT.isdigit() else 0
+_AT_LABEL = _AT_TEXT if _AT_TEXT and not _AT_TEXT.isdigit() else None
 _TRACE = os.environ.get("OPENKB_FAULT_TRACE")
 _KILL_AT = os.environ.get("OPENKB_FAULT_KILL_AT")
 _CHECKPOINT_TRACE = os.environ.get("OPENKB_FAULT_CHECKPOINTS")
@@ -63,12 +70,17 @@ def op(kind: str, path: os.PathLike | str) -> None:
 def checkpoint(label: str) -> None:
     """Mark a point between two protocol steps (OPENKB_FAULT_KILL_AT may kill here)."""
     global _checkpoints
-    if _KILL_AT is None and _CHECKPOINT_TRACE is None:
+    if _KILL_AT is None and _CHECKPOINT_TRACE is None and _AT_LABEL is None:
         return
     _checkpoints += 1
     if _CHECKPOINT_TRACE:
         with open(_CHECKPOINT_TRACE, "a", encoding="utf-8") as fh:
             fh.write(f"{_checkpoints} {label}\n")
+    if label == _AT_LABEL:
+        if _MODE == "power":
+            _power_loss()
+        if _MODE in ("kill", "power"):
+            os.kill(os.getpid(), signal.SIGKILL)
     if _KILL_AT == str(_checkpoints) or _KILL_AT == label:
         os.kill(os.getpid(), signal.SIGKILL)
 

@@ -2,7 +2,11 @@
 lost (unsynced writes dropped or torn), or an I/O error — and check what is left.
 
 The default run checks a sample of the points of every operation; OPENKB_SLOW=1 checks
-every point (see docs/protocol.md). The numbers of points checked are printed.
+every point (see docs/protocol.md). The sample rotates with the commit under test: the seed
+(OPENKB_FAULT_SEED, else the checkout's commit count) picks one point in each of 12 equal
+stretches of an operation's points, plus its last point, so that successive commits check
+every point, each with EIO and with ENOSPC in turn. The seed and the numbers of points
+checked are printed.
 """
 
 from __future__ import annotations
@@ -16,13 +20,86 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CORPUS, SUMMARY, TLDR, git
+from conftest import CORPUS, ROOT, SLOW, SUMMARY, TLDR, git, knob
 from openkb_git.kb import KB
 from openkb_git.ops.fsck import fsck
 from openkb_git.ops.session import Writer
 
-SLOW = os.environ.get("OPENKB_SLOW") == "1"
-SAMPLE = 12  # points per mode in the default run
+SAMPLE = 12  # stretches per mode in the default run: one point of each, plus the last point
+MODES = knob("OPENKB_FAULT_MODES", "kill,power,io").split(",")
+
+
+def fault_seed() -> tuple[int, str]:
+    """(seed, where it came from): OPENKB_FAULT_SEED; else the number of commits of the
+    checkout's HEAD, which grows by one a commit, so successive commits take successive
+    points; in a shallow clone (where that count says nothing) HEAD's id; outside a Git
+    checkout (an unpacked sdist) 0."""
+    if knob("OPENKB_FAULT_SEED"):
+        return int(knob("OPENKB_FAULT_SEED")), "OPENKB_FAULT_SEED"
+
+    def rev(*args) -> str | None:
+        proc = subprocess.run(["git", "-C", str(ROOT), "rev-parse", *args], capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    head = rev("--verify", "-q", "HEAD")
+    if head is None or rev("--show-toplevel") != str(ROOT):
+        return 0, "not a git checkout"
+    if rev("--is-shallow-repository") == "true":
+        return int(head[:12], 16), f"id of HEAD {head[:12]} (shallow clone)"
+    count = subprocess.run(["git", "-C", str(ROOT), "rev-list", "--count", "HEAD"], capture_output=True,
+                           text=True).stdout.strip()
+    return int(count), f"commit count of HEAD {head[:12]}"
+
+
+SEED, SEED_SOURCE = fault_seed()
+
+
+def sample_points(total: int, seed: int, mode: int, *, sample: int = SAMPLE) -> dict[int, str]:
+    """{point: I/O error kind} for one mode (``mode``: its position) of an operation of
+    ``total`` points: the points 1..total in ``sample`` equal stretches; the stretch of size s
+    gives its point (seed + stretch + mode) mod s, so s successive seeds take each of its points
+    once, and the next s the other error kind ("eio"/"enospc"). The last point always."""
+    if total <= sample:
+        return {n: ("eio", "enospc")[(n + seed) % 2] for n in range(1, total + 1)}
+    out = {}
+    for stretch in range(sample):
+        start, end = stretch * total // sample, (stretch + 1) * total // sample  # points start+1..end
+        size = end - start
+        turn = seed + stretch + mode
+        n = start + 1 + turn % size
+        out[n] = ("eio", "enospc")[(n + turn // size) % 2]
+    out.setdefault(total, ("eio", "enospc")[(total + seed) % 2])
+    return out
+
+
+def test_the_rotating_sample_covers_every_point_with_both_errors():
+    """Over successive seeds the sample checks every point of an operation in every mode,
+    and each point gets both EIO and ENOSPC; one seed's sample stays small."""
+    SUMMARY.append(f"fault sample seed {SEED} ({SEED_SOURCE}; OPENKB_FAULT_SEED={SEED} repeats it), "
+                   f"modes {','.join(MODES)}" + (", every point (OPENKB_SLOW=1)" if SLOW else ""))
+    for total in (1, 7, 12, 13, 25, 176, 301):
+        for mode in range(3):
+            seen: dict[int, set[str]] = {}
+            rounds = 2 * (total // SAMPLE + 1)
+            for seed in range(1000, 1000 + rounds):
+                picked = sample_points(total, seed, mode)
+                assert len(picked) <= SAMPLE + 1 and set(picked) <= set(range(1, total + 1))
+                for n, kind in picked.items():
+                    seen.setdefault(n, set()).add(kind)
+            assert set(seen) == set(range(1, total + 1)), (total, mode)
+            assert all(kinds == {"eio", "enospc"} for kinds in seen.values()), (total, mode)
+
+
+def test_the_test_knobs_reach_the_tests(tmp_path):
+    """OPENKB_FAULT_MODES and OPENKB_FAULT_SEED given to pytest are what the tests use,
+    though conftest removes every OPENKB_* variable from the tests' environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENKB_")}
+    env.update(OPENKB_FAULT_MODES="kill", OPENKB_FAULT_SEED="4711", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
+                           f"{__file__}::test_the_rotating_sample_covers_every_point_with_both_errors"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "fault sample seed 4711 (OPENKB_FAULT_SEED;" in proc.stdout and "modes kill\n" in proc.stdout, proc.stdout
 
 
 def openkb(kb: Path, *args, env=None) -> subprocess.CompletedProcess:
@@ -83,15 +160,16 @@ def run_matrix(name: str, template: Path, work: Path, args: list, *, must_keep_d
     before_head = git(template, "rev-parse", "HEAD").strip()
     before_docs = docs_of(template)
     checked = 0
-    for mode in os.environ.get("OPENKB_FAULT_MODES", "kill,power,io").split(","):
-        points = list(range(1, total + 1))
-        if not SLOW and len(points) > SAMPLE:
-            step = len(points) / SAMPLE
-            points = sorted({int(i * step) + 1 for i in range(SAMPLE)} | {total})
-        for n in points:
+    counts = {}
+    for position, mode in enumerate(MODES):
+        if SLOW:
+            points = {n: ("eio", "enospc")[(n + SEED) % 2] for n in range(1, total + 1)}
+        else:
+            points = sample_points(total, SEED, position)
+        for n, kind in sorted(points.items()):
             kb = work / f"{mode}-{n}"
             shutil.copytree(template, kb, symlinks=True)
-            fault = mode if mode != "io" else ("eio" if n % 2 else "enospc")
+            fault = mode if mode != "io" else kind
             proc = openkb(kb, *args, env={"OPENKB_FAULT_MODE": fault, "OPENKB_FAULT_AT": str(n)})
             # A new commit object may or may not need a new fan-out folder (its id depends on
             # the time: +2 operations per commit at most), so the last few may not exist in this run.
@@ -112,7 +190,9 @@ def run_matrix(name: str, template: Path, work: Path, args: list, *, must_keep_d
                 assert again.returncode == 0, (mode, n, again.stdout, again.stderr)
             shutil.rmtree(kb)
             checked += 1
-    line = f"{name}: {total} durable operations; {checked} crash points checked (kill, power loss, I/O error)"
+            counts[fault] = counts.get(fault, 0) + 1
+    line = (f"{name}: {total} durable operations; {checked} crash points checked ("
+            + ", ".join(f"{kind} {count}" for kind, count in counts.items()) + f"; seed {SEED})")
     print("\n" + line)
     SUMMARY.append(line + ("" if SLOW else " [sample; OPENKB_SLOW=1 for every point]"))
     return checked
@@ -189,3 +269,24 @@ def test_crash_matrix_recovery(base_kb, tmp_path):
     template = crashed_add(base_kb[0], tmp_path)
     assert any((template / ".openkb" / "openkb-git" / "journal").glob("*.json"))
     assert run_matrix("recover", template, tmp_path, ["recover"]) > 0
+
+
+def test_power_loss_between_making_a_commit_durable_and_removing_its_journal(base_kb, tmp_path):
+    """Power lost at the named point `durable` (work tree, Git index and views fsynced, the
+    journal not yet removed) of add, revert, remove and of recovery: nothing is lost. Whatever
+    the sample picks: with the two steps swapped, the journal is gone and the files are not
+    durable, so the power loss leaves a torn work tree that no recovery knows of."""
+    kb, work = base_kb
+    src = tmp_path / "new"
+    src.mkdir()
+    shutil.copy(TLDR / "common" / "tar.md", src / "tar.md")
+    before_head, before_docs = git(kb, "rev-parse", "HEAD").strip(), docs_of(kb)
+    runs = [(kb, ["add", "--jobs", "1", src], "durable", True), (kb, ["revert", "git-add"], "durable", False),
+            (kb, ["remove", "git-status"], "durable", False),
+            (crashed_add(kb, tmp_path), ["recover"], "recover:durable", True)]
+    for n, (template, args, label, keeps) in enumerate(runs):
+        target = tmp_path / f"power-{n}"
+        shutil.copytree(template, target, symlinks=True)
+        proc = openkb(target, *args, env={"OPENKB_FAULT_MODE": "power", "OPENKB_FAULT_AT": label})
+        assert proc.returncode == -9, (args, proc.stdout, proc.stderr)  # the point was reached
+        check_recovered(target, before_head, before_docs, keeps)
