@@ -10,11 +10,19 @@ Environment (read once, at import):
     durable (file contents not fsynced are truncated or dropped; creations, renames,
     removals in directories not fsynced since are reverted), then SIGKILL;
   - ``eio`` / ``enospc``: the N-th operation raises OSError(EIO / ENOSPC).
+- ``OPENKB_FAULT_AT=label`` (not a number) with mode ``kill`` or ``power``: the same at the
+  first `checkpoint()` of that label, so a test can address a point between two protocol
+  steps by name, whatever the operations before it.
+- ``OPENKB_FAULT_OP=kind[@text][+K]`` instead of a number N: the point is the K-th operation
+  after (0: at) the first operation of that kind whose path contains ``text`` — a point
+  addressed by what happens there, e.g. ``write@pack-objects+1``, the first after Git's.
 - ``OPENKB_FAULT_KILL_AT=N`` or ``=label`` kills at the N-th or a named `checkpoint()`;
   ``OPENKB_FAULT_CHECKPOINTS=FILE`` lists the checkpoints of a run.
 
-Operations counted: file write, fsync (file or directory), rename/replace, unlink, mkdir,
-reference update. Production runs pay one attribute check per operation.
+Operations counted: file write, truncation, fsync (file or directory), rename/replace, unlink,
+mkdir, rmdir, removal of a scratch tree, reference update, and `git pack-objects` (one write;
+its two files are then made durable by openkb, see git/packs.py). Production runs pay one
+attribute check per operation.
 """
 
 from __future__ import annotations
@@ -26,11 +34,25 @@ import signal
 from pathlib import Path
 
 _MODE = os.environ.get("OPENKB_FAULT_MODE")
-_AT = int(os.environ.get("OPENKB_FAULT_AT", "0") or 0)
+_AT_TEXT = os.environ.get("OPENKB_FAULT_AT", "")
+_AT = int(_AT_TEXT) if _AT_TEXT.isdigit() else 0
+_AT_LABEL = _AT_TEXT if _AT_TEXT and not _AT_TEXT.isdigit() else None
 _TRACE = os.environ.get("OPENKB_FAULT_TRACE")
 _KILL_AT = os.environ.get("OPENKB_FAULT_KILL_AT")
 _CHECKPOINT_TRACE = os.environ.get("OPENKB_FAULT_CHECKPOINTS")
+_OP_SPEC = os.environ.get("OPENKB_FAULT_OP")
 ACTIVE = bool(_MODE or _TRACE or _KILL_AT)
+
+
+def _parse_op_spec(spec: str | None) -> tuple[str, str, int] | None:
+    if not spec:
+        return None
+    spec, _, after = spec.partition("+")
+    kind, _, text = spec.partition("@")
+    return kind, text, int(after or 0)
+
+
+_OP = _parse_op_spec(_OP_SPEC)
 
 _count = 0
 _checkpoints = 0
@@ -42,10 +64,12 @@ _pending: list[list] = []
 
 def op(kind: str, path: os.PathLike | str) -> None:
     """Count one durable operation (before doing it); may kill, lose power, or raise."""
-    global _count
+    global _count, _AT, _OP
     if not ACTIVE:
         return
     _count += 1
+    if _OP is not None and _OP[0] == kind and _OP[1] in str(path):
+        _AT, _OP = _count + _OP[2], None  # the first match decides the point
     if _TRACE:
         with open(_TRACE, "a", encoding="utf-8") as fh:
             fh.write(f"{_count} {kind} {path}\n")
@@ -63,12 +87,17 @@ def op(kind: str, path: os.PathLike | str) -> None:
 def checkpoint(label: str) -> None:
     """Mark a point between two protocol steps (OPENKB_FAULT_KILL_AT may kill here)."""
     global _checkpoints
-    if _KILL_AT is None and _CHECKPOINT_TRACE is None:
+    if _KILL_AT is None and _CHECKPOINT_TRACE is None and _AT_LABEL is None:
         return
     _checkpoints += 1
     if _CHECKPOINT_TRACE:
         with open(_CHECKPOINT_TRACE, "a", encoding="utf-8") as fh:
             fh.write(f"{_checkpoints} {label}\n")
+    if label == _AT_LABEL:
+        if _MODE == "power":
+            _power_loss()
+        if _MODE in ("kill", "power"):
+            os.kill(os.getpid(), signal.SIGKILL)
     if _KILL_AT == str(_checkpoints) or _KILL_AT == label:
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -114,6 +143,40 @@ def made_dir(path: Path) -> None:
         _pending.append(["entry", str(Path(path).parent), ("rmtree", str(path))])
 
 
+def created(path: Path) -> None:
+    """A new name (e.g. a symbolic link) in a folder not yet fsynced."""
+    if _tracking():
+        _pending.append(["entry", str(Path(path).parent), ("restore", str(path), None, False)])
+
+
+def removed_dir(path: Path) -> None:
+    if _tracking():
+        _pending.append(["entry", str(Path(path).parent), ("mkdir", str(path))])
+
+
+def tree_image(path: Path) -> list | None:
+    """What a folder holds (relative path, kind, content, mode), for undoing its removal."""
+    if not _tracking():
+        return None
+    image = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            full = Path(dirpath) / name
+            rel = full.relative_to(path).as_posix()
+            if full.is_symlink():
+                image.append((rel, "link", os.readlink(full), 0))
+            elif full.is_dir():
+                image.append((rel, "dir", None, 0))
+            else:
+                image.append((rel, "file", full.read_bytes(), full.stat().st_mode & 0o777))
+    return image
+
+
+def removed_tree(path: Path, image: list | None) -> None:
+    if _tracking():
+        _pending.append(["entry", str(Path(path).parent), ("tree", str(path), image)])
+
+
 def synced_file(path: Path) -> None:
     if _tracking():
         _pending[:] = [r for r in _pending if not (r[0] == "content" and r[1] == str(path))]
@@ -139,6 +202,20 @@ def _power_loss() -> None:
                 action = record[2]
                 if action[0] == "rmtree":
                     shutil.rmtree(action[1], ignore_errors=True)
+                elif action[0] == "mkdir":
+                    os.makedirs(action[1], exist_ok=True)
+                elif action[0] == "tree":  # a removed folder comes back, whole
+                    root = Path(action[1])
+                    root.mkdir(parents=True, exist_ok=True)
+                    for rel, kind, data, mode in action[2] or []:
+                        target = root / rel
+                        if kind == "dir":
+                            target.mkdir(parents=True, exist_ok=True)
+                        elif kind == "link":
+                            target.symlink_to(data)
+                        else:
+                            target.write_bytes(data)
+                            target.chmod(mode)
                 else:
                     _kind, target, before, existed = action
                     target = Path(target)

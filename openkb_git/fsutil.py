@@ -8,6 +8,7 @@ injector (`faults.py`) sees every durable operation.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from . import faults
@@ -145,11 +146,55 @@ def prune_empty_dirs(path: Path, stop: Path) -> None:
     """Remove ``path`` and its parents while they are empty, never going above ``stop``."""
     current = path
     while current != stop and stop in current.parents:
+        faults.op("rmdir", current)  # outside the try: an injected error is not "not empty"
         try:
             os.rmdir(current)
         except OSError:
             return
+        faults.removed_dir(current)
         current = current.parent
+
+
+def truncate_file(path: Path, size: int) -> None:
+    """Cut ``path`` to ``size`` bytes in place (not durable until `fsync_file`)."""
+    faults.op("truncate", path)
+    with open(path, "r+b") as fh:
+        fh.truncate(size)
+    faults.wrote(path)
+
+
+def remove_tree(path: Path) -> bool:
+    """Remove the folder ``path`` and everything in it (a symbolic link or file: just it);
+    returns whether it existed. Its parent needs an fsync for the removal to be durable."""
+    if not os.path.lexists(path):
+        return False
+    if not os.path.isdir(path) or os.path.islink(path):
+        return remove_file(path, sync=False)
+    faults.op("rmtree", path)
+    image = faults.tree_image(path)
+    shutil.rmtree(path)
+    faults.removed_tree(path, image)
+    return True
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """Copy the folder ``src`` to the new folder ``dst`` (symbolic links as links), every file
+    and folder fsynced, so the copy is durable once ``dst``'s parent is fsynced."""
+    makedirs(dst, sync=False)
+    for dirpath, dirnames, filenames in os.walk(src):
+        here = Path(dst) / Path(dirpath).relative_to(src)
+        for name in sorted(dirnames + filenames):
+            source, target = Path(dirpath) / name, here / name
+            if source.is_symlink():
+                faults.op("symlink", target)
+                os.symlink(os.readlink(source), target)
+                faults.created(target)
+            elif source.is_dir():
+                makedirs(target, sync=False)
+            else:
+                write_bytes(target, source.read_bytes(), mode=source.stat().st_mode & 0o777, sync=True)
+        dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
+        fsync_dir(here)
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -40,6 +40,8 @@ class KBLock:
         self.path = openkb_dir / LOCK_NAME
         self.holder_path = openkb_dir / HOLDER_NAME
         self._lock = filelock.FileLock(str(self.path), preserve_lock_file=True, thread_local=False)
+        self.previous: dict | None = None  # what the last holder wrote, read as the lock is taken
+        self._info: dict = {}
 
     def acquire(self, wait: float = 0.0) -> None:
         """Take the lock, waiting up to ``wait`` seconds; raises LockBusyError naming the holder."""
@@ -55,17 +57,34 @@ class KBLock:
                     "then run the command again") from None
             raise
         if self._lock.lock_counter == 1:
-            info = {"pid": os.getpid(), "command": " ".join(["openkb", *sys.argv[1:]]) or "openkb",
-                    "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            try:
-                tmp = self.holder_path.with_name(HOLDER_NAME + f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(info), encoding="utf-8")
-                os.replace(tmp, self.holder_path)
-            except OSError:
-                pass
+            self.previous = self.holder()
+            self._info = {"pid": os.getpid(), "command": " ".join(["openkb", *sys.argv[1:]]) or "openkb",
+                          "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "at": time.time()}
+            self._write_holder(self._info)
 
     def release(self) -> None:
+        if self._lock.lock_counter == 1:
+            self._write_holder({**self._info, "released": True})
         self._lock.release()
+
+    def _write_holder(self, info: dict) -> None:
+        """Best effort: the holder file only informs messages and `crashed_since`."""
+        try:
+            tmp = self.holder_path.with_name(HOLDER_NAME + f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(info), encoding="utf-8")
+            os.replace(tmp, self.holder_path)
+        except OSError:
+            pass
+
+    def crashed_since(self) -> float | None:
+        """When the last holder took the lock (epoch seconds), if it died holding it (it never
+        wrote that it released it); else None. Recovery takes a stale Git lock newer than that
+        for the dead writer's, as it does one newer than a journal (docs/protocol.md)."""
+        previous = self.previous or {}
+        at = previous.get("at")
+        if previous.get("released") or not isinstance(at, (int, float)) or previous.get("pid") == os.getpid():
+            return None
+        return float(at)
 
     def fileno(self) -> int | None:
         """The descriptor holding the flock while held (a child given it keeps the lock held
@@ -73,10 +92,6 @@ class KBLock:
         if not self._lock.is_locked:
             return None
         return getattr(getattr(self._lock, "_context", None), "lock_file_fd", None)
-
-    @property
-    def held(self) -> bool:
-        return self._lock.is_locked
 
     def __enter__(self) -> "KBLock":
         return self

@@ -13,7 +13,7 @@ import json
 import os
 import time
 
-from .fsutil import append_bytes, fsync_file, makedirs, write_file
+from .fsutil import append_bytes, fsync_file, makedirs, truncate_file, write_file
 from .history import Entry, iter_entries
 from .kb import KB, REGISTRY_DIR
 from .registry import Registry
@@ -193,8 +193,7 @@ def update_views(kb: KB, registry: Registry, *, full: bool = False, patch: bool 
     if size is None:
         write_file(log_path, (LOG_HEADER + prelude(kb) + lines).encode("utf-8"), sync=False)
     else:
-        with open(log_path, "r+b") as fh:
-            fh.truncate(size)
+        truncate_file(log_path, size)
         append_bytes(log_path, lines.encode("utf-8"), sync=False)
     # The views' content is durable before the state that vouches for it is written.
     fsync_file(kb.root / HASHES)

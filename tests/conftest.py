@@ -12,11 +12,26 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Knobs of the test run itself, read here, at import, before `isolated_env` removes every
+# OPENKB_* variable from the environment the tests (and the commands they start) see.
+# OPENKB_SLOW=1: run the tests marked `slow`, and the full fault matrix instead of its sample;
+# OPENKB_FAULT_MODES: the fault modes of the matrix (kill,power,io); OPENKB_FAULT_SEED: the
+# seed that picks the sample (default: from the checkout's commit); OPENKB_CORPUS: the corpus.
+KNOBS = {name: os.environ.get(name) for name in
+         ("OPENKB_SLOW", "OPENKB_FAULT_MODES", "OPENKB_FAULT_SEED", "OPENKB_CORPUS")}
+SLOW = KNOBS["OPENKB_SLOW"] == "1"
+
+
+def knob(name: str, default: str | None = None) -> str | None:
+    """A test knob as it was when pytest started (the tests' own environment is cleaned)."""
+    value = KNOBS[name]
+    return default if value in (None, "") else value
+
 
 def _find_corpus() -> Path:
     """The shared corpus: $OPENKB_CORPUS, else ../shared/corpus next to this checkout, else
     next to the repository it was cloned from (a clone made elsewhere, e.g. in /tmp)."""
-    candidates = [Path(os.environ["OPENKB_CORPUS"])] if os.environ.get("OPENKB_CORPUS") else []
+    candidates = [Path(knob("OPENKB_CORPUS"))] if knob("OPENKB_CORPUS") else []
     candidates.append(ROOT.parent / "shared" / "corpus")
     origin = subprocess.run(["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"],
                             capture_output=True, text=True).stdout.strip()
@@ -31,6 +46,16 @@ def _find_corpus() -> Path:
 
 CORPUS = _find_corpus()
 TLDR = CORPUS / "md" / "tldr"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `slow` run only with OPENKB_SLOW=1 (`-m "not slow"` deselects them)."""
+    if SLOW:
+        return
+    skip = pytest.mark.skip(reason="slow: set OPENKB_SLOW=1 to run it")
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

@@ -124,7 +124,8 @@ def test_journal_naming_missing_objects_is_reset(kb, tmp_path):
     (kb / "wiki" / "summaries" / "tar.md").write_text("half-written\n")
     (kb / "wiki" / "concepts" / "never-was.md").write_text("junk\n")
     proc = run_openkb("recover", cwd=kb)
-    assert proc.returncode == 0 and "recovered 1 journal" in proc.stdout
+    assert proc.returncode == 0 and "recovered 1 journal(s) (0 finished: committed before the crash, " \
+        "1 rolled back): 2 path(s) reset" in proc.stdout, proc.stdout
     assert not (kb / "wiki" / "concepts" / "never-was.md").exists()
     assert_consistent(kb)
 
@@ -144,6 +145,9 @@ def test_a_torn_index_is_rebuilt_without_resetting_the_users_edits(kb, tmp_path)
     proc = run_openkb("recover", cwd=kb)
     assert proc.returncode == 0, proc.stderr
     assert "rebuilt from HEAD; the working tree's files were kept" in proc.stdout
+    # The summary says what was repaired: the index, not a journal (there was none).
+    assert "recovered a torn Git index (rebuilt from HEAD): 1 path(s) reset" in proc.stdout, proc.stdout
+    assert "journal" not in proc.stdout, proc.stdout
     assert page.read_text() == edited
     assert (kb / "wiki" / "summaries" / "grep.md").exists()
     # openkb first: `git status` rewrites the index itself, marking entries it had to re-read
@@ -153,4 +157,15 @@ def test_a_torn_index_is_rebuilt_without_resetting_the_users_edits(kb, tmp_path)
     run_openkb("add", copy_tldr(tmp_path / "b", ["ls.md"]), cwd=kb, check=True)
     assert git(kb, "show", "--format=", "--name-only", "HEAD~1").split() == ["wiki/summaries/tar.md"]
     assert "My note, not committed yet." in git(kb, "show", "HEAD~1:wiki/summaries/tar.md")
+    assert_consistent(kb)
+
+
+def test_recover_says_a_journal_past_its_commit_point_was_finished(kb, tmp_path):
+    run_openkb("add", copy_tldr(tmp_path / "a", ["grep.md"]), cwd=kb, check=True)
+    killed = run_openkb("add", copy_tldr(tmp_path / "b", ["tar.md"]), cwd=kb, env={"OPENKB_FAULT_KILL_AT": "ref:moved"})
+    assert killed.returncode == -signal.SIGKILL
+    proc = run_openkb("recover", cwd=kb)
+    assert proc.returncode == 0, proc.stderr
+    assert "recovered 1 journal(s) (1 finished: committed before the crash, 0 rolled back)" in proc.stdout, proc.stdout
+    assert json.loads(run_openkb("recover", "--json", cwd=kb, check=True).stdout)["journals"] == []
     assert_consistent(kb)

@@ -25,7 +25,6 @@ from openkb_git.kb import KB
 from openkb_git.git.objects import LOOSE_TMP_PREFIX
 from openkb_git.fsutil import TMP_SUFFIX
 
-SLOW = os.environ.get("OPENKB_SLOW") == "1"
 PDFS = CORPUS / "pdf"
 
 
@@ -176,7 +175,6 @@ def test_our_temporaries_are_not_named_as_git_prunes_them(kb):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SLOW, reason="slow: OPENKB_SLOW=1")
 @pytest.mark.parametrize("loop_args", [["status", "--porcelain"], ["repack", "-a", "-d", "-q"]])
 def test_300_files_beside_git_five_runs(tmp_path, loop_args):
     for run in range(5):

@@ -442,7 +442,6 @@ def test_status_and_fsck_during_an_add_raise_no_false_alarm(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("OPENKB_SLOW"), reason="slow: set OPENKB_SLOW=1")
 def test_many_reads_during_a_long_add_raise_no_false_alarm(tmp_path):
     alarms, reads, during = _reads_during_an_add(tmp_path, files=150, rounds=40, pause=0.4)
     assert during >= 20, (reads, during)

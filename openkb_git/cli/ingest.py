@@ -183,7 +183,8 @@ def recover(ctx: click.Context, wait: float, as_json: bool) -> None:
     finally:
         kb.close()
     reports = writer.recoveries
-    data = {"journals": [j for r in reports for j in r.journals], "corrupt": [c for r in reports for c in r.corrupt],
+    data = {"journals": [j for r in reports for j in r.journals], "finished": [j for r in reports for j in r.finished],
+            "corrupt": [c for r in reports for c in r.corrupt],
             "paths_reset": sum(r.paths_reset for r in reports),
             "staging_removed": sum(r.staging_removed for r in reports),
             "views_rebuilt": any(r.views_rebuilt for r in reports),
@@ -214,9 +215,25 @@ def recover(ctx: click.Context, wait: float, as_json: bool) -> None:
     if not (data["journals"] or data["corrupt"] or data["paths_reset"] or data["staging_removed"]
             or data["views_rebuilt"]):
         return
-    click.echo(f"recovered {len(data['journals']) + len(data['corrupt'])} journal(s): {data['paths_reset']} path(s) reset, "
-               f"{data['staging_removed']} staging folder(s) removed"
-               + (", views rebuilt" if data["views_rebuilt"] else ""))
+    click.echo(recovery_summary(data))
+
+
+def recovery_summary(data: dict) -> str:
+    """One line saying what recovery actually repaired (a torn index is not a journal)."""
+    repaired = []
+    if data["journals"]:
+        finished = len(data["finished"])
+        repaired.append(f"{len(data['journals'])} journal(s) ({finished} finished: committed before the crash, "
+                        f"{len(data['journals']) - finished} rolled back)")
+    corrupt_journals = [c for c in data["corrupt"] if not c.startswith("index: ")]
+    if corrupt_journals:
+        repaired.append(f"{len(corrupt_journals)} corrupt journal(s)")
+    if len(corrupt_journals) < len(data["corrupt"]):
+        repaired.append("a torn Git index (rebuilt from HEAD)")
+    done = [f"{data['paths_reset']} path(s) reset", f"{data['staging_removed']} staging folder(s) removed"]
+    if data["views_rebuilt"]:
+        done.append("views rebuilt")
+    return f"recovered {' and '.join(repaired)}: {', '.join(done)}" if repaired else f"recovered: {', '.join(done)}"
 
 
 @cli.command()

@@ -379,7 +379,7 @@ class ObjectStore:
         removed = 0
         for pattern in (f"{LOOSE_TMP_PREFIX}*{TMP_SUFFIX}", f"tmp_obj_*{TMP_SUFFIX}"):  # and the names before 14
             for tmp in self.objects_dir.glob(pattern):
-                tmp.unlink(missing_ok=True)
+                remove_file(tmp, sync=False)
                 removed += 1
         return removed + packs.remove_temporaries(self.pack_dir)
 

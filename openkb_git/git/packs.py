@@ -30,7 +30,7 @@ import zlib
 from pathlib import Path
 
 from .. import faults
-from ..fsutil import TMP_SUFFIX, fsync_dir, remove_file, replace, write_bytes
+from ..fsutil import TMP_SUFFIX, fsync_dir, fsync_file, remove_file, replace, write_bytes
 
 PACK_TYPES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 MERGE_AT = 12  # merge small packs when there are this many packs we can merge
@@ -252,13 +252,23 @@ def _merge_with_git(pack_dir: Path, bases: list[str]) -> str | None:
         ids = sorted({sha.hex() for base in bases for sha in index_shas((pack_dir / f"{base}.idx").read_bytes())})
     except (OSError, ValueError):
         return None
+    before = set(os.listdir(pack_dir))
     faults.op("write", pack_dir / "pack-objects")
     proc = subprocess.run([git, f"--git-dir={pack_dir.parent.parent}", "-c", "core.fsync=pack,pack-metadata",
                            "pack-objects", "-q", "--delta-base-offset", str(pack_dir / "pack")],
                           input="\n".join(ids) + "\n", capture_output=True, text=True)
     name = f"pack-{proc.stdout.strip()}"
-    if proc.returncode != 0 or not (pack_dir / f"{name}.idx").exists():
+    if proc.returncode != 0 or not (pack_dir / f"{name}.pack").is_file() or not (pack_dir / f"{name}.idx").is_file():
         return None
+    # Git's writes count as one operation; what they made (the pack, its index, a `.rev`) is
+    # inside the crash model from here: not durable until openkb has fsynced each file and the
+    # folder (whatever Git's own core.fsync did), and only then are the old packs removed.
+    made = sorted(pack_dir / n for n in set(os.listdir(pack_dir)) - before if n.startswith(name + "."))
+    for path in made:
+        faults.created(path)
+        faults.wrote(path)
+    for path in made:
+        fsync_file(path)
     fsync_dir(pack_dir)  # the new pack's names, before the old packs go
     return name
 
@@ -269,14 +279,13 @@ def remove_temporaries(pack_dir: Path) -> int:
     removed = 0
     for keep in pack_dir.glob("*.keep"):
         try:
-            if keep.read_bytes() == PENDING_KEEP:
-                keep.unlink()
+            if keep.read_bytes() == PENDING_KEEP and remove_file(keep, sync=False):
                 removed += 1
         except OSError:
             continue
     patterns = ("openkb_pack_*", "openkb_idx_*", "tmp_pack_*", "tmp_idx_*")  # (tmp_*: the names before 14)
     for tmp in [tmp for pattern in patterns for tmp in pack_dir.glob(pattern + TMP_SUFFIX)]:
-        tmp.unlink(missing_ok=True)
+        remove_file(tmp, sync=False)
         removed += 1
     return removed
 

@@ -107,10 +107,6 @@ class Task:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-class InterruptedAdd(OpenKBError):
-    exit_code = 130
-
-
 # ---------------------------------------------------------------------------
 # scan
 # ---------------------------------------------------------------------------

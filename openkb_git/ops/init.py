@@ -12,7 +12,7 @@ from dulwich.repo import Repo
 
 from ..compiler import update_index
 from ..errors import OpenKBError
-from ..fsutil import makedirs, write_file
+from ..fsutil import makedirs, remove_file, write_file
 from ..kb import CONFIG_PATH, DEFAULT_CONFIG, KB
 from ..protocol.commit import Mutation, commit_mutation
 from ..registry import encode_record, record_path
@@ -103,7 +103,7 @@ def init_kb(directory: Path) -> InitResult:
             makedirs(target.parent, sync=False)
             write_file(target, data, sync=False)
     if adopting:
-        (root / "wiki" / "log.md").unlink(missing_ok=True)
+        remove_file(root / "wiki" / "log.md", sync=False)
 
     kb = KB(root)
     try:

@@ -38,7 +38,7 @@ class Writer:
             # a rebase, a detached HEAD) or with a damaged branch is the wrong HEAD.
             previous = self.kb.begin_write()
             try:
-                report = recover(self.kb, self.registry)
+                report = recover(self.kb, self.registry, crashed_since=self.lock.crashed_since())
                 if report.did_anything:
                     self.recoveries.append(report)
                 yield

@@ -151,6 +151,7 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
         update_views(kb, registry)
         checkpoint("views")
         make_durable(kb, paths + view_paths())
+        checkpoint("durable")  # everything the journal vouches for is on disk; only now may it go
         remove_journal(journal_path)
     except Exception as exc:  # the operation is committed: say so, and what is left (the journal)
         raise CommittedButIncomplete(commit.id.decode(), mutation.subject, paths, failure_reason(exc)) from exc

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..errors import RefusedStateError
-from ..fsutil import fsync_dir, fsync_file, makedirs, remove_file, write_file
+from ..fsutil import copy_tree, fsync_dir, fsync_file, makedirs, remove_file, remove_tree, write_file
 from ..paths import path_problem
 
 TERMINAL = ("committed", "rolled_back")
@@ -89,21 +88,14 @@ def rollback_openkb_journal(root: Path, journal: Path) -> OpenKBRollback:
         # Children before parents, as OpenKB's rollback does.
         for target, backup in sorted(entries, key=lambda e: e[0].count("/"), reverse=True):
             live = root / target
-            if live.is_dir() and not live.is_symlink():
-                shutil.rmtree(live)
-            else:
-                remove_file(live, sync=False)
+            remove_tree(live)
             if backup is None:
                 done.removed.append(target)
                 continue
             source = root / backup
             makedirs(live.parent, sync=False)
             if source.is_dir() and not source.is_symlink():
-                shutil.copytree(source, live, symlinks=True)
-                for dirpath, _dirs, files in os.walk(live):
-                    for name in files:
-                        fsync_file(Path(dirpath) / name)
-                    fsync_dir(Path(dirpath))
+                copy_tree(source, live)  # every file and folder fsynced
             else:
                 write_file(live, source.read_bytes(), sync=False, mode=source.stat().st_mode & 0o777)
                 fsync_file(live)
@@ -113,7 +105,8 @@ def rollback_openkb_journal(root: Path, journal: Path) -> OpenKBRollback:
         # crash in between never removes targets whose backups are gone.
         data["status"] = "rolled_back"
         write_file(journal, (json.dumps(data, indent=2) + "\n").encode("utf-8"), sync=True)
-    shutil.rmtree(root / backup_dir, ignore_errors=True)
+    if remove_tree(root / backup_dir):
+        fsync_dir((root / backup_dir).parent)
     remove_file(journal, sync=True)
     return done
 

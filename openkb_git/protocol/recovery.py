@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import stat as statmod
 import time
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from ..faults import checkpoint
-from ..fsutil import TMP_SUFFIX, fsync_dir, makedirs, prune_empty_dirs, remove_file, temporary_for, write_file
+from ..fsutil import TMP_SUFFIX, fsync_dir, makedirs, prune_empty_dirs, remove_file, remove_tree, temporary_for, write_file
 from ..git.index import FILE_MODE, IndexCorruptError
 from ..git.lockwait import is_stale
 from ..git.objects import blob_id
@@ -38,12 +37,11 @@ from .commit import make_durable
 from .journal import OPENKB, OURS, UNKNOWN, CorruptJournal, legacy_journals, list_journals, read_journal, remove_journal
 from .openkb_journal import rollback_openkb_journal
 
-STAGING_OWNER = "owner.lock"
-
 
 @dataclass
 class RecoveryReport:
-    journals: list[str] = field(default_factory=list)
+    journals: list[str] = field(default_factory=list)  # every journal of ours read and acted on
+    finished: list[str] = field(default_factory=list)  # ... of those, the ones whose commit HEAD names
     corrupt: list[str] = field(default_factory=list)
     paths_reset: int = 0
     staging_removed: int = 0
@@ -88,8 +86,9 @@ class EditBackup:
         self.report.kept.append(path)
 
 
-def recover(kb: KB, registry: Registry) -> RecoveryReport:
-    """Finish or undo every in-flight mutation; the caller holds the KB lock."""
+def recover(kb: KB, registry: Registry, *, crashed_since: float | None = None) -> RecoveryReport:
+    """Finish or undo every in-flight mutation; the caller holds the KB lock. ``crashed_since``:
+    when the last holder of the KB lock, which died holding it, took it (`KBLock.crashed_since`)."""
     report = RecoveryReport()
     # `.openkb/journal/` is OpenKB's: its journals are rolled back as OpenKB would (it holds
     # the same lock, so one found now is of an OpenKB run that died); ours of earlier
@@ -101,14 +100,15 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
     journals = list_journals(kb.journal_dir) + legacy[OURS]
     for folder in (kb.journal_dir, kb.legacy_journal_dir):
         for tmp in folder.glob(f"*{TMP_SUFFIX}") if folder.is_dir() else []:
-            tmp.unlink(missing_ok=True)
-    if journals:
-        # A writer died mid-mutation: the Git lock files it may have held are stale. A lock a
-        # live git process holds (`git status` refreshing the index) is never removed.
-        since = min(_mtime(path) for path in journals)
+            remove_file(tmp, sync=False)
+    # A writer died mid-mutation, or holding the KB lock (e.g. while refreshing the Git index,
+    # before any journal): the Git lock files it may have held are stale. A lock a live git
+    # process holds (`git status` refreshing the index) is never removed.
+    since = min(_mtime(path) for path in journals) if journals else crashed_since
+    if since is not None:
         for stale in (kb.git_dir / "index.lock", kb.git_dir / f"{kb.write_branch()}.lock"):
             if is_stale(stale, since):
-                stale.unlink(missing_ok=True)
+                remove_file(stale, sync=False)
                 report.stale_locks.append(stale.relative_to(kb.root).as_posix())
     tree = kb.head_tree()
     try:
@@ -128,6 +128,8 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
         else:
             report.journals.append(journal.id)
             head = kb.head()
+            if (head.decode() if head else None) == journal.new:
+                report.finished.append(journal.id)  # rolled forward; else rolled back
             if journal.op == "edit" and (head.decode() if head else None) != journal.new:
                 # An `edit` commit that did not happen: the working tree holds the user's own
                 # content, which must not be reset to the old HEAD. It stays uncommitted.
@@ -144,6 +146,7 @@ def recover(kb: KB, registry: Registry) -> RecoveryReport:
             reset = reset + view_paths()
         if reset:
             make_durable(kb, reset)  # all of it before the journal goes
+        checkpoint("recover:durable")
         remove_journal(path)
         checkpoint("recover:journal-removed")
     if not views_are_current(kb):
@@ -293,8 +296,8 @@ def _read(path: Path) -> bytes | None:
 
 def _remove_temporaries_near(target: Path) -> None:
     try:
-        temporary_for(target).unlink(missing_ok=True)
-    except OSError:
+        remove_file(temporary_for(target), sync=False)
+    except FileNotFoundError:  # a folder on the way is missing
         pass
 
 
@@ -315,9 +318,11 @@ def staging_run_dir(staging_dir: Path, run_id: str) -> tuple[Path, int]:
 
 def release_staging(staging_dir: Path, run_id: str, fd: int) -> None:
     """Remove a run's staging folder and its owner lock."""
-    shutil.rmtree(staging_dir / run_id, ignore_errors=True)
-    (staging_dir / f"{run_id}.lock").unlink(missing_ok=True)
-    os.close(fd)
+    try:
+        remove_tree(staging_dir / run_id)
+        remove_file(staging_dir / f"{run_id}.lock", sync=False)
+    finally:
+        os.close(fd)
 
 
 def remove_orphaned_staging(staging_dir: Path, *, ours_only: bool = False) -> int:
@@ -343,11 +348,8 @@ def remove_orphaned_staging(staging_dir: Path, *, ours_only: bool = False) -> in
         except BlockingIOError:
             os.close(fd)
             continue  # a live add run owns it
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-        lock.unlink(missing_ok=True)
+        remove_tree(entry)
+        remove_file(lock, sync=False)
         if fd is not None:
             os.close(fd)
         removed += 1
@@ -358,7 +360,7 @@ def remove_orphaned_staging(staging_dir: Path, *, ours_only: bool = False) -> in
             fd = os.open(lock, os.O_RDWR)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                lock.unlink(missing_ok=True)
+                remove_file(lock, sync=False)
             except BlockingIOError:
                 pass
             finally:
