@@ -401,3 +401,78 @@ def test_packs_merged_away_are_closed_by_the_store(tmp_path):
             assert store.blob_bytes(seen.id) == seen.raw
     assert len(list(pack_dir.glob("*.pack"))) < len(blobs), "no merge happened"
     assert all(store.blob_bytes(blob.id) == blob.raw for blob in blobs)
+
+
+# A reference-transaction hook that holds a plain `git commit` in the middle of its ref update:
+# it has locked refs/heads/main (main.lock exists) and not yet moved it. It says so (touches
+# $RACE_HELD) and waits until the test lets it go on ($RACE_GO).
+_HOLD_HOOK = """#!/bin/sh
+[ "$1" = prepared ] && [ -n "$RACE_HELD" ] || exit 0
+cat >/dev/null
+touch "$RACE_HELD"
+while [ ! -e "$RACE_GO" ]; do sleep 0.01; done
+"""
+
+
+def _wait_for(what, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_plain_git_commit_racing_the_ref_update_is_never_lost(tmp_path):
+    """`git commit` holds refs/heads/main.lock while openkb, having checked the branch, waits for
+    that lock; git moves the branch and lets go; openkb gets the lock. Its re-check under the
+    lock (git/refs.py compare_and_swap) must see the branch moved: git's commit stays on the
+    branch, openkb's ingest refuses with what happened (or lands on top of it), and nothing of
+    either is lost. Deterministic: a git hook holds git in the window, and openkb's fault trace
+    shows when openkb is waiting for the lock."""
+    import sys
+
+    from conftest import TLDR, git, run_openkb
+
+    kb = tmp_path / "kb"
+    run_openkb("init", kb, check=True)
+    before = git(kb, "rev-parse", "HEAD").strip()
+    hook = kb / ".git" / "hooks" / "reference-transaction"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(_HOLD_HOOK)
+    hook.chmod(0o755)
+    (kb / "by-hand.txt").write_text("a note committed with plain git\n")
+    git(kb, "add", "by-hand.txt")
+    held, go, trace = tmp_path / "held", tmp_path / "go", tmp_path / "trace"
+    hand = subprocess.Popen(["git", "-C", str(kb), "commit", "-q", "-m", "plain git commit"], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "RACE_HELD": str(held), "RACE_GO": str(go)})
+    try:
+        _wait_for(held.exists)
+        assert (kb / ".git" / "refs" / "heads" / "main.lock").exists()
+        doc = tmp_path / "in" / "tar.md"
+        doc.parent.mkdir()
+        doc.write_bytes((TLDR / "common" / "tar.md").read_bytes())
+        env = {**os.environ, "OPENKB_FAULT_TRACE": str(trace), "OPENKB_GIT_LOCK_WAIT": "60"}
+        add = subprocess.Popen([sys.executable, "-m", "openkb_git", "add", str(doc)], cwd=kb, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # openkb checked the branch (still at `before`) and tried to take the lock git holds.
+        _wait_for(lambda: trace.exists() and "refs/heads/main.lock" in trace.read_text())
+        assert add.poll() is None, add.communicate()
+    finally:
+        go.touch()
+    out, err = add.communicate(timeout=120)
+    assert hand.wait(timeout=60) == 0, hand.stdout.read()
+    assert "Traceback" not in err
+    head = git(kb, "rev-parse", "HEAD").strip()
+    log = git(kb, "log", "--format=%H %s", "main")
+    hand_commit = [line.split()[0] for line in log.splitlines() if line.endswith(" plain git commit")]
+    assert hand_commit, log  # git's commit is on the branch
+    assert git(kb, "rev-parse", f"{hand_commit[0]}^").strip() == before
+    assert git(kb, "show", "main:by-hand.txt") == "a note committed with plain git\n"
+    if add.returncode == 0:  # retried on top of git's commit
+        assert git(kb, "cat-file", "-e", "main:raw/tar.md", check=False) == "", log
+    else:
+        assert "moved while committing" in err and "run the command again" in err, out + err
+        assert head == hand_commit[0]
+        again = run_openkb("add", doc, cwd=kb)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert git(kb, "merge-base", "--is-ancestor", hand_commit[0], "main") == ""

@@ -9,6 +9,7 @@ import os
 import re
 import stat as statmod
 import struct
+import time
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -824,6 +825,12 @@ def encode_tree_parts(entries: dict[bytes, tuple[int, bytes]]) -> tuple[list[byt
 def serialize_tree(entries: dict[bytes, tuple[int, bytes]]) -> bytes:
     """Git's tree encoding: entries sorted with directories compared as `name/`."""
     return b"".join(encode_tree_parts(entries)[1])
+
+
+def local_tz_offset(when: float | None = None) -> int:
+    """The local time zone's offset from UTC in seconds, for commit and reflog timestamps."""
+    when = time.time() if when is None else when
+    return -(time.altzone if time.localtime(when).tm_isdst else time.timezone)
 
 
 def make_commit(tree: bytes, parent: bytes | None, message: str, identity: bytes, when: int, tz: int) -> Commit:
