@@ -48,16 +48,21 @@ def test_fsck_reports_stale_log_view(kb, tmp_path):
 
 
 def test_fsck_checks_the_commit_memo(kb, tmp_path):
-    """A row of .openkb/commits.cache that parses but disagrees with its commit is found and dropped."""
+    """A forged entry of .openkb/commits.cache (it parses, but its bytes do not hash to its id)
+    never changes what `log` says; fsck reports the bad part of the cache, --repair drops it."""
     run_openkb("add", copy_tldr(tmp_path / "src", ["tar.md", "grep.md"]), cwd=kb, check=True)
-    run_openkb("log", cwd=kb, check=True)
+    shown = run_openkb("log", cwd=kb, check=True).stdout
     memo = kb / ".openkb" / "commits.cache"
-    rows = [json.loads(line) for line in memo.read_text().splitlines()]
-    rows[0][6]["OpenKB-Doc"] = "forged"
-    memo.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    assert "forged" in run_openkb("log", cwd=kb, check=True).stdout  # the memo is trusted by reads...
-    assert ("views", ".openkb/commits.cache") in problems(kb)          # ...and checked by fsck
-    assert run_openkb("fsck", "--repair", cwd=kb).returncode == 1
-    assert "forged" not in run_openkb("log", cwd=kb, check=True).stdout
+    pristine = memo.read_bytes()
+    forged = pristine.replace(b"OpenKB-Doc: tar", b"OpenKB-Doc: xyz")
+    assert forged != pristine
+    memo.write_bytes(forged)
+    assert ("views", ".openkb/commits.cache") in problems(kb)          # reported by fsck...
+    assert run_openkb("log", cwd=kb, check=True).stdout == shown       # ...never shown by a read
+    assert "xyz" not in run_openkb("log", cwd=kb, check=True).stdout
+    memo.write_bytes(forged)
+    proc = run_openkb("fsck", "--repair", cwd=kb)
+    assert proc.returncode == 1 and ".openkb/commits.cache" in proc.stdout
     assert run_openkb("fsck", cwd=kb).returncode == 0
+    assert run_openkb("log", cwd=kb, check=True).stdout == shown
     assert_consistent(kb)

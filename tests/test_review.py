@@ -108,9 +108,20 @@ def test_positions_name_the_commits_git_names(history, monkeypatch, direct_steps
         select.resolve(kb, "HEAD~4")
 
 
+def _forge_commit_memo(memo, old: bytes, new: bytes) -> None:
+    """Rewrite bytes of the commits in .openkb/commits.cache (lengths kept: entries still parse)."""
+    assert len(old) == len(new)
+    data = memo.read_bytes()
+    assert old in data
+    memo.write_bytes(data.replace(old, new))
+
+
 def test_log_memo_is_a_cache_that_cannot_mislead(history):
-    """.openkb/commits.cache memoizes parsed commits; deleting, garbling or tearing it, or moving
-    the branch back, never changes what log says (it is checked against git every time)."""
+    """.openkb/commits.cache memoizes commits; deleting, garbling, tearing or forging it, or
+    moving the branch back, never changes what log says: every entry is checked against its id
+    (git/memo.py, the rule of the record memo too), and what fails is read from the commits."""
+    from openkb_git.history import CommitMemo
+
     memo = history / ".openkb" / "commits.cache"
     expected = git(history, "log", "--format=%H").split()
 
@@ -119,23 +130,17 @@ def test_log_memo_is_a_cache_that_cannot_mislead(history):
 
     memo.unlink(missing_ok=True)
     assert logged() == expected
-    rows = memo.read_text().splitlines()
-    assert len(rows) == len(expected) and json.loads(rows[0])[0] in expected
+    assert set(CommitMemo(memo).raw) == {sha.encode() for sha in expected} and CommitMemo(memo).ignored == 0
     first = run_openkb("log", cwd=history, check=True).stdout
-    memo.write_text("\n".join(rows[:1] + ["not json", "[1, 2]", rows[1][:17]]))  # garbled, torn tail
+    whole = memo.read_bytes()
+    second = whole.index(b"\n", whole.index(b"\n") + 1)  # the end of the first entry's header line
+    memo.write_bytes(whole[:second] + b"not an entry\n[1, 2]\n" + whole[second:second + 17])  # garbled, torn
     assert logged() == expected
-
-    def memoized():
-        found = set()
-        for line in memo.read_text().splitlines():
-            try:
-                found.add(json.loads(line)[0])
-            except (ValueError, TypeError, IndexError):
-                pass
-        return found
-
-    assert memoized() >= set(expected)  # re-parsed rows were appended on a new line, not onto the torn one
+    assert CommitMemo(memo).ignored == 0 and set(CommitMemo(memo).raw) == {sha.encode() for sha in expected}
+    _forge_commit_memo(memo, b"OpenKB-Doc: git-add", b"OpenKB-Doc: git-adX")  # a forged entry that parses
+    assert CommitMemo(memo).ignored > 0
     assert run_openkb("log", cwd=history, check=True).stdout == first
+    assert "git-adX" not in run_openkb("show", "git-add", cwd=history, check=True).stdout
     git(history, "reset", "-q", "--hard", "HEAD~1")
     assert logged() == expected[1:]
     assert run_openkb("status", "--json", cwd=history, check=True).returncode == 0

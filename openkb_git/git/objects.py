@@ -30,6 +30,7 @@ LOOSE_BYTES = 32 * 1024  # objects this large are written loose, not into a comm
 LOOSE_TMP_PREFIX = "openkb_obj_"  # temporaries of loose objects, in objects/ (git prunes `tmp_*` there)
 ENCODED_CACHE = 16  # encodings of large trees kept for splicing (LRU)
 TREE_MODE = 0o040000
+_TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}  # Git's object type numbers
 
 # What reading a damaged loose object or pack raises (zlib streams, dulwich's parsers and checks).
 CORRUPT = (zlib.error, ChecksumMismatch, ObjectFormatException, ApplyDeltaError, AssertionError, struct.error,
@@ -113,6 +114,20 @@ class ObjectStore:
             return obj.as_raw_string()
         except CORRUPT as exc:
             raise self.damaged(sha, exc) from None
+
+    def raw_object(self, sha: bytes, type_name: bytes) -> bytes:
+        """The content of the object ``sha``, which must be a ``type_name`` (b"commit"...),
+        as stored (not parsed: a reader of many commits parses only what it needs)."""
+        try:
+            type_num, raw = self.store.get_raw(sha)
+        except KeyError:
+            raise MissingObjectError(sha, "is missing", self.objects_dir) from None
+        except CORRUPT as exc:
+            raise self.damaged(sha, exc) from None
+        if _TYPE_NAMES.get(type_num) != type_name:
+            raise ObjectDamageError(sha, f"is a {_TYPE_NAMES.get(type_num, b'?').decode()}, not a "
+                                         f"{type_name.decode()}", self.objects_dir)
+        return raw
 
     def damaged(self, sha: bytes | str, exc: BaseException) -> ObjectDamageError:
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -218,8 +233,7 @@ class ObjectStore:
         except CORRUPT as exc:
             return f"cannot be read ({type(exc).__name__}: {exc})"
         if type_num != Commit.type_num:
-            names = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
-            return f"is a {names.get(type_num, 'non-commit object')}, not a commit"
+            return f"is a {_TYPE_NAMES.get(type_num, b'non-commit object').decode()}, not a commit"
         return None
 
     def derivation(self, sha: bytes) -> tuple[bytes | None, frozenset[bytes]] | None:

@@ -393,10 +393,8 @@ def check_views(kb: KB, records: dict[str, dict]) -> list[Problem]:
     from ..history import MEMO_FILE, check_memo
 
     bad = check_memo(kb)
-    if bad:
-        problems.append(Problem("views", f".openkb/{MEMO_FILE}",
-                                f"{len(bad)} memoized commit(s) differ from the commits (e.g. {bad[0][:7]})"))
-        return problems  # the log is checked against the history once the memo is dropped
+    if bad:  # a cache never misleads (readers ignore such a part): reported, dropped by --repair
+        problems.append(Problem("views", f".openkb/{MEMO_FILE}", bad))
     log = kb.root / LOG
     if not log.exists():
         problems.append(Problem("views", LOG, "missing"))
