@@ -279,3 +279,20 @@ def test_matching_blocks_are_a_valid_alignment(version):
         assert n > 0 and i >= end_a and j >= end_b and a[i:i + n] == b[j:j + n]
         end_a, end_b = i + n, j + n
     assert sum(n for _i, _j, n in blocks) == len(a) - deleted
+
+
+def test_diff_refuses_an_argument_that_is_neither_a_point_nor_a_path(history):
+    """A mistyped B (`HEAD~1x`) is not a path filter matching nothing ("0 file(s) changed",
+    exit 0): as git's "ambiguous argument", it is an error naming it (exit 2). An existing path
+    before `--`, or anything after `--`, is a path."""
+    for argv in (["--stat", "HEAD~1", "HEAD~1x"], ["--stat", "HEAD~1", "HEAD", "wiki/nothere.md"]):
+        proc = run_openkb("diff", *argv, cwd=history)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert f"ambiguous argument {argv[-1]!r}" in proc.stderr and "--" in proc.stderr
+        assert "Traceback" not in proc.stderr and proc.stdout == ""
+    by_path = run_openkb("diff", "--name-only", "HEAD~1", "wiki/index.md", cwd=history, check=True).stdout
+    assert by_path.split() == ["wiki/index.md"]
+    after = run_openkb("diff", "--name-only", "HEAD~1", "HEAD", "--", "wiki/index.md", cwd=history, check=True)
+    assert after.stdout == by_path
+    gone = run_openkb("diff", "--stat", "HEAD~1", "--", "HEAD~1x", cwd=history, check=True)
+    assert "0 file(s) changed" in gone.stdout
