@@ -72,6 +72,9 @@ class RegistryView:
     records: dict[str, dict] = field(default_factory=dict)
     by_key: dict[str, str] = field(default_factory=dict)
     by_sha: dict[str, str] = field(default_factory=dict)
+    # Docs whose committed record file is not a JSON object: not in ``records``, never silently
+    # (`list`, `status` warn naming the file; `fsck` reports it, see docs/layout.md).
+    invalid: set[str] = field(default_factory=set)
     # When derived from another view: that view's records and the doc names that differ.
     base_records: dict[str, dict] | None = field(default=None, repr=False, compare=False)
     changed: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
@@ -90,6 +93,10 @@ class RegistryView:
         if candidate in self.records or (owner is not None and owner != key):
             return suffixed_name(candidate, key)
         return candidate
+
+    def invalid_paths(self) -> list[str]:
+        """The record files of ``invalid``, sorted."""
+        return sorted(record_path(doc) for doc in self.invalid)
 
     def owner_of(self, doc: str) -> str | None:
         record = self.records.get(doc)
@@ -141,7 +148,8 @@ class Registry:
             view, old_entries = RegistryView(), {}
         else:
             prev = self._last[2]
-            view = RegistryView(dict(prev.records), dict(prev.by_key), dict(prev.by_sha), base_records=prev.records)
+            view = RegistryView(dict(prev.records), dict(prev.by_key), dict(prev.by_sha), set(prev.invalid),
+                                base_records=prev.records)
             old_entries = self._last[1]
         derived = self.objects.derivation(folder_sha) if folder_sha else None
         if self._last is not None and derived is not None and derived[0] == self._last[0]:
@@ -156,6 +164,7 @@ class Registry:
                 continue
             doc = name[: -len(b".json")].decode("utf-8", "surrogateescape")
             changed_docs.append(doc)
+            view.invalid.discard(doc)
             old = view.records.pop(doc, None)
             if old is not None:
                 if view.by_key.get(old.get("path")) == doc:
@@ -165,6 +174,7 @@ class Registry:
             if name in entries:
                 record = self._record(entries[name][1])
                 if record is None:
+                    view.invalid.add(doc)
                     continue
                 view.records[doc] = record
                 if record.get("path"):

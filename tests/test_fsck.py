@@ -66,3 +66,39 @@ def test_fsck_checks_the_commit_memo(kb, tmp_path):
     assert run_openkb("fsck", cwd=kb).returncode == 0
     assert run_openkb("log", cwd=kb, check=True).stdout == shown
     assert_consistent(kb)
+
+
+def test_a_garbled_committed_record_is_reported_never_dropped_silently(kb, tmp_path):
+    """A committed `.openkb/registry/<doc>.json` that is not a JSON object: `list` and `status`
+    warn naming the file (the document cannot be listed), fsck reports it as registry damage
+    naming the file and its document's files, and --repair leaves it (it cannot know the
+    record) saying so and how to restore it; once restored as told, everything agrees."""
+    run_openkb("add", copy_tldr(tmp_path / "src", ["tar.md", "grep.md"]), cwd=kb, check=True)
+    record = kb / ".openkb" / "registry" / "tar.json"
+    good = record.read_bytes()
+    record.write_text('{"doc_name": "tar", "fil\n')
+    git(kb, "commit", "-q", "-am", "a garbled record")
+    listed = run_openkb("list", cwd=kb, check=True)
+    assert ".openkb/registry/tar.json is not a valid record" in listed.stderr and "openkb fsck" in listed.stderr
+    as_json = run_openkb("list", "--json", cwd=kb, check=True)
+    assert [d["doc"] for d in json.loads(as_json.stdout)] == ["grep"] and "tar.json" in as_json.stderr
+    status = run_openkb("status", "--json", cwd=kb, check=True)
+    assert json.loads(status.stdout)["invalid_records"] == [".openkb/registry/tar.json"]
+    assert ".openkb/registry/tar.json" in run_openkb("status", cwd=kb, check=True).stdout
+    found = problems(kb)
+    assert ("registry", ".openkb/registry/tar.json") in found
+    assert {("registry", f"{p}/tar.md") for p in ("raw", "wiki/sources", "wiki/summaries")} <= found
+    repaired = run_openkb("fsck", "--repair", cwd=kb)
+    assert repaired.returncode == 1
+    assert "cannot repair .openkb/registry/tar.json" in repaired.stdout and "git checkout" in repaired.stdout
+    assert "agree" not in repaired.stdout
+    assert record.read_text() == '{"doc_name": "tar", "fil\n'  # left as it is, never guessed
+    assert ("registry", ".openkb/registry/tar.json") in problems(kb)
+    fix = git(kb, "log", "--format=%h", "-n", "1", "HEAD~1", "--", ".openkb/registry/tar.json").strip()
+    git(kb, "checkout", fix, "--", ".openkb/registry/tar.json")
+    git(kb, "commit", "-q", "-m", "restore the record")
+    assert record.read_bytes() == good
+    assert "tar" in run_openkb("list", cwd=kb, check=True).stdout
+    run_openkb("fsck", "--repair", cwd=kb)  # the views, rebuilt without the record, catch up
+    assert run_openkb("fsck", cwd=kb).returncode == 0
+    assert_consistent(kb)
