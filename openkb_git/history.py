@@ -2,7 +2,7 @@
 
 Parsing a commit out of a pack costs about 100 µs in dulwich, so walking 10,000 ingests
 would take a second. The commits the history reads are
-memoized in `.openkb/commits.cache`, their bytes by id, each checked against its id when
+memoized in `.openkb/commit-objects.cache`, their bytes by id, each checked against its id when
 loaded (git/memo.py: the rule of every memo), so a forged or garbled entry is never shown,
 only read again from the object store. A commit never changes, so an entry is never stale:
 the walk still starts at HEAD and follows parents, and a commit that was reset away is
@@ -21,7 +21,8 @@ from .git.memo import ObjectMemo
 from .kb import KB
 
 TRAILER_PREFIX = "OpenKB-"
-MEMO_FILE = "commits.cache"
+MEMO_FILE = "commit-objects.cache"
+LEGACY_MEMO = "commits.cache"  # parsed rows, unchecked (before one rule for every memo): no longer read
 
 
 @dataclass
@@ -52,7 +53,7 @@ def parse_trailers(message: str) -> dict[str, str]:
 
 
 class CommitMemo(ObjectMemo):
-    """The commits memoized in `.openkb/commits.cache` (their bytes, each checked against its
+    """The commits memoized in `.openkb/commit-objects.cache` (their bytes, each checked against its
     id when loaded: git/memo.py, the rule of every memo), parsed into rows
     [id, parent, time, tz, author, subject, trailers] once per process."""
 
@@ -92,10 +93,11 @@ def check_memo(kb: KB) -> str | None:
 def drop_memo(kb: KB) -> None:
     """Delete the memo (it is rebuilt by the next read of the history)."""
     kb._commit_memo = None
-    try:
-        os.unlink(kb.openkb_dir / MEMO_FILE)
-    except FileNotFoundError:
-        pass
+    for name in (MEMO_FILE, LEGACY_MEMO):
+        try:
+            os.unlink(kb.openkb_dir / name)
+        except FileNotFoundError:
+            pass
 
 
 def _parse_commit(sha: str, raw: bytes) -> list:

@@ -109,7 +109,7 @@ def test_positions_name_the_commits_git_names(history, monkeypatch, direct_steps
 
 
 def _forge_commit_memo(memo, old: bytes, new: bytes) -> None:
-    """Rewrite bytes of the commits in .openkb/commits.cache (lengths kept: entries still parse)."""
+    """Rewrite bytes of the commits in .openkb/commit-objects.cache (lengths kept: entries still parse)."""
     assert len(old) == len(new)
     data = memo.read_bytes()
     assert old in data
@@ -117,12 +117,12 @@ def _forge_commit_memo(memo, old: bytes, new: bytes) -> None:
 
 
 def test_log_memo_is_a_cache_that_cannot_mislead(history):
-    """.openkb/commits.cache memoizes commits; deleting, garbling, tearing or forging it, or
+    """.openkb/commit-objects.cache memoizes commits; deleting, garbling, tearing or forging it, or
     moving the branch back, never changes what log says: every entry is checked against its id
     (git/memo.py, the rule of the record memo too), and what fails is read from the commits."""
     from openkb_git.history import CommitMemo
 
-    memo = history / ".openkb" / "commits.cache"
+    memo = history / ".openkb" / "commit-objects.cache"
     expected = git(history, "log", "--format=%H").split()
 
     def logged():

@@ -1,6 +1,6 @@
 """Object memos: Git objects' bytes by id in a file beside the repository, so that a fresh
 process reads many objects without looking each one up in the packs. Two caches use them:
-`.openkb/records.cache` (registry record blobs, registry.py) and `.openkb/commits.cache`
+`.openkb/records.cache` (registry record blobs, registry.py) and `.openkb/commit-objects.cache`
 (commits, history.py); see docs/layout.md.
 
 One integrity rule for every memo: an entry is ``<id> <length>\\n<object bytes>\\n``, and it

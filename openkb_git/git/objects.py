@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dulwich.errors import ApplyDeltaError, ChecksumMismatch, ObjectFormatException
-from dulwich.objects import Commit, ShaFile, Tree
+from dulwich.objects import Commit, ShaFile
 from dulwich.object_store import DiskObjectStore
 
 from ..errors import DamageError
@@ -214,15 +214,7 @@ class ObjectStore:
             if header.startswith(b"tree ") and sep and header[5:].isdigit() and int(header[5:]) == len(raw):
                 return raw
             raise ObjectDamageError(sha, "is not a tree", self.objects_dir)
-        try:
-            type_num, raw = self.store.get_raw(sha)
-        except KeyError:
-            raise MissingObjectError(sha, "is missing", self.objects_dir) from None
-        except CORRUPT as exc:
-            raise self.damaged(sha, exc) from None
-        if type_num != Tree.type_num:
-            raise ObjectDamageError(sha, "is not a tree", self.objects_dir)
-        return raw
+        return self.raw_object(sha, b"tree")
 
     def commit_type_problem(self, sha: bytes) -> str | None:
         """Why ``sha`` is not a readable commit ("is missing", "is a blob", ...), or None."""
