@@ -449,7 +449,7 @@ class ObjectStore:
     def _forget_packs(self, bases: list[str]) -> None:
         """Drop the removed packs ``bases`` from dulwich's cache, closing their files and maps.
         dulwich has no public call to evict one pack; reading its public ``packs`` list rescans
-        the pack folder and closes the cached packs whose files are gone (dulwich 0.2x to 1.2;
+        the pack folder and closes the cached packs whose files are gone (so in dulwich 1.2.21;
         tests/test_git_plumbing.py fails if a later dulwich stops doing so)."""
         if bases:
             self.store.packs  # noqa: B018 (read for its rescan)
