@@ -129,6 +129,8 @@ def test_fsck_checks_the_pages_against_the_records(kb, tmp_path):
     concept.write_text(concept.read_text() + "\nA note of mine.\n")
     index = kb / "wiki" / "index.md"
     index.write_text(index.read_text().replace("# Index\n", "# Index\n\nMy reading list.\n", 1))
+    (kb / "wiki" / "concepts" / "my-own-topic.md").write_text("# My own topic\n\nNo record names it.\n")
+    git(kb, "add", "wiki/concepts/my-own-topic.md")
     git(kb, "commit", "-q", "-am", "hand notes")
     assert {check for check, _path in problems(kb)} <= {"views"}  # log.md lags a plain `git commit`
 

@@ -374,11 +374,10 @@ def check_pages(kb: KB, tree: bytes | None, records: dict[str, dict]) -> list[Pr
     (adopted from OpenKB, not compiled by openkb) are not compared."""
     from ..compiler.pages import CONCEPTS, DOCUMENTS, MENTIONS, index_line, split_frontmatter
 
-    problems = []
-    checked = records  # (names only: a record's unsafe paths, reported by check_registry, are not followed)
+    problems = []  # (a record's unsafe paths, reported by check_registry, are not followed: names only)
     index = kb.objects.read_path(tree, INDEX_PATH)
     lines = _section_lines(index, DOCUMENTS, "- [[summaries/")
-    for doc, record in sorted(checked.items()):
+    for doc, record in sorted(records.items()):
         if not isinstance(record.get("title"), str):
             continue
         expected = index_line(doc, record["title"])
@@ -386,14 +385,7 @@ def check_pages(kb: KB, tree: bytes | None, records: dict[str, dict]) -> list[Pr
         if found != expected:
             what = f"has no line for {doc}" if found is None else f"lists {doc} as {found!r}"
             problems.append(Problem("pages", INDEX_PATH, f"{what}; its record ({record_path(doc)}) gives {expected!r}"))
-    wanted: dict[str, set[str]] = {}
-    compiled = set()
-    for doc, record in checked.items():
-        if isinstance(record.get("concepts"), list):
-            compiled.add(doc)
-            for slug in record["concepts"]:
-                if isinstance(slug, str):
-                    wanted.setdefault(slug, set()).add(doc)
+    wanted, compiled = _concept_sources(records)
     pages = {name[:-3] for name, (mode, _sha) in kb.objects.list_dir(tree, "wiki/concepts").items()
              if name.endswith(".md") and not statmod.S_ISDIR(mode)}
     listed = _section_lines(index, CONCEPTS, "- [[concepts/")
@@ -415,11 +407,24 @@ def check_pages(kb: KB, tree: bytes | None, records: dict[str, dict]) -> list[Pr
                     f"has {', '.join(sorted(extra))}, whose record does not name {slug}" if extra else "") if part)
                 problems.append(Problem("pages", path, f"its {what} disagree with the records: {detail}",
                                         PAGES_FIX, repairable=False))
-        if slug not in listed:
+        if slug not in listed and docs:  # (a page no record names, made by hand, is the user's)
             problems.append(Problem("pages", INDEX_PATH, f"does not list the concept page {path}"))
     for slug in sorted(set(listed) - pages):
         problems.append(Problem("pages", INDEX_PATH, f"lists the concept {slug}, which has no page"))
     return problems
+
+
+def _concept_sources(records: dict[str, dict]) -> tuple[dict[str, set[str]], set[str]]:
+    """({concept slug: docs whose record names it}, the docs whose records list concepts)."""
+    wanted: dict[str, set[str]] = {}
+    compiled = set()
+    for doc, record in records.items():
+        if isinstance(record.get("concepts"), list):
+            compiled.add(doc)
+            for slug in record["concepts"]:
+                if isinstance(slug, str):
+                    wanted.setdefault(slug, set()).add(doc)
+    return wanted, compiled
 
 
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
@@ -580,11 +585,11 @@ def _index_updates(kb: KB, tree: bytes | None, records: dict[str, dict]) -> tupl
     index = kb.objects.read_path(tree, INDEX_PATH)
     lines = _section_lines(index, DOCUMENTS, "- [[summaries/")
     docs = {doc: index_line(doc, r["title"]) for doc, r in records.items()
-            if isinstance(r.get("title"), str) and not record_path_problems(r)
-            and lines.get(doc) != index_line(doc, r["title"])}
+            if isinstance(r.get("title"), str) and lines.get(doc) != index_line(doc, r["title"])}
     pages = {name[:-3] for name in kb.objects.list_dir(tree, "wiki/concepts") if name.endswith(".md")}
     listed = set(_section_lines(index, CONCEPTS, "- [[concepts/"))
-    concepts = {slug: True for slug in pages - listed} | {slug: False for slug in listed - pages}
+    named = set(_concept_sources(records)[0])
+    concepts = {slug: True for slug in (pages & named) - listed} | {slug: False for slug in listed - pages}
     return docs, concepts
 
 
