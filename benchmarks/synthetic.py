@@ -79,8 +79,8 @@ def doc_files(doc: str, text: bytes, concepts: list[str], source: str) -> dict[s
 
 def concept_page(slug: str, docs: list[str]) -> bytes:
     title = slug.replace("-", " ").title()
-    head = "---\nsources:\n" + "".join(f"- {d}\n" for d in docs) + f"title: {title}\ntype: concept\n---\n\n# {title}\n\n## Sources\n\n"
-    return (head + "".join(f"- [[summaries/{d}]] — {d}\n" for d in docs)).encode("utf-8")
+    head = "---\nsources:\n" + "".join(f"- {d}\n" for d in docs) + f"title: {title}\ntype: concept\n---\n\n# {title}\n\n## Mentions\n\n"
+    return (head + "".join(f"- [[summaries/{d}]]: {d}\n" for d in docs)).encode("utf-8")
 
 
 def index_page(docs: list[str], concepts: list[str]) -> bytes:

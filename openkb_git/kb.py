@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from dulwich.object_store import DiskObjectStore
 
 from .errors import EXIT_NOT_A_KB, OpenKBError
-from .git.objects import ObjectStore
+from .git.objects import ObjectStore, local_tz_offset  # noqa: F401 (protocol/commit.py imports it from here)
 from .git.refs import BadRefError, check_unborn, check_writable, damaged_ref_message, head_target, read_branch
 
 DEFAULT_CONFIG = {
@@ -367,8 +366,3 @@ class KB:
             return Identity(os.environ.get("OPENKB_AUTHOR_NAME", "openkb"),
                             os.environ.get("OPENKB_AUTHOR_EMAIL", "openkb@localhost"))
 
-
-def local_tz_offset(when: float | None = None) -> int:
-    """The local time zone's offset from UTC in seconds, for commit timestamps."""
-    when = time.time() if when is None else when
-    return -(time.altzone if time.localtime(when).tm_isdst else time.timezone)

@@ -10,7 +10,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .git.objects import ObjectStore, blob_id
+from .git.memo import ObjectMemo
+from .git.objects import ObjectStore
 from .kb import REGISTRY_DIR
 
 _SAFE_STEM_RE = re.compile(r"[^\w\-]+")
@@ -71,6 +72,9 @@ class RegistryView:
     records: dict[str, dict] = field(default_factory=dict)
     by_key: dict[str, str] = field(default_factory=dict)
     by_sha: dict[str, str] = field(default_factory=dict)
+    # Docs whose committed record file is not a JSON object: not in ``records``, never silently
+    # (`list`, `status` warn naming the file; `fsck` reports it, see docs/layout.md).
+    invalid: set[str] = field(default_factory=set)
     # When derived from another view: that view's records and the doc names that differ.
     base_records: dict[str, dict] | None = field(default=None, repr=False, compare=False)
     changed: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
@@ -89,6 +93,10 @@ class RegistryView:
         if candidate in self.records or (owner is not None and owner != key):
             return suffixed_name(candidate, key)
         return candidate
+
+    def invalid_paths(self) -> list[str]:
+        """The record files of ``invalid``, sorted."""
+        return sorted(record_path(doc) for doc in self.invalid)
 
 
 class Registry:
@@ -136,7 +144,8 @@ class Registry:
             view, old_entries = RegistryView(), {}
         else:
             prev = self._last[2]
-            view = RegistryView(dict(prev.records), dict(prev.by_key), dict(prev.by_sha), base_records=prev.records)
+            view = RegistryView(dict(prev.records), dict(prev.by_key), dict(prev.by_sha), set(prev.invalid),
+                                base_records=prev.records)
             old_entries = self._last[1]
         derived = self.objects.derivation(folder_sha) if folder_sha else None
         if self._last is not None and derived is not None and derived[0] == self._last[0]:
@@ -151,6 +160,7 @@ class Registry:
                 continue
             doc = name[: -len(b".json")].decode("utf-8", "surrogateescape")
             changed_docs.append(doc)
+            view.invalid.discard(doc)
             old = view.records.pop(doc, None)
             if old is not None:
                 if view.by_key.get(old.get("path")) == doc:
@@ -160,6 +170,7 @@ class Registry:
             if name in entries:
                 record = self._record(entries[name][1])
                 if record is None:
+                    view.invalid.add(doc)
                     continue
                 view.records[doc] = record
                 if record.get("path"):
@@ -194,87 +205,13 @@ class Registry:
         return record
 
 
-class RecordMemo:
+class RecordMemo(ObjectMemo):
     """Registry record blobs by id, kept in `.openkb/records.cache` so that a fresh process
     builds the registry view without looking up every record in the packs (50,000 records:
-    about 10 s of pack lookups, against a fraction of a second read from here).
-
-    Each entry is ``<blob id> <length>\n<blob bytes>\n``. The file is a cache, not state:
-    appended to without fsync by whichever process read many records from the object store;
-    every entry is checked against its id (the blob's hash) when loaded, and a torn or
-    garbled entry ends the usable part (the next flush rewrites the file without it), so an
-    entry is never wrong, only missing. Safe to delete.
+    about 10 s of pack lookups, against a fraction of a second read from here). Every entry
+    is checked against its id when loaded (git/memo.py: one rule for every memo), so an entry
+    is never wrong, only missing. Safe to delete.
     """
 
     def __init__(self, path: os.PathLike):
-        self.path = path
-        self.raw: dict[bytes, bytes] = {}
-        self.new: list[tuple[bytes, bytes]] = []
-        try:
-            data = open(path, "rb").read()
-        except OSError:  # missing or unreadable: start empty
-            data = b""
-        at = 0
-        while at < len(data):
-            entry = _memo_entry(data, at)
-            if entry is None:
-                break
-            sha, raw, at = entry
-            self.raw[sha] = raw
-        self._clean = at == len(data)
-
-    def keep_only(self, live: set[bytes]) -> int:
-        """Drop the entries not in ``live`` (e.g. records no longer at HEAD) from the file;
-        returns how many went. `openkb gc` runs this: the memo otherwise keeps every version."""
-        dropped = [sha for sha in self.raw if sha not in live]
-        for sha in dropped:
-            del self.raw[sha]
-        if dropped:
-            self._clean = False  # the next flush rewrites the file
-            self.new = []
-        self.flush()
-        return len(dropped)
-
-    def add(self, sha: bytes, raw: bytes) -> None:
-        if sha not in self.raw:
-            self.raw[sha] = raw
-            self.new.append((sha, raw))
-
-    def flush(self) -> None:
-        """Append the entries added since loading, or rewrite the file if its end was garbled
-        (best effort: a cache need not be written)."""
-        if not self.new and self._clean:
-            return
-        entries = self.new if self._clean else list(self.raw.items())
-        data = b"".join(b"%s %d\n%s\n" % (sha, len(raw), raw) for sha, raw in entries)
-        try:
-            if self._clean:
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-                try:
-                    os.write(fd, data)
-                finally:
-                    os.close(fd)
-            else:  # a private temporary, renamed over: concurrent readers see either file
-                tmp = f"{self.path}.{os.getpid()}.tmp"
-                with open(tmp, "wb") as fh:
-                    fh.write(data)
-                os.replace(tmp, self.path)
-        except OSError:
-            return
-        self.new = []
-        self._clean = True
-
-
-def _memo_entry(data: bytes, at: int) -> tuple[bytes, bytes, int] | None:
-    """The memo entry at ``at``: (blob id, blob bytes, where the next entry starts), or None
-    when the bytes there are not a whole entry whose content hashes to its id."""
-    eol = data.find(b"\n", at, at + 64)
-    sha, _, size = data[at:eol].partition(b" ")
-    if eol < 0 or len(sha) != 40 or not size.isdigit():
-        return None
-    start = eol + 1
-    end = start + int(size)
-    raw = data[start:end]  # short when torn: then it does not hash to its id
-    if blob_id(raw) != sha:
-        return None
-    return sha, raw, end + 1
+        super().__init__(path, b"blob")

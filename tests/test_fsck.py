@@ -48,16 +48,106 @@ def test_fsck_reports_stale_log_view(kb, tmp_path):
 
 
 def test_fsck_checks_the_commit_memo(kb, tmp_path):
-    """A row of .openkb/commits.cache that parses but disagrees with its commit is found and dropped."""
+    """A forged entry of .openkb/commit-objects.cache (it parses, but its bytes do not hash to its id)
+    never changes what `log` says; fsck reports the bad part of the cache, --repair drops it."""
     run_openkb("add", copy_tldr(tmp_path / "src", ["tar.md", "grep.md"]), cwd=kb, check=True)
-    run_openkb("log", cwd=kb, check=True)
-    memo = kb / ".openkb" / "commits.cache"
-    rows = [json.loads(line) for line in memo.read_text().splitlines()]
-    rows[0][6]["OpenKB-Doc"] = "forged"
-    memo.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    assert "forged" in run_openkb("log", cwd=kb, check=True).stdout  # the memo is trusted by reads...
-    assert ("views", ".openkb/commits.cache") in problems(kb)          # ...and checked by fsck
-    assert run_openkb("fsck", "--repair", cwd=kb).returncode == 1
-    assert "forged" not in run_openkb("log", cwd=kb, check=True).stdout
+    shown = run_openkb("log", cwd=kb, check=True).stdout
+    memo = kb / ".openkb" / "commit-objects.cache"
+    pristine = memo.read_bytes()
+    forged = pristine.replace(b"OpenKB-Doc: tar", b"OpenKB-Doc: xyz")
+    assert forged != pristine
+    memo.write_bytes(forged)
+    assert ("views", ".openkb/commit-objects.cache") in problems(kb)          # reported by fsck...
+    assert run_openkb("log", cwd=kb, check=True).stdout == shown       # ...never shown by a read
+    assert "xyz" not in run_openkb("log", cwd=kb, check=True).stdout
+    memo.write_bytes(forged)
+    proc = run_openkb("fsck", "--repair", cwd=kb)
+    assert proc.returncode == 1 and ".openkb/commit-objects.cache" in proc.stdout
+    assert run_openkb("fsck", cwd=kb).returncode == 0
+    assert run_openkb("log", cwd=kb, check=True).stdout == shown
+    assert_consistent(kb)
+
+
+def test_a_garbled_committed_record_is_reported_never_dropped_silently(kb, tmp_path):
+    """A committed `.openkb/registry/<doc>.json` that is not a JSON object: `list` and `status`
+    warn naming the file (the document cannot be listed), fsck reports it as registry damage
+    naming the file and its document's files, and --repair leaves it (it cannot know the
+    record) saying so and how to restore it; once restored as told, everything agrees."""
+    run_openkb("add", copy_tldr(tmp_path / "src", ["tar.md", "grep.md"]), cwd=kb, check=True)
+    record = kb / ".openkb" / "registry" / "tar.json"
+    good = record.read_bytes()
+    record.write_text('{"doc_name": "tar", "fil\n')
+    git(kb, "commit", "-q", "-am", "a garbled record")
+    listed = run_openkb("list", cwd=kb, check=True)
+    assert ".openkb/registry/tar.json is not a valid record" in listed.stderr and "openkb fsck" in listed.stderr
+    as_json = run_openkb("list", "--json", cwd=kb, check=True)
+    assert [d["doc"] for d in json.loads(as_json.stdout)] == ["grep"] and "tar.json" in as_json.stderr
+    status = run_openkb("status", "--json", cwd=kb, check=True)
+    assert json.loads(status.stdout)["invalid_records"] == [".openkb/registry/tar.json"]
+    assert ".openkb/registry/tar.json" in run_openkb("status", cwd=kb, check=True).stdout
+    found = problems(kb)
+    assert ("registry", ".openkb/registry/tar.json") in found
+    assert {("registry", f"{p}/tar.md") for p in ("raw", "wiki/sources", "wiki/summaries")} <= found
+    repaired = run_openkb("fsck", "--repair", cwd=kb)
+    assert repaired.returncode == 1
+    assert "cannot repair .openkb/registry/tar.json" in repaired.stdout and "git checkout" in repaired.stdout
+    assert "agree" not in repaired.stdout
+    assert record.read_text() == '{"doc_name": "tar", "fil\n'  # left as it is, never guessed
+    assert ("registry", ".openkb/registry/tar.json") in problems(kb)
+    fix = git(kb, "log", "--format=%h", "-n", "1", "HEAD~1", "--", ".openkb/registry/tar.json").strip()
+    git(kb, "checkout", fix, "--", ".openkb/registry/tar.json")
+    git(kb, "commit", "-q", "-m", "restore the record")
+    assert record.read_bytes() == good
+    assert "tar" in run_openkb("list", cwd=kb, check=True).stdout
+    run_openkb("fsck", "--repair", cwd=kb)  # the views, rebuilt without the record, catch up
     assert run_openkb("fsck", cwd=kb).returncode == 0
     assert_consistent(kb)
+
+
+def test_fsck_checks_the_pages_against_the_records(kb, tmp_path):
+    """The compiler's parts of the pages agree with the records: a re-ingest that changes a
+    title, reverted, leaves index.md with the old title again (with merge/wiki.py's re-apply
+    of changed index lines broken, the new title stays and fsck reports it). Hand edits of
+    those parts are reported (the index line is re-applied from the record by --repair; a
+    concept page's sources are left, with what to do); a hand note elsewhere is not damage."""
+    src = copy_tldr(tmp_path / "src", ["tar.md", "grep.md"])
+    run_openkb("add", src, cwd=kb, check=True)
+    assert run_openkb("fsck", cwd=kb).returncode == 0
+    original = (src / "tar.md").read_text()
+    (src / "tar.md").write_text(original.replace("# tar", "# tape archiver", 1))
+    run_openkb("add", src / "tar.md", cwd=kb, check=True)
+    assert "- [[summaries/tar]] — tape archiver" in (kb / "wiki" / "index.md").read_text()
+    run_openkb("revert", "HEAD", cwd=kb, check=True)
+    title = json.loads((kb / ".openkb" / "registry" / "tar.json").read_text())["title"]
+    assert title != "tape archiver"
+    proc = run_openkb("fsck", cwd=kb)
+    assert proc.returncode == 0, proc.stdout
+    assert f"- [[summaries/tar]] — {title}\n" in (kb / "wiki" / "index.md").read_text()
+
+    # Hand notes outside the compiler's sections: not damage.
+    concept = sorted((kb / "wiki" / "concepts").glob("*.md"))[0]
+    concept.write_text(concept.read_text() + "\nA note of mine.\n")
+    index = kb / "wiki" / "index.md"
+    index.write_text(index.read_text().replace("# Index\n", "# Index\n\nMy reading list.\n", 1))
+    (kb / "wiki" / "concepts" / "my-own-topic.md").write_text("# My own topic\n\nNo record names it.\n")
+    git(kb, "add", "wiki/concepts/my-own-topic.md")
+    git(kb, "commit", "-q", "-am", "hand notes")
+    assert {check for check, _path in problems(kb)} <= {"views"}  # log.md lags a plain `git commit`
+
+    # The compiler's lines edited by hand: reported.
+    index.write_text(index.read_text().replace(f"- [[summaries/tar]] — {title}", "- [[summaries/tar]] — mine"))
+    slug = concept.stem
+    docs = [d for d in ("tar", "grep") if slug in json.loads((kb / ".openkb" / "registry" / f"{d}.json").read_text())["concepts"]]
+    concept.write_text(concept.read_text().replace(f"- {docs[0]}\n", "", 1))  # out of the sources
+    git(kb, "commit", "-q", "-am", "hand edits of the compiler's lines")
+    report = json.loads(run_openkb("fsck", "--json", cwd=kb).stdout)
+    found = {(p["check"], p["path"]): p for p in report["problems"]}
+    assert ("pages", "wiki/index.md") in found and "mine" in found[("pages", "wiki/index.md")]["detail"]
+    page = f"wiki/concepts/{slug}.md"
+    assert ("pages", page) in found and docs[0] in found[("pages", page)]["detail"]
+    assert not found[("pages", page)]["repairable"] and found[("pages", page)]["fix"]
+    repaired = run_openkb("fsck", "--repair", cwd=kb)
+    assert repaired.returncode == 1 and f"cannot repair {page}" in repaired.stdout
+    assert f"- [[summaries/tar]] — {title}\n" in index.read_text() and "My reading list." in index.read_text()
+    assert {p["path"] for p in json.loads(run_openkb("fsck", "--json", cwd=kb).stdout)["problems"]} == {page}
+    assert "fsck re-applied 1 index line(s)" in git(kb, "log", "-1", "--format=%s")

@@ -326,3 +326,153 @@ def test_locate_entry_finds_exactly_the_named_entry(bare_store, entries, name):
             b"%o" % mode) + 1 + len(name) + 1 + 20
     else:
         assert (found, span) == (None, None)
+
+
+def _good_tree(n: int) -> bytes:
+    return serialize_tree({b"doc-%04d.md" % i: (0o100644, blob_id(b"%d" % i)) for i in range(n)})
+
+
+@pytest.mark.parametrize("garble, read_past", [
+    (lambda raw: raw[:-7], "doc-0299.md"),                               # the last entry's id cut short
+    (lambda raw: raw[:40] + b"\xff" * 3 + raw[43:], "doc-0001.md"),      # a mode overwritten
+    (lambda raw: raw.replace(b"100644 doc-0150", b"1006x4 doc-0150"), "doc-0150.md"),  # a mode not octal
+    (lambda raw: raw.replace(b"100644 doc-0150.md\0", b"100644doc-0150.md\0"), "doc-0151.md"),  # no space
+    (lambda raw: raw + b"100644 tail-without-nul", None),               # a trailing entry, no NUL nor id
+], ids=["truncated", "overwritten", "mode", "no-space", "trailing"])
+def test_every_tree_reader_reports_a_malformed_tree_as_object_damage(tmp_path, garble, read_past):
+    """The one tree-entry walk (objects.tree_walk) checks its bounds for every reader: parsing,
+    diffing, following a path, editing. A malformed tree is ObjectDamageError
+    (exit 6, naming the tree), never a traceback, an IndexError or a silently short listing.
+    (A path follower reads a folder only up to the entry it looks for: it reports the damage
+    it reads, ``read_past`` the entry whose lookup reads the damaged bytes.)"""
+    from openkb_git.git.objects import ObjectDamageError, PathFollower, RawObject
+
+    store = ObjectStore(Repo.init(str(tmp_path)).object_store)
+    good = RawObject(b"tree", _good_tree(300))
+    bad = RawObject(b"tree", garble(good.raw))
+    assert bad.raw != good.raw
+    store.write_durably([good, bad])
+    readers = {
+        "tree_entries": lambda: store.tree_entries(bad.id),
+        "diff_tree": lambda: store.diff_tree(good.id, bad.id),
+        "diff_tree reversed": lambda: store.diff_tree(bad.id, good.id),
+        "diff_tree from empty": lambda: store.diff_tree(None, bad.id),
+        "edit": lambda: store.build_tree(bad.id, {"doc-0100.md": b"new"}),
+    }
+    if read_past:
+        readers["follow"] = lambda: PathFollower(store, read_past).lookup(bad.id)
+    for what, read in readers.items():
+        with pytest.raises(ObjectDamageError, match=bad.id.decode()):
+            read()
+            print("no damage reported by", what)
+
+
+def _open_deleted_files(under: Path) -> list[str]:
+    """Files below ``under`` this process still holds open or mapped after their deletion."""
+    held = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(str(under)) and target.endswith(" (deleted)"):
+            held.append(target)
+    held += [line.split(None, 5)[-1] for line in Path("/proc/self/maps").read_text().splitlines()
+             if str(under) in line and line.endswith(" (deleted)")]
+    return held
+
+
+def test_packs_merged_away_are_closed_by_the_store(tmp_path):
+    """write_durably merges small packs; the packs it removed must leave dulwich's cache (their
+    files and maps closed), through dulwich's public `packs` rescan (objects._forget_packs):
+    fails if dulwich stops closing the cached packs whose files are gone."""
+    from openkb_git.git import packs
+    from openkb_git.git.objects import RawObject
+
+    store = ObjectStore(Repo.init(str(tmp_path)).object_store)
+    pack_dir = tmp_path / ".git" / "objects" / "pack"
+    blobs = []
+    for i in range(packs.MERGE_AT + 2):
+        blob = RawObject(b"blob", b"content %d\n" % i)
+        store.write_durably([blob])
+        assert _open_deleted_files(pack_dir) == []  # before any read could make dulwich rescan
+        blobs.append(blob)
+        for seen in blobs:  # read every pack, so dulwich opens and maps each one
+            assert store.blob_bytes(seen.id) == seen.raw
+    assert len(list(pack_dir.glob("*.pack"))) < len(blobs), "no merge happened"
+    assert all(store.blob_bytes(blob.id) == blob.raw for blob in blobs)
+
+
+# A reference-transaction hook that holds a plain `git commit` in the middle of its ref update:
+# it has locked refs/heads/main (main.lock exists) and not yet moved it. It says so (touches
+# $RACE_HELD) and waits until the test lets it go on ($RACE_GO).
+_HOLD_HOOK = """#!/bin/sh
+[ "$1" = prepared ] && [ -n "$RACE_HELD" ] || exit 0
+cat >/dev/null
+touch "$RACE_HELD"
+while [ ! -e "$RACE_GO" ]; do sleep 0.01; done
+"""
+
+
+def _wait_for(what, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_plain_git_commit_racing_the_ref_update_is_never_lost(tmp_path):
+    """`git commit` holds refs/heads/main.lock while openkb, having checked the branch, waits for
+    that lock; git moves the branch and lets go; openkb gets the lock. Its re-check under the
+    lock (git/refs.py compare_and_swap) must see the branch moved: git's commit stays on the
+    branch, openkb's ingest refuses with what happened (or lands on top of it), and nothing of
+    either is lost. Deterministic: a git hook holds git in the window, and openkb's fault trace
+    shows when openkb is waiting for the lock."""
+    import sys
+
+    from conftest import TLDR, git, run_openkb
+
+    kb = tmp_path / "kb"
+    run_openkb("init", kb, check=True)
+    before = git(kb, "rev-parse", "HEAD").strip()
+    hook = kb / ".git" / "hooks" / "reference-transaction"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(_HOLD_HOOK)
+    hook.chmod(0o755)
+    (kb / "by-hand.txt").write_text("a note committed with plain git\n")
+    git(kb, "add", "by-hand.txt")
+    held, go, trace = tmp_path / "held", tmp_path / "go", tmp_path / "trace"
+    hand = subprocess.Popen(["git", "-C", str(kb), "commit", "-q", "-m", "plain git commit"], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "RACE_HELD": str(held), "RACE_GO": str(go)})
+    try:
+        _wait_for(held.exists)
+        assert (kb / ".git" / "refs" / "heads" / "main.lock").exists()
+        doc = tmp_path / "in" / "tar.md"
+        doc.parent.mkdir()
+        doc.write_bytes((TLDR / "common" / "tar.md").read_bytes())
+        env = {**os.environ, "OPENKB_FAULT_TRACE": str(trace), "OPENKB_GIT_LOCK_WAIT": "60"}
+        add = subprocess.Popen([sys.executable, "-m", "openkb_git", "add", str(doc)], cwd=kb, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # openkb checked the branch (still at `before`) and tried to take the lock git holds.
+        _wait_for(lambda: trace.exists() and "refs/heads/main.lock" in trace.read_text())
+        assert add.poll() is None, add.communicate()
+    finally:
+        go.touch()
+    out, err = add.communicate(timeout=120)
+    assert hand.wait(timeout=60) == 0, hand.stdout.read()
+    assert "Traceback" not in err
+    head = git(kb, "rev-parse", "HEAD").strip()
+    log = git(kb, "log", "--format=%H %s", "main")
+    hand_commit = [line.split()[0] for line in log.splitlines() if line.endswith(" plain git commit")]
+    assert hand_commit, log  # git's commit is on the branch
+    assert git(kb, "rev-parse", f"{hand_commit[0]}^").strip() == before
+    assert git(kb, "show", "main:by-hand.txt") == "a note committed with plain git\n"
+    if add.returncode == 0:  # retried on top of git's commit
+        assert git(kb, "cat-file", "-e", "main:raw/tar.md", check=False) == "", log
+    else:
+        assert "moved while committing" in err and "run the command again" in err, out + err
+        assert head == hand_commit[0]
+        again = run_openkb("add", doc, cwd=kb)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert git(kb, "merge-base", "--is-ancestor", hand_commit[0], "main") == ""

@@ -108,10 +108,21 @@ def test_positions_name_the_commits_git_names(history, monkeypatch, direct_steps
         select.resolve(kb, "HEAD~4")
 
 
+def _forge_commit_memo(memo, old: bytes, new: bytes) -> None:
+    """Rewrite bytes of the commits in .openkb/commit-objects.cache (lengths kept: entries still parse)."""
+    assert len(old) == len(new)
+    data = memo.read_bytes()
+    assert old in data
+    memo.write_bytes(data.replace(old, new))
+
+
 def test_log_memo_is_a_cache_that_cannot_mislead(history):
-    """.openkb/commits.cache memoizes parsed commits; deleting, garbling or tearing it, or moving
-    the branch back, never changes what log says (it is checked against git every time)."""
-    memo = history / ".openkb" / "commits.cache"
+    """.openkb/commit-objects.cache memoizes commits; deleting, garbling, tearing or forging it, or
+    moving the branch back, never changes what log says: every entry is checked against its id
+    (git/memo.py, the rule of the record memo too), and what fails is read from the commits."""
+    from openkb_git.history import CommitMemo
+
+    memo = history / ".openkb" / "commit-objects.cache"
     expected = git(history, "log", "--format=%H").split()
 
     def logged():
@@ -119,23 +130,17 @@ def test_log_memo_is_a_cache_that_cannot_mislead(history):
 
     memo.unlink(missing_ok=True)
     assert logged() == expected
-    rows = memo.read_text().splitlines()
-    assert len(rows) == len(expected) and json.loads(rows[0])[0] in expected
+    assert set(CommitMemo(memo).raw) == {sha.encode() for sha in expected} and CommitMemo(memo).ignored == 0
     first = run_openkb("log", cwd=history, check=True).stdout
-    memo.write_text("\n".join(rows[:1] + ["not json", "[1, 2]", rows[1][:17]]))  # garbled, torn tail
+    whole = memo.read_bytes()
+    second = whole.index(b"\n", whole.index(b"\n") + 1)  # the end of the first entry's header line
+    memo.write_bytes(whole[:second] + b"not an entry\n[1, 2]\n" + whole[second:second + 17])  # garbled, torn
     assert logged() == expected
-
-    def memoized():
-        found = set()
-        for line in memo.read_text().splitlines():
-            try:
-                found.add(json.loads(line)[0])
-            except (ValueError, TypeError, IndexError):
-                pass
-        return found
-
-    assert memoized() >= set(expected)  # re-parsed rows were appended on a new line, not onto the torn one
+    assert CommitMemo(memo).ignored == 0 and set(CommitMemo(memo).raw) == {sha.encode() for sha in expected}
+    _forge_commit_memo(memo, b"OpenKB-Doc: git-add", b"OpenKB-Doc: git-adX")  # a forged entry that parses
+    assert CommitMemo(memo).ignored > 0
     assert run_openkb("log", cwd=history, check=True).stdout == first
+    assert "git-adX" not in run_openkb("show", "git-add", cwd=history, check=True).stdout
     git(history, "reset", "-q", "--hard", "HEAD~1")
     assert logged() == expected[1:]
     assert run_openkb("status", "--json", cwd=history, check=True).returncode == 0
@@ -274,3 +279,20 @@ def test_matching_blocks_are_a_valid_alignment(version):
         assert n > 0 and i >= end_a and j >= end_b and a[i:i + n] == b[j:j + n]
         end_a, end_b = i + n, j + n
     assert sum(n for _i, _j, n in blocks) == len(a) - deleted
+
+
+def test_diff_refuses_an_argument_that_is_neither_a_point_nor_a_path(history):
+    """A mistyped B (`HEAD~1x`) is not a path filter matching nothing ("0 file(s) changed",
+    exit 0): as git's "ambiguous argument", it is an error naming it (exit 2). An existing path
+    before `--`, or anything after `--`, is a path."""
+    for argv in (["--stat", "HEAD~1", "HEAD~1x"], ["--stat", "HEAD~1", "HEAD", "wiki/nothere.md"]):
+        proc = run_openkb("diff", *argv, cwd=history)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert f"ambiguous argument {argv[-1]!r}" in proc.stderr and "--" in proc.stderr
+        assert "Traceback" not in proc.stderr and proc.stdout == ""
+    by_path = run_openkb("diff", "--name-only", "HEAD~1", "wiki/index.md", cwd=history, check=True).stdout
+    assert by_path.split() == ["wiki/index.md"]
+    after = run_openkb("diff", "--name-only", "HEAD~1", "HEAD", "--", "wiki/index.md", cwd=history, check=True)
+    assert after.stdout == by_path
+    gone = run_openkb("diff", "--stat", "HEAD~1", "--", "HEAD~1x", cwd=history, check=True)
+    assert "0 file(s) changed" in gone.stdout

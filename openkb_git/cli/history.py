@@ -60,6 +60,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     else:
         click.echo(f"  edited:     {len(st.dirty)}" + ("" if not st.dirty else "  (" + ", ".join(st.dirty[:10]) + ")"))
         click.echo(f"  journals:   {len(st.pending_journals)}" + ("  (run `openkb recover`)" if st.pending_journals else ""))
+    for path in st.invalid_records:
+        click.echo(f"  invalid:    {path} is not a valid record (not a JSON object): its document is not counted; "
+                   "run `openkb fsck`")
     if not st.views_current:
         click.echo("  views:      stale (rebuilt by the next write or `openkb recover`)")
     if st.lock_holder is not None:
@@ -73,9 +76,12 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
     """List the documents in the knowledge base."""
     kb = open_kb(ctx)
     try:
-        docs = list_documents(kb)
+        docs, invalid = list_documents(kb)
     finally:
         kb.close()
+    for path in invalid:  # on stderr: `list --json` stays a list of documents
+        click.echo(f"warning: {path} is not a valid record (not a JSON object): its document is not listed; "
+                   "run `openkb fsck` to see its files and how to restore the record", err=True)
     if as_json:
         echo_json(docs)
         return

@@ -248,7 +248,9 @@ def fsck(ctx: click.Context, repair: bool, wait: float, as_json: bool) -> None:
     """Check the knowledge base against its history.
 
     Checks the object store, HEAD's tree against the working tree, the Git index
-    against HEAD, registry records against the files they name, and the views
+    against HEAD, registry records against the files they name, the parts of the
+    pages the compiler writes (index lines, concept pages' sources and mentions)
+    against the records (--repair re-applies index lines from them), and the views
     (hashes.json, log.md) against the history; each problem comes with its repair,
     and what --repair cannot fix is listed with what to do. Exit 0 when everything
     is right, 1 when anything was wrong (even if --repair fixed it), 3 when a writer

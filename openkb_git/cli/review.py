@@ -7,10 +7,9 @@ import time
 
 import click
 
-from ..errors import OpenKBError
 from ..history import Entry
 from ..ops.read import entry_json
-from ..ops.review import Change, FileChange, blame as kb_blame, compare, show as kb_show
+from ..ops.review import Change, FileChange, blame as kb_blame, compare, diff_points, show as kb_show
 from ..ops.select import resolve
 from .main import cli, echo_json, open_kb
 
@@ -104,7 +103,21 @@ def show(ctx: click.Context, ingest: str, stat: bool, name_only: bool, color: bo
     _echo_change(change, stat=stat, name_only=name_only, color=_color_enabled(color))
 
 
-@cli.command()
+_AFTER_DASHES = "openkb.diff.after_dashes"
+
+
+class _PathsAfterDashes(click.Command):
+    """Keeps the arguments after `--` apart (Click would merge them into POINTS): they are paths."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            at = args.index("--")
+            ctx.meta[_AFTER_DASHES] = args[at + 1:]
+            args = args[:at]
+        return super().parse_args(ctx, args)
+
+
+@cli.command(cls=_PathsAfterDashes)
 @click.argument("points", nargs=-1, required=True)
 @click.option("--stat", is_flag=True, help="Only the list of files with line counts.")
 @click.option("--name-only", is_flag=True, help="Only the changed paths.")
@@ -116,21 +129,14 @@ def diff(ctx: click.Context, points: tuple[str, ...], stat: bool, name_only: boo
     """Show the changes between two points of the history: A [B] [-- PATH...].
 
     A and B are selectors as for `openkb show`; B defaults to HEAD. Paths (files or
-    folders) limit the output: `openkb diff HEAD~5 HEAD -- wiki/concepts`.
+    folders) limit the output: `openkb diff HEAD~5 HEAD -- wiki/concepts`. Before `--`,
+    an argument that is neither a selector nor a path the KB has is an error (exit 2),
+    as in git.
     """
     kb = open_kb(ctx)
     try:
-        a, rest = points[0], list(points[1:])
-        old = resolve(kb, a)
-        new = resolve(kb, "HEAD")
-        if rest:
-            try:
-                new = resolve(kb, rest[0])
-                rest = rest[1:]
-            except OpenKBError:
-                pass
-        paths = rest
-        change = compare(kb, old.sha, new.sha, list(paths) or None, with_text=not (stat or name_only))
+        old, new, paths = diff_points(kb, list(points), ctx.meta.get(_AFTER_DASHES, []))
+        change = compare(kb, old.sha, new.sha, paths or None, with_text=not (stat or name_only))
     finally:
         kb.close()
     if as_json:

@@ -29,8 +29,8 @@ from dulwich.index import ConflictedIndexEntry, read_index_dict
 from ..errors import OpenKBError
 from ..fsutil import fsync_dir, replace
 from .lockwait import create_lock, lock_wait
+from .objects import FILE_MODE
 
-FILE_MODE = 0o100644
 _ENTRY = struct.Struct(">LLLLLLLLLL20sH")  # ctime s/ns, mtime s/ns, dev, ino, mode, uid, gid, size, sha, flags
 EOIE_SIZE = 4 + 4 + 4 + 20  # signature, size, offset of the end of the entries, hash of the other extensions' headers
 _NO_EXTENSIONS_HASH = hashlib.sha1(b"").digest()

@@ -14,6 +14,7 @@ from .. import faults
 from ..fsutil import append_bytes, fsync_dir, makedirs, replace, write_bytes
 from ..paths import path_problem
 from .lockwait import create_lock, lock_wait
+from .objects import local_tz_offset
 
 BRANCH = "refs/heads/main"  # the default branch (`openkb init` creates it)
 ZERO = b"0" * 40
@@ -214,7 +215,8 @@ def compare_and_swap(git_dir: Path, old: bytes | None, new: bytes, *, identity: 
     current = read_branch(git_dir, name)
     if current != old:
         raise RefMovedError(
-            f"{name} moved from {_short(old)} to {_short(current)} while committing; nothing was changed"
+            f"{name} moved from {_short(old)} to {_short(current)} while committing (another process, a plain "
+            "`git commit`?, committed meanwhile); nothing was changed: run the command again"
         )
     if not create_lock(lock_path, new + b"\n", sync=True):  # e.g. `git gc` packing refs: wait
         raise RefLockedError(
@@ -223,7 +225,8 @@ def compare_and_swap(git_dir: Path, old: bytes | None, new: bytes, *, identity: 
         )
     try:
         if read_branch(git_dir, name) != old:  # re-check under the ref lock
-            raise RefMovedError(f"{name} moved while committing; nothing was changed")
+            raise RefMovedError(f"{name} moved while committing (another process, a plain `git commit`?, committed "
+                                "meanwhile); nothing was changed: run the command again")
         _append_reflog(git_dir, name, old, new, identity, message)
         faults.op("ref-update", ref_path)
         replace(lock_path, ref_path)
@@ -235,7 +238,7 @@ def compare_and_swap(git_dir: Path, old: bytes | None, new: bytes, *, identity: 
 
 def _append_reflog(git_dir: Path, name: str, old: bytes | None, new: bytes, identity: bytes, message: str) -> None:
     now = int(time.time())
-    offset = -time.timezone if not time.localtime(now).tm_isdst else -time.altzone
+    offset = local_tz_offset(now)
     sign = "+" if offset >= 0 else "-"
     tz = f"{sign}{abs(offset) // 3600:02d}{abs(offset) % 3600 // 60:02d}"
     subject = message.splitlines()[0] if message else ""

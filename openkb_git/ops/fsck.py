@@ -3,8 +3,9 @@ the Git index and the views back to HEAD (history is never rewritten).
 
 Checks: the object store (via `git fsck` when Git is installed, else by reading every
 object reachable from HEAD), HEAD's tree against the working tree, the Git index
-against HEAD, registry records against the files they name, the views against the
-history, and pending journals.
+against HEAD, registry records against the files they name, the compiler's parts of the
+pages against the records (check_pages), the views against the history, and pending
+journals.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from .session import Writer
 
 @dataclass
 class Problem:
-    check: str  # objects | tree | worktree | index | registry | views | journal
+    check: str  # objects | tree | worktree | index | registry | pages | views | journal
     path: str
     detail: str
     fix: str = ""  # the exact repair; empty when `openkb fsck --repair` does it
@@ -114,6 +115,7 @@ def _check_at(kb: KB, head: bytes | None) -> list[Problem]:
         registry = Registry(kb.objects)
         records = registry.view(tree).records
         problems += check_registry(kb, tree, records, registry)
+        problems += check_pages(kb, tree, records)
         problems += check_views(kb, records)
     except ObjectDamageError as exc:  # the checks after it need the object git fsck found damaged
         problems.append(Problem("objects", exc.sha, str(exc), "", repairable=False))
@@ -346,6 +348,119 @@ def check_registry(kb: KB, tree: bytes | None, records: dict[str, dict], registr
     return problems
 
 
+INDEX_PATH = "wiki/index.md"
+
+
+def _section_lines(page: bytes | None, heading: str, prefix: str) -> dict[str, str]:
+    """{key: line} of the bullets ``prefix<key>]]...`` in the section ``heading`` of a page (the
+    part the compiler owns; the rest of the page is the user's)."""
+    out: dict[str, str] = {}
+    inside = False
+    for line in (page or b"").decode("utf-8", "replace").split("\n"):
+        if line.startswith("#"):
+            inside = line.rstrip() == heading
+        elif inside and line.startswith(prefix):
+            out[line[len(prefix):].split("]]", 1)[0].split("|", 1)[0]] = line
+    return out
+
+
+def check_pages(kb: KB, tree: bytes | None, records: dict[str, dict]) -> list[Problem]:
+    """The parts of the pages the compiler owns against the records (docs/layout.md): each
+    record's line in the index's `## Documents` (link and title, as the compiler writes it
+    from the record), and each concept page's `sources` and `## Mentions` against the
+    records naming the concept. Text a user wrote elsewhere on a page is not looked at.
+    Reads the index and each concept page once (no summary is read: the record's files,
+    summary included, are checked by check_registry). Records without a title or concepts
+    (adopted from OpenKB, not compiled by openkb) are not compared."""
+    from ..compiler.pages import CONCEPTS, DOCUMENTS, MENTIONS, index_line, split_frontmatter
+
+    problems = []  # (a record's unsafe paths, reported by check_registry, are not followed: names only)
+    index = kb.objects.read_path(tree, INDEX_PATH)
+    lines = _section_lines(index, DOCUMENTS, "- [[summaries/")
+    for doc, record in sorted(records.items()):
+        if not isinstance(record.get("title"), str):
+            continue
+        expected = index_line(doc, record["title"])
+        found = lines.get(doc)
+        if found != expected:
+            what = f"has no line for {doc}" if found is None else f"lists {doc} as {found!r}"
+            problems.append(Problem("pages", INDEX_PATH, f"{what}; its record ({record_path(doc)}) gives {expected!r}"))
+    wanted, compiled = _concept_sources(records)
+    pages = {name[:-3] for name, (mode, _sha) in kb.objects.list_dir(tree, "wiki/concepts").items()
+             if name.endswith(".md") and not statmod.S_ISDIR(mode)}
+    listed = _section_lines(index, CONCEPTS, "- [[concepts/")
+    for slug in sorted(pages | set(wanted)):
+        path = f"wiki/concepts/{slug}.md"
+        docs = wanted.get(slug, set())
+        if slug not in pages:
+            problems.append(Problem("pages", path, f"missing, though the records of {', '.join(sorted(docs))} "
+                                    "name the concept", PAGES_FIX, repairable=False))
+            continue
+        page = kb.objects.read_path(tree, path)
+        sources = docs if _sources_as_compiled(page, docs) else _sources_of(page, split_frontmatter)
+        mentions = set(_section_lines(page, MENTIONS, "- [[summaries/"))
+        for what, have in (("sources", sources), (MENTIONS.lstrip("# ") + " lines", mentions)):
+            extra, lacking = (have & compiled) - docs, docs - have
+            if extra or lacking:
+                detail = "; ".join(part for part in (
+                    f"lacks {', '.join(sorted(lacking))}" if lacking else "",
+                    f"has {', '.join(sorted(extra))}, whose record does not name {slug}" if extra else "") if part)
+                problems.append(Problem("pages", path, f"its {what} disagree with the records: {detail}",
+                                        PAGES_FIX, repairable=False))
+        if slug not in listed and docs:  # (a page no record names, made by hand, is the user's)
+            problems.append(Problem("pages", INDEX_PATH, f"does not list the concept page {path}"))
+    for slug in sorted(set(listed) - pages):
+        problems.append(Problem("pages", INDEX_PATH, f"lists the concept {slug}, which has no page"))
+    return problems
+
+
+def _concept_sources(records: dict[str, dict]) -> tuple[dict[str, set[str]], set[str]]:
+    """({concept slug: docs whose record names it}, the docs whose records list concepts)."""
+    wanted: dict[str, set[str]] = {}
+    compiled = set()
+    for doc, record in records.items():
+        if isinstance(record.get("concepts"), list):
+            compiled.add(doc)
+            for slug in record["concepts"]:
+                if isinstance(slug, str):
+                    wanted.setdefault(slug, set()).add(doc)
+    return wanted, compiled
+
+
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
+_NOT_PLAIN = frozenset(("yes", "no", "on", "off", "true", "false", "null"))
+
+
+def _sources_as_compiled(page: bytes, docs: set[str]) -> bool:
+    """Whether the page's frontmatter holds `sources:` exactly as the compiler writes ``docs``
+    (YAML's plain style, one `- <doc>` line each, sorted): the common case, checked without
+    parsing YAML (6,000 concept pages: 1 s). False means "parse it": a doc name YAML would
+    quote, or any other shape."""
+    if not page.startswith(b"---\n") or any(not _PLAIN.match(d) or d.lower() in _NOT_PLAIN for d in docs):
+        return False
+    block = (b"\nsources:\n" + b"".join(b"- %s\n" % d.encode() for d in sorted(docs))) if docs else b"\nsources: []\n"
+    end = page.find(b"\n---\n", 3)
+    at = page.find(block, 3, end + 1)
+    if at < 0 or page.find(b"\nsources:", 3, end + 1) != at:
+        return False
+    after = at + len(block)
+    return not page.startswith((b"- ", b" "), after)  # no further item, no continuation
+
+
+def _sources_of(page: bytes, split_frontmatter) -> set[str]:
+    try:
+        frontmatter = split_frontmatter(page.decode("utf-8"))[0] or {}
+    except (UnicodeDecodeError, ValueError):
+        frontmatter = {}
+    sources = frontmatter.get("sources") if isinstance(frontmatter, dict) else None
+    return {s for s in sources if isinstance(s, str)} if isinstance(sources, list) else set()
+
+
+PAGES_FIX = ("the compiler's part of the page disagrees with the records (`git log -p -- <page>` shows the "
+             "commit that made it so): `openkb revert` that commit, or take the documents named out and add "
+             "them again")
+
+
 def _orphan_fix(kb: KB, doc: str) -> str:
     where = record_path(doc)
     found = _in_history(kb, where, valid_record=True)
@@ -393,10 +508,8 @@ def check_views(kb: KB, records: dict[str, dict]) -> list[Problem]:
     from ..history import MEMO_FILE, check_memo
 
     bad = check_memo(kb)
-    if bad:
-        problems.append(Problem("views", f".openkb/{MEMO_FILE}",
-                                f"{len(bad)} memoized commit(s) differ from the commits (e.g. {bad[0][:7]})"))
-        return problems  # the log is checked against the history once the memo is dropped
+    if bad:  # a cache never misleads (readers ignore such a part): reported, dropped by --repair
+        problems.append(Problem("views", f".openkb/{MEMO_FILE}", bad))
     log = kb.root / LOG
     if not log.exists():
         problems.append(Problem("views", LOG, "missing"))
@@ -450,7 +563,10 @@ def repair(kb: KB, *, wait: float = 0.0) -> FsckReport:
             report.repaired += paths
         restored = _restore_deleted_files(kb, writer, report)
         report.repaired += restored
-        if any(p.check == "views" for p in report.problems) or restored:
+        reapplied = _reapply_index_lines(kb, writer) if any(
+            p.check == "pages" and p.repairable for p in report.problems) else []
+        report.repaired += reapplied
+        if any(p.check == "views" for p in report.problems) or restored or reapplied:
             from ..history import MEMO_FILE, drop_memo
 
             if any(p.path.endswith(MEMO_FILE) for p in report.problems):
@@ -459,6 +575,43 @@ def repair(kb: KB, *, wait: float = 0.0) -> FsckReport:
             report.repaired += sorted({p.path for p in report.problems if p.check == "views"})
     report.unrepaired = [p for p in report.problems if not p.repairable]
     return report
+
+
+def _index_updates(kb: KB, tree: bytes | None, records: dict[str, dict]) -> tuple[dict, dict]:
+    """(doc lines, concept lines) that make the index's compiler-owned lines agree with the
+    records and the concept pages, as `update_index` takes them."""
+    from ..compiler.pages import CONCEPTS, DOCUMENTS, index_line
+
+    index = kb.objects.read_path(tree, INDEX_PATH)
+    lines = _section_lines(index, DOCUMENTS, "- [[summaries/")
+    docs = {doc: index_line(doc, r["title"]) for doc, r in records.items()
+            if isinstance(r.get("title"), str) and lines.get(doc) != index_line(doc, r["title"])}
+    pages = {name[:-3] for name in kb.objects.list_dir(tree, "wiki/concepts") if name.endswith(".md")}
+    listed = set(_section_lines(index, CONCEPTS, "- [[concepts/"))
+    named = set(_concept_sources(records)[0])
+    concepts = {slug: True for slug in (pages & named) - listed} | {slug: False for slug in listed - pages}
+    return docs, concepts
+
+
+def _reapply_index_lines(kb: KB, writer: Writer) -> list[str]:
+    """Commit, as one `edit`, the index lines the records give where the index disagrees."""
+    from ..compiler import update_index
+    from ..protocol.commit import Mutation, commit_mutation
+
+    tree = kb.head_tree()
+    docs, concepts = _index_updates(kb, tree, Registry(kb.objects).view(tree).records)
+    index = kb.objects.read_path(tree, INDEX_PATH)
+    if index is None or not (docs or concepts):
+        return []
+    new = update_index(index, docs=docs, concepts=concepts)
+    if new == index:
+        return []
+    body = "\n".join([f"index line of {doc}: from its record" for doc in sorted(docs)] +
+                      [f"index line of concept {slug}: {'added' if on else 'dropped'}" for slug, on in sorted(concepts.items())])
+    mutation = Mutation(op="edit", subject=f"edit: fsck re-applied {len(docs) + len(concepts)} index line(s) from "
+                        "the records", body=body, changes={INDEX_PATH: new})
+    commit_mutation(kb, writer.registry, kb.head(), mutation)
+    return [INDEX_PATH]
 
 
 def _restore_deleted_files(kb: KB, writer: Writer, report: FsckReport) -> list[str]:

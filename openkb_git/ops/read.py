@@ -7,7 +7,7 @@ active (`at_rest`): a writer's in-flight changes are never reported as hand edit
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, TypeVar
 
 from ..history import Entry, iter_entries
@@ -96,7 +96,8 @@ class Status:
     pending_journals: list[str]
     views_current: bool
     lock_holder: dict | None
-    writer: dict | None = None  # set when a writer kept running: edits and journals were not checked
+    writer: dict | None = None
+    invalid_records: list[str] = field(default_factory=list)  # committed records that are not JSON objects  # set when a writer kept running: edits and journals were not checked
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -116,22 +117,26 @@ def status(kb: KB) -> Status:
     settled, writer = at_rest(kb, volatile)
     head, dirty, journals, views_current = settled if settled is not None else (kb.head(), [], [], True)
     tree = kb.head_tree(head)
-    records = Registry.of(kb).view(tree).records
+    view = Registry.of(kb).view(tree)
+    records = view.records
     concepts = [n for n in kb.objects.list_dir(tree, "wiki/concepts") if n.endswith(".md")]
     commits = sum(1 for _ in iter_entries(kb, head))
     holder = KBLock(kb.openkb_dir).probe()
     return Status(root=str(kb.root), head=head.decode() if head else None, documents=len(records),
                   concepts=len(concepts), commits=commits, dirty=dirty, pending_journals=journals,
-                  views_current=views_current, lock_holder=holder, writer=writer)
+                  views_current=views_current, lock_holder=holder, writer=writer,
+                  invalid_records=view.invalid_paths())
 
 
-def list_documents(kb: KB) -> list[dict]:
-    """One dict per document at HEAD, sorted by doc name."""
-    records = Registry.of(kb).view(kb.head_tree()).records
+def list_documents(kb: KB) -> tuple[list[dict], list[str]]:
+    """One dict per document at HEAD, sorted by doc name; and the record files at HEAD that
+    are not valid records (not JSON objects), whose documents cannot be listed."""
+    view = Registry.of(kb).view(kb.head_tree())
+    records = view.records
     out = []
     for doc in sorted(records):
         r = records[doc]
         out.append({"doc": doc, "name": r.get("name"), "type": r.get("type"), "pages": r.get("pages"),
                     "title": r.get("title"), "source": r.get("path"), "sha256": r.get("sha256"),
                     "concepts": r.get("concepts", [])})
-    return out
+    return out, view.invalid_paths()

@@ -13,9 +13,11 @@ import re
 import stat as statmod
 from dataclasses import asdict, dataclass, field
 
+from ..errors import EXIT_USAGE, OpenKBError
 from ..git.objects import PathFollower, common_prefix, common_suffix
 from ..history import Entry, entry_of, iter_entries
 from ..kb import KB
+from .select import BadSelectorError, resolve
 
 DIFF_CONTEXT = 3
 
@@ -79,6 +81,40 @@ def changed_paths(kb: KB, old_tree: bytes | None, new_tree: bytes | None, prefix
         if (a is not None and not a_dir) or (b is not None and not b_dir):
             out[path] = (a[1] if a is not None and not a_dir else None, b[1] if b is not None and not b_dir else None)
     return out
+
+
+class AmbiguousArgumentError(OpenKBError):
+    """A `diff` argument before `--` that is neither a point of the history nor a path."""
+
+    exit_code = EXIT_USAGE
+
+
+def diff_points(kb: KB, points: list[str], after_dashes: list[str]) -> tuple[Entry, Entry, list[str]]:
+    """(A, B, paths) of `openkb diff A [B] [PATH...] [-- PATH...]`, as git reads them: B (default
+    HEAD) is the second argument when it is a selector; before `--`, any other argument must be
+    a path the KB has (in the working tree, or in A's or B's tree), else AmbiguousArgumentError
+    names it (a mistyped `HEAD~1x` is not a filter matching nothing); after `--`, only paths."""
+    old = resolve(kb, points[0])
+    rest = list(points[1:])
+    new, not_a_point = None, None
+    if rest:
+        try:
+            new = resolve(kb, rest[0])
+            rest = rest[1:]
+        except BadSelectorError as exc:
+            not_a_point = exc  # then rest[0] is a path, or a mistyped B
+    if new is None:
+        new = resolve(kb, "HEAD")
+    trees = [kb.objects.get(entry.sha.encode()).tree for entry in (old, new)]
+    used = " ".join(points[:len(points) - len(rest)])
+    for at, arg in enumerate(rest):
+        name = arg.strip("/")
+        if not (name and ((kb.root / name).exists() or any(kb.objects.lookup(t, name) for t in trees))):
+            why = f" ({not_a_point})" if at == 0 and not_a_point else ""
+            raise AmbiguousArgumentError(
+                f"ambiguous argument {arg!r}: neither a point of the history{why} nor a path in the knowledge "
+                f"base; check the spelling, or put paths after `--` (`openkb diff {used} -- {arg}`)")
+    return old, new, rest + list(after_dashes)
 
 
 def compare(kb: KB, old: str | None, new: str, paths: list[str] | None = None, *, with_text: bool = True) -> Change:
