@@ -16,11 +16,10 @@ EXEMPT_MODULES = {"fsutil.py", "faults.py"}  # the helpers themselves, and the i
 ALLOWED = {
     ("lock.py", "KBLock._write_holder"): ((".write_text()", "os.replace"),
         "`.openkb/ingest.lock.holder`: who holds the lock, for messages only; best effort, rewritten each time"),
-    ("history.py", "CommitMemo.flush"): (("os.open(write)", "os.write"),
-        "`.openkb/commits.cache`: a cache, also written by readers; best effort"),
-    ("history.py", "drop_memo"): (("os.unlink",), "deletes that cache (the next read rebuilds it)"),
-    ("registry.py", "RecordMemo.flush"): (("os.open(write)", "os.write", "open('wb')", "os.replace"),
-        "`.openkb/records.cache`: a hash-checked cache, also written by readers; best effort"),
+    ("history.py", "drop_memo"): (("os.unlink",), "deletes the commit memo (the next read rebuilds it)"),
+    ("git/memo.py", "ObjectMemo.flush"): (("os.open(write)", "os.write", "open('wb')", "os.replace"),
+        "`.openkb/records.cache`, `.openkb/commit-objects.cache`: hash-checked caches, also written by "
+        "readers; best effort"),
     ("git/index.py", "GitIndex._write_body"): ((".unlink()",),
         "error path: removes the index.lock this process has just created"),
     ("git/lockwait.py", "create_lock"): ((".unlink()",), "error path: removes the lock this process has just created"),
