@@ -10,33 +10,11 @@ from __future__ import annotations
 
 import bisect
 
-import yaml
-
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
-YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+from ..frontmatter import dump as dump_frontmatter, split as split_frontmatter
 
 MENTIONS = "## Mentions"
 DOCUMENTS = "## Documents"
 CONCEPTS = "## Concepts"
-
-
-def dump_frontmatter(data: dict) -> str:
-    return "---\n" + yaml.dump(data, Dumper=YAML_DUMPER, sort_keys=False, allow_unicode=True,
-                                default_flow_style=False, width=1_000_000) + "---\n"
-
-
-def split_frontmatter(text: str) -> tuple[dict | None, str]:
-    """(frontmatter mapping or None, body)."""
-    if text.startswith("---\n"):
-        end = text.find("\n---\n", 3)
-        if end != -1:
-            try:
-                data = yaml.load(text[4:end + 1], Loader=YAML_LOADER)
-            except yaml.YAMLError:
-                data = None
-            if isinstance(data, dict) or data is None:
-                return (data or {}), text[end + 5:]
-    return None, text
 
 
 def one_line(text: str) -> str:
