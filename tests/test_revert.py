@@ -186,7 +186,8 @@ GUIDE = ("# {title}\n\n{extra}Rebasing branches rewrites the history of commits.
 GUIDE_VERSIONS = {
     "first": {"title": "Rebasing guide", "extra": ""},
     "new title": {"title": "Rebase handbook", "extra": ""},  # the index line changes
-    "new snippet": {"title": "Rebasing guide", "extra": "Rebasing branches onto main makes the history of commits tidy. "},  # mentions change
+    # new mentions: the first sentence holding the phrases changes
+    "new snippet": {"title": "Rebasing guide", "extra": "Rebasing branches onto main makes the history of commits tidy. "},
 }
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .pages import (
-    concepts_of_summary,
     index_line,
     phrase_of,
     render_summary,
@@ -60,5 +59,5 @@ def compile_document(doc: str, *, title: str, text: str, headings: list[tuple[in
     return Compiled(summary=summary, concepts=concepts, index_line=index_line(doc, title))
 
 
-__all__ = ["Compiled", "Contribution", "compile_document", "concepts_of_summary", "extract_keyphrases",
+__all__ = ["Compiled", "Contribution", "compile_document", "extract_keyphrases",
            "slugify", "update_concept_page", "update_index"]

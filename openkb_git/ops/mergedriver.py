@@ -9,6 +9,7 @@ from pathlib import Path
 from dulwich.objects import Blob
 from dulwich.repo import Repo
 
+from ..errors import OpenKBError
 from ..history import iter_entries
 from ..kb import KB
 from ..merge import INDEX_PATH, MergeConflict, concept_slug, merge_file
@@ -57,8 +58,12 @@ def revert_trees(kb: KB, base: bytes | None, theirs: bytes | None) -> tuple[byte
 
 def _concept_exists(repo_root: Path, base: bytes | None, theirs: bytes | None) -> dict[str, bool] | None:
     """{slug: page exists after the merge} for the concept pages the revert changes, merged
-    exactly as `openkb revert` merges them; None when the trees are not found."""
-    kb = KB(repo_root)
+    exactly as `openkb revert` merges them; None when the trees are not found or the
+    repository cannot be read as a KB (the index's concept lines are then keyed by concept)."""
+    try:
+        kb = KB(repo_root)
+    except OpenKBError:
+        return None
     try:
         trees = revert_trees(kb, base, theirs)
         if trees is None:
@@ -72,7 +77,8 @@ def _concept_exists(repo_root: Path, base: bytes | None, theirs: bytes | None) -
         kb.close()
 
 
-def merge_for_git(base: Path, ours: Path, theirs: Path, path: str, repo_root: Path | None = None) -> MergeConflict | None:
+def merge_for_git(base: Path, ours: Path, theirs: Path, path: str,
+                  repo_root: Path | None = None) -> MergeConflict | None:
     """Merge three temporary files Git gives us; the result goes to ``ours``. Returns the
     conflict (``ours`` then holds conflict markers) or None. Git runs drivers at the top of
     the work tree: ``repo_root`` defaults to the current directory."""
