@@ -232,7 +232,7 @@ def test_plain_frontmatter_reader_agrees_with_pyyaml(data, raw):
     same mapping (frontmatter as the compiler dumps it, and arbitrary lines)."""
     import yaml
 
-    from openkb_git.compiler.pages import dump_frontmatter
+    from openkb_git.frontmatter import dump as dump_frontmatter
     from openkb_git.ops.review import _plain_mapping
 
     for text in (dump_frontmatter(data)[4:-4], "\n".join(raw) + "\n"):
@@ -242,7 +242,7 @@ def test_plain_frontmatter_reader_agrees_with_pyyaml(data, raw):
 
 
 def test_plain_frontmatter_reader_answers_for_openkb_pages():
-    from openkb_git.compiler.pages import dump_frontmatter
+    from openkb_git.frontmatter import dump as dump_frontmatter
     from openkb_git.ops.review import _plain_mapping
 
     page = {"title": "Git commit", "sources": ["git-add", "git-commit"], "type": "concept", "keywords": []}

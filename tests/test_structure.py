@@ -14,7 +14,7 @@ PACKAGE = ROOT / "openkb_git"
 # below, never one above. This list is the single source of truth; docs/CONTRACTS.md repeats it.
 # A new shared helper used by low layers (importing nothing of ours but errors) goes first.
 LAYERS = [
-    {"errors", "paths", "faults", "fsutil", "tether", "lock", "convert", "compiler"},
+    {"errors", "frontmatter", "paths", "faults", "fsutil", "tether", "lock", "convert", "compiler"},
     {"merge"},
     {"git"},
     {"kb"},

@@ -10,33 +10,11 @@ from __future__ import annotations
 
 import bisect
 
-import yaml
-
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
-YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+from ..frontmatter import dump as dump_frontmatter, split as split_frontmatter
 
 MENTIONS = "## Mentions"
 DOCUMENTS = "## Documents"
 CONCEPTS = "## Concepts"
-
-
-def dump_frontmatter(data: dict) -> str:
-    return "---\n" + yaml.dump(data, Dumper=YAML_DUMPER, sort_keys=False, allow_unicode=True,
-                                default_flow_style=False, width=1_000_000) + "---\n"
-
-
-def split_frontmatter(text: str) -> tuple[dict | None, str]:
-    """(frontmatter mapping or None, body)."""
-    if text.startswith("---\n"):
-        end = text.find("\n---\n", 3)
-        if end != -1:
-            try:
-                data = yaml.load(text[4:end + 1], Loader=YAML_LOADER)
-            except yaml.YAMLError:
-                data = None
-            if isinstance(data, dict) or data is None:
-                return (data or {}), text[end + 5:]
-    return None, text
 
 
 def one_line(text: str) -> str:
@@ -98,17 +76,6 @@ def _set_keyed(lines: list[str], heading: str, prefix: str, updates: dict[str, s
     return lines[:start] + section + lines[end:]
 
 
-def keyed_keys(lines: list[str], heading: str, prefix: str) -> list[str]:
-    bounds = _section_bounds(lines, heading)
-    if bounds is None:
-        return []
-    out = []
-    for line in lines[bounds[0] + 1:bounds[1]]:
-        if line.startswith(prefix):
-            out.append(line[len(prefix):].split("]]", 1)[0])
-    return out
-
-
 # -- concept pages --------------------------------------------------------------------
 
 
@@ -155,6 +122,7 @@ def update_concept_page(existing: bytes | None, slug: str, doc: str, contributio
 
 
 def _is_skeleton(frontmatter: dict, lines: list[str], slug: str) -> bool:
+    """The concept page holds what `concept_skeleton` generates and nothing of the user's."""
     skeleton_fm, skeleton_lines = concept_skeleton(slug)
     if set(frontmatter) - {"title", "sources"} or frontmatter.get("title") != skeleton_fm["title"]:
         return False
@@ -297,8 +265,3 @@ def _outline(headings: list[tuple[int, str]], limit: int = 50) -> list[str]:
         out.append("  " * depth + f"- {text}")
         previous = depth
     return out
-
-
-def concepts_of_summary(summary: bytes) -> list[str]:
-    fm, _ = split_frontmatter(summary.decode("utf-8"))
-    return list((fm or {}).get("concepts") or [])

@@ -11,8 +11,7 @@ import codecs
 import re
 from html.parser import HTMLParser
 
-import yaml
-
+from ..frontmatter import split as split_frontmatter
 from .base import ConversionError, Converted
 from .limits import Limits
 
@@ -107,16 +106,8 @@ def markdown_headings(text: str) -> list[tuple[int, str]]:
 
 
 def _frontmatter_title(text: str) -> str | None:
-    if not text.startswith("---\n"):
-        return None
-    end = text.find("\n---", 4)
-    if end == -1:
-        return None
-    try:
-        data = yaml.safe_load(text[4:end])
-    except yaml.YAMLError:
-        return None
-    if isinstance(data, dict) and isinstance(data.get("title"), str) and data["title"].strip():
+    data, _body = split_frontmatter(text)
+    if data and isinstance(data.get("title"), str) and data["title"].strip():
         return data["title"].strip()
     return None
 

@@ -1,15 +1,20 @@
-"""Git's merge-driver hook: the same structure-aware merges, for `git merge` and `git revert`."""
+"""Git's merge-driver hook: the same structure-aware merges, for `git merge` and `git revert`
+(docs/revert.md)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+from dulwich.objects import Blob
 from dulwich.repo import Repo
 
-from ..merge import MergeConflict, merge_file
-from ..merge.core import _Conflict
-from ..merge.wiki import merge_concept_page, merge_index
+from ..errors import OpenKBError
+from ..history import iter_entries
+from ..kb import KB
+from ..merge import INDEX_PATH, MergeConflict, concept_slug, merge_file
+from .review import changed_paths
+from .revert import merge_trees
 
 DRIVERS = {
     "openkb-page": "openkb structure-aware page merge",
@@ -25,22 +30,65 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-def merge_for_git(base: Path, ours: Path, theirs: Path, path: str) -> MergeConflict | None:
-    """Merge three temporary files Git gives us; the result goes to ``ours``. Returns the
-    conflict (``ours`` then holds conflict markers) or None."""
-    b, o, t = _read(base), _read(ours), _read(theirs)
+def _blob_id(data: bytes | None) -> bytes | None:
+    return None if data is None else Blob.from_string(data).id
+
+
+def revert_trees(kb: KB, base: bytes | None, theirs: bytes | None) -> tuple[bytes, bytes] | None:
+    """(base tree, theirs tree) of the `git revert` (or `git cherry-pick`) Git is running, found
+    as the commit of HEAD's history whose index is ``base`` and whose parent's is ``theirs``
+    (or the other way round); None when there is none (a `git merge`).
+
+    Git tells a merge driver only the three versions of one file; the index's `## Concepts`
+    lines follow the concept pages after the merge, so the driver needs the two trees."""
+    want = (_blob_id(base), _blob_id(theirs))
+    for entry in iter_entries(kb):
+        if entry.parent is None:
+            return None
+        tree = kb.objects.get(entry.sha.encode()).tree
+        parent_tree = kb.objects.get(entry.parent.encode()).tree
+        ids = tuple((found or (None, None))[1] for found in (kb.objects.lookup(tree, INDEX_PATH),
+                                                             kb.objects.lookup(parent_tree, INDEX_PATH)))
+        if ids == want:
+            return tree, parent_tree
+        if ids[::-1] == want:
+            return parent_tree, tree
+    return None
+
+
+def _concept_exists(repo_root: Path, base: bytes | None, theirs: bytes | None) -> dict[str, bool] | None:
+    """{slug: page exists after the merge} for the concept pages the revert changes, merged
+    exactly as `openkb revert` merges them; None when the trees are not found or the
+    repository cannot be read as a KB (the index's concept lines are then keyed by concept)."""
     try:
-        if path.startswith("wiki/concepts/") and path.endswith(".md"):
-            result = merge_concept_page(path[len("wiki/concepts/"):-3], b, o, t)
-        elif path == "wiki/index.md":
-            result = merge_index(b, o, t)
-        else:
-            result = merge_file(path, b, o, t)
-    except _Conflict as exc:
-        result = MergeConflict(path, exc.reason, exc.ours, exc.theirs)
+        kb = KB(repo_root)
+    except OpenKBError:
+        return None
+    try:
+        trees = revert_trees(kb, base, theirs)
+        if trees is None:
+            return None
+        base_tree, theirs_tree = trees
+        paths = sorted(p for p in changed_paths(kb, theirs_tree, base_tree) if concept_slug(p) is not None)
+        results = merge_trees(kb, paths, base_tree, kb.head_tree(), theirs_tree)
+        return {concept_slug(path): merged is not None for path, (_ours, merged) in results.items()
+                if not isinstance(merged, MergeConflict)}
+    finally:
+        kb.close()
+
+
+def merge_for_git(base: Path, ours: Path, theirs: Path, path: str,
+                  repo_root: Path | None = None) -> MergeConflict | None:
+    """Merge three temporary files Git gives us; the result goes to ``ours``. Returns the
+    conflict (``ours`` then holds conflict markers) or None. Git runs drivers at the top of
+    the work tree: ``repo_root`` defaults to the current directory."""
+    b, o, t = _read(base), _read(ours), _read(theirs)
+    concept_exists = None
+    if path == INDEX_PATH and b != t and b != o and o != t:
+        concept_exists = _concept_exists(repo_root or Path.cwd(), b, t)
+    result = merge_file(path, b, o, t, concept_exists=concept_exists)
     if result is None:
-        result = MergeConflict(path, "the merge leaves nothing of this page; delete it (git rm) to resolve",
-                               "", "")
+        result = MergeConflict("the merge leaves nothing of this page; delete it (git rm) to resolve", path=path)
     if isinstance(result, MergeConflict):
         ours.write_bytes(b"<<<<<<< ours\n" + (o or b"") + b"=======\n" + (t or b"") + b">>>>>>> theirs\n")
         return result

@@ -15,12 +15,10 @@ from ..git.objects import ChangeSet
 from ..history import Entry, iter_entries
 from ..hooks import run_hook
 from ..kb import KB
-from ..merge import MergeConflict, merge_file
-from ..merge.core import _Conflict
-from ..merge.wiki import merge_concept_page, merge_index
+from ..merge import MergeConflict, concept_slug, merge_file
 from ..paths import UnsafePathError, path_problem
 from ..protocol.commit import Committed, Mutation, commit_mutation
-from ..registry import Registry, record_path
+from ..registry import record_path
 from .contribution import INDEX_PATH, document_changes, orphan_changes
 from .edits import commit_edits, find_edits
 from .review import changed_paths
@@ -59,8 +57,30 @@ def later_operation_on(kb: KB, entry: Entry, doc: str, head: bytes | None) -> En
     return None
 
 
-def plan_revert(kb: KB, registry: Registry, entry: Entry, ours_tree: bytes | None,
-                head: bytes | None = None) -> RevertPlan:
+def merge_trees(kb: KB, paths: list[str], base_tree: bytes | None, ours_tree: bytes | None,
+                theirs_tree: bytes | None, *, structured: bool = True) -> dict[str, tuple[bytes | None, object]]:
+    """{path: (ours, merged)} for each of ``paths``: merged is bytes, None (delete) or a
+    MergeConflict (see `openkb_git.merge.merge_file`). With ``structured`` (the paths of an
+    ingest, a removal or a revert), the index is merged last, its `## Concepts` lines
+    following the concept pages that exist after the merge."""
+    results: dict[str, tuple[bytes | None, object]] = {}
+    concept_exists: dict[str, bool] = {}
+    for path in paths:
+        if path == INDEX_PATH and structured:
+            continue
+        b, o, t = (kb.objects.read_path(tree, path) for tree in (base_tree, ours_tree, theirs_tree))
+        merged = merge_file(path, b, o, t)
+        results[path] = (o, merged)
+        slug = concept_slug(path)
+        if slug is not None and not isinstance(merged, MergeConflict):
+            concept_exists[slug] = merged is not None
+    if structured and INDEX_PATH in paths:
+        b, o, t = (kb.objects.read_path(tree, INDEX_PATH) for tree in (base_tree, ours_tree, theirs_tree))
+        results[INDEX_PATH] = (o, merge_file(INDEX_PATH, b, o, t, concept_exists=concept_exists))
+    return results
+
+
+def plan_revert(kb: KB, entry: Entry, ours_tree: bytes | None, head: bytes | None = None) -> RevertPlan:
     """The change set that takes ``entry``'s contribution out of ``ours_tree`` (the tree of
     ``head``), or its conflicts.
 
@@ -84,34 +104,12 @@ def plan_revert(kb: KB, registry: Registry, entry: Entry, ours_tree: bytes | Non
         problem = path_problem(path)
         if problem:
             raise UnsafePathError(path, problem, f"commit {entry.short} ({entry.subject})")
-    concept_exists: dict[str, bool] = {}
-    for path in paths:
-        b = kb.objects.read_path(base_tree, path)
-        o = kb.objects.read_path(ours_tree, path)
-        t = kb.objects.read_path(theirs_tree, path)
-        if path == INDEX_PATH and structured:
-            continue  # merged last, once the concept pages are known
-        try:
-            if structured and path.startswith("wiki/concepts/") and path.endswith(".md"):
-                slug = path[len("wiki/concepts/"):-3]
-                result = merge_concept_page(slug, b, o, t) if not (o == t) else o
-                concept_exists[slug] = result is not None
-            else:
-                result = merge_file(path, b, o, t)
-        except _Conflict as exc:
-            result = MergeConflict(path, exc.reason, exc.ours, exc.theirs)
-        if isinstance(result, MergeConflict):
-            plan.conflicts.append(result)
-        elif result != o:
-            plan.changes[path] = result
-    if structured and INDEX_PATH in paths:
-        b, o, t = (kb.objects.read_path(tree, INDEX_PATH) for tree in (base_tree, ours_tree, theirs_tree))
-        try:
-            merged = merge_index(b, o, t, concept_exists)
-            if merged != o:
-                plan.changes[INDEX_PATH] = merged
-        except _Conflict as exc:
-            plan.conflicts.append(MergeConflict(INDEX_PATH, exc.reason, exc.ours, exc.theirs))
+    for path, (ours, merged) in merge_trees(kb, paths, base_tree, ours_tree, theirs_tree,
+                                            structured=structured).items():
+        if isinstance(merged, MergeConflict):
+            plan.conflicts.append(merged)
+        elif merged != ours:
+            plan.changes[path] = merged
     return plan
 
 
@@ -134,7 +132,7 @@ def revert(kb: KB, entries: list[Entry], *, wait: float = 0.0, dry_run: bool = F
         tree = kb.head_tree()
         plans: list[RevertPlan] = []
         for entry in entries:
-            plan = plan_revert(kb, writer.registry, entry, tree, kb.head())
+            plan = plan_revert(kb, entry, tree, kb.head())
             plans.append(plan)
             if plan.changes and not plan.conflicts:
                 tree, objects, _ids = kb.objects.build_tree(tree, plan.changes)

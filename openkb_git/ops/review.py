@@ -14,6 +14,7 @@ import stat as statmod
 from dataclasses import asdict, dataclass, field
 
 from ..errors import EXIT_USAGE, OpenKBError
+from ..frontmatter import load_yaml, split as split_frontmatter
 from ..git.objects import PathFollower, common_prefix, common_suffix
 from ..history import Entry, entry_of, iter_entries
 from ..kb import KB
@@ -191,15 +192,8 @@ def split_structured(path: str, text: str) -> tuple[dict | None, str]:
             return (data if isinstance(data, dict) else {"value": data}), ""
         except ValueError:
             return None, text
-    if path.endswith(".md") and text.startswith("---\n"):
-        end = text.find("\n---\n", 4)
-        if end != -1:
-            try:
-                data = _load_yaml(text[4:end + 1])
-                if isinstance(data, dict):
-                    return data, text[end + 5:]
-            except ValueError:
-                pass
+    if path.endswith(".md"):
+        return split_frontmatter(text, load=_load_yaml)
     return None, text
 
 
@@ -246,14 +240,7 @@ def _load_yaml(text: str):
     data = _plain_mapping(text)
     if data is not None:
         return data
-    import yaml
-
-    from ..compiler.pages import YAML_LOADER
-
-    try:
-        return yaml.load(text, Loader=YAML_LOADER)
-    except yaml.YAMLError as exc:
-        raise ValueError(str(exc)) from None
+    return load_yaml(text)
 
 
 def _deepdiff():
