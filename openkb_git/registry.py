@@ -82,7 +82,8 @@ class RegistryView:
     def name_for(self, key: str, stem: str, reserved: dict[str, str] | None = None) -> str:
         """The stable doc name for the source ``key``: its existing name if seen before;
         else the sanitized stem; else, when another source owns that name (in the
-        registry or in ``reserved``: {name: key}), a deterministic ``-<sha256(key)[:8]>`` suffix.
+        registry, in ``reserved``: {name: key}, or a garbled record of that name), a
+        deterministic ``-<sha256(key)[:8]>`` suffix.
         """
         known = self.by_key.get(key)
         if known:
@@ -90,7 +91,9 @@ class RegistryView:
         candidate = sanitize_stem(stem)
         reserved = reserved or {}
         owner = reserved.get(candidate)
-        if candidate in self.records or (owner is not None and owner != key):
+        # A name whose committed record is garbled stays taken: whose source it was is unknown,
+        # and reusing it would overwrite that record and its files unseen.
+        if candidate in self.records or candidate in self.invalid or (owner is not None and owner != key):
             return suffixed_name(candidate, key)
         return candidate
 

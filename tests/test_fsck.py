@@ -104,6 +104,25 @@ def test_a_garbled_committed_record_is_reported_never_dropped_silently(kb, tmp_p
     assert_consistent(kb)
 
 
+def test_a_garbled_record_keeps_its_name_taken(kb, tmp_path):
+    """Adding a source whose name belongs to a garbled committed record never overwrites that
+    record or its files (whose source it was is unknown): the new document gets a suffixed name."""
+    run_openkb("add", copy_tldr(tmp_path / "src", ["tar.md"]), cwd=kb, check=True)
+    record = kb / ".openkb" / "registry" / "tar.json"
+    record.write_text('{"doc_name": "tar", "fil\n')
+    git(kb, "commit", "-q", "-am", "a garbled record")
+    raw = git(kb, "rev-parse", "HEAD:raw/tar.md").strip()
+    again = tmp_path / "again" / "tar.md"
+    again.parent.mkdir()
+    again.write_text((tmp_path / "src" / "tar.md").read_text() + "\n- Another example:\n\n`tar -tf {{a.tar}}`\n")
+    added = run_openkb("add", again, cwd=kb, check=True)
+    doc = json.loads(run_openkb("list", "--json", cwd=kb, check=True).stdout)[0]["doc"]
+    assert doc.startswith("tar-") and f"-> {doc} (" in added.stdout
+    assert git(kb, "show", "HEAD:.openkb/registry/tar.json") == '{"doc_name": "tar", "fil\n'
+    assert git(kb, "rev-parse", "HEAD:raw/tar.md").strip() == raw
+    assert ("registry", ".openkb/registry/tar.json") in problems(kb)
+
+
 def test_fsck_checks_the_pages_against_the_records(kb, tmp_path):
     """The compiler's parts of the pages agree with the records: a re-ingest that changes a
     title, reverted, leaves index.md with the old title again (with merge/wiki.py's re-apply
