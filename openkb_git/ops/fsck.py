@@ -17,6 +17,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 
+from .. import frontmatter
 from ..fsutil import makedirs, write_file
 from ..git.objects import ObjectDamageError
 from ..git.index import record_sha
@@ -372,7 +373,7 @@ def check_pages(kb: KB, tree: bytes | None, records: dict[str, dict]) -> list[Pr
     Reads the index and each concept page once (no summary is read: the record's files,
     summary included, are checked by check_registry). Records without a title or concepts
     (adopted from OpenKB, not compiled by openkb) are not compared."""
-    from ..compiler.pages import CONCEPTS, DOCUMENTS, MENTIONS, index_line, split_frontmatter
+    from ..compiler.pages import CONCEPTS, DOCUMENTS, MENTIONS, index_line
 
     problems = []  # (a record's unsafe paths, reported by check_registry, are not followed: names only)
     index = kb.objects.read_path(tree, INDEX_PATH)
@@ -397,7 +398,11 @@ def check_pages(kb: KB, tree: bytes | None, records: dict[str, dict]) -> list[Pr
                                     "name the concept", PAGES_FIX, repairable=False))
             continue
         page = kb.objects.read_path(tree, path)
-        sources = docs if _sources_as_compiled(page, docs) else _sources_of(page, split_frontmatter)
+        try:
+            text = page.decode("utf-8")
+        except UnicodeDecodeError:
+            text = ""  # (no sources: reported below as lacking the records' documents)
+        sources = docs if _sources_as_compiled(text, docs) else _sources_of(text)
         mentions = set(_section_lines(page, MENTIONS, "- [[summaries/"))
         for what, have in (("sources", sources), (MENTIONS.lstrip("# ") + " lines", mentions)):
             extra, lacking = (have & compiled) - docs, docs - have
@@ -431,28 +436,27 @@ _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
 _NOT_PLAIN = frozenset(("yes", "no", "on", "off", "true", "false", "null"))
 
 
-def _sources_as_compiled(page: bytes, docs: set[str]) -> bool:
+def _sources_as_compiled(text: str, docs: set[str]) -> bool:
     """Whether the page's frontmatter holds `sources:` exactly as the compiler writes ``docs``
     (YAML's plain style, one `- <doc>` line each, sorted): the common case, checked without
     parsing YAML (6,000 concept pages: 1 s). False means "parse it": a doc name YAML would
-    quote, or any other shape."""
-    if not page.startswith(b"---\n") or any(not _PLAIN.match(d) or d.lower() in _NOT_PLAIN for d in docs):
+    quote, or any other shape. The block is found by the one frontmatter split."""
+    if any(not _PLAIN.match(d) or d.lower() in _NOT_PLAIN for d in docs):
         return False
-    block = (b"\nsources:\n" + b"".join(b"- %s\n" % d.encode() for d in sorted(docs))) if docs else b"\nsources: []\n"
-    end = page.find(b"\n---\n", 3)
-    at = page.find(block, 3, end + 1)
-    if at < 0 or page.find(b"\nsources:", 3, end + 1) != at:
+    found = frontmatter.parts(text)
+    if found is None:
         return False
-    after = at + len(block)
-    return not page.startswith((b"- ", b" "), after)  # no further item, no continuation
+    block = "\n" + found[0]
+    want = ("\nsources:\n" + "".join(f"- {d}\n" for d in sorted(docs))) if docs else "\nsources: []\n"
+    at = block.find(want)
+    if at < 0 or block.find("\nsources:") != at:
+        return False
+    return not block.startswith(("- ", " "), at + len(want))  # no further item, no continuation
 
 
-def _sources_of(page: bytes, split_frontmatter) -> set[str]:
-    try:
-        frontmatter = split_frontmatter(page.decode("utf-8"))[0] or {}
-    except (UnicodeDecodeError, ValueError):
-        frontmatter = {}
-    sources = frontmatter.get("sources") if isinstance(frontmatter, dict) else None
+def _sources_of(text: str) -> set[str]:
+    data = frontmatter.split(text)[0] or {}
+    sources = data.get("sources")
     return {s for s in sources if isinstance(s, str)} if isinstance(sources, list) else set()
 
 
