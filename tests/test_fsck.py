@@ -123,6 +123,26 @@ def test_a_garbled_record_keeps_its_name_taken(kb, tmp_path):
     assert ("registry", ".openkb/registry/tar.json") in problems(kb)
 
 
+def test_fsck_reports_two_records_of_one_content(kb, tmp_path):
+    """Two records of one content (or one source) are never made by add, which skips a
+    duplicate: a record copied by hand (or by a tampered clone) is reported, naming both."""
+    run_openkb("add", copy_tldr(tmp_path / "src", ["tar.md", "grep.md"]), cwd=kb, check=True)
+    assert run_openkb("fsck", cwd=kb).returncode == 0
+    record = json.loads((kb / ".openkb" / "registry" / "tar.json").read_text())
+    copy = dict(record, doc_name="tar2", path="elsewhere/tar.md", files=[])
+    (kb / ".openkb" / "registry" / "tar2.json").write_text(json.dumps(copy))
+    git(kb, "add", ".openkb/registry/tar2.json")
+    git(kb, "commit", "-q", "-m", "a copied record")
+    checked = run_openkb("fsck", cwd=kb)
+    assert checked.returncode != 0 and "has the same content as tar" in checked.stdout
+    assert ("registry", ".openkb/registry/tar2.json") in problems(kb)
+    grep = json.loads((kb / ".openkb" / "registry" / "grep.json").read_text())
+    (kb / ".openkb" / "registry" / "tar2.json").write_text(json.dumps(dict(copy, sha256=grep["sha256"][::-1],
+                                                                            path=record["path"])))
+    git(kb, "commit", "-q", "-am", "now one source twice")
+    assert "has the same source as tar" in run_openkb("fsck", cwd=kb).stdout
+
+
 def test_fsck_checks_the_pages_against_the_records(kb, tmp_path):
     """The compiler's parts of the pages agree with the records: a re-ingest that changes a
     title, reverted, leaves index.md with the old title again (with merge/wiki.py's re-apply

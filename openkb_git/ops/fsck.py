@@ -296,8 +296,8 @@ def check_index(kb: KB, tree: bytes | None) -> list[Problem]:
 
 def check_registry(kb: KB, tree: bytes | None, records: dict[str, dict], registry: Registry) -> list[Problem]:
     """Records against the files they name, and the other way round: a record that is not a
-    JSON object or names another doc, a path it names that is unsafe or missing from HEAD,
-    and a document's files (raw, source, summary, index line) that no record owns."""
+    JSON object or names another doc, two records of one content or one source, a path it
+    names that is unsafe or missing from HEAD, and a document's files (raw, source, summary, index line) that no record owns."""
     problems = []
     folder = kb.objects.list_dir(tree, ".openkb/registry")
     invalid = []
@@ -331,6 +331,19 @@ def check_registry(kb: KB, tree: bytes | None, records: dict[str, dict], registr
                        f"not in any commit: `openkb remove {doc}` then add its source again")
                 problems.append(Problem("registry", where, f"names {path}, which is not in HEAD", fix,
                                         repairable=found is not None))
+    for field_name, what in (("sha256", "content"), ("path", "source")):
+        first: dict[str, str] = {}
+        for doc, record in sorted(records.items()):
+            value = record.get(field_name)
+            if not isinstance(value, str) or not value:
+                continue
+            if value in first:  # add never makes two documents of one content or one source
+                problems.append(Problem("registry", record_path(doc),
+                                        f"has the same {what} as {first[value]} ({field_name} {value[:64]!r})",
+                                        f"one of them is a copy: keep one (`openkb remove {doc}`, or "
+                                        f"`openkb remove {first[value]}`)", repairable=False))
+            else:
+                first[value] = doc
     owned = {path for record in records.values() for path in record.get("files", []) if isinstance(path, str)}
     gone = set(invalid)
     for path, _mode, _sha in document_files(kb.objects, tree):
