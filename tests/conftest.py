@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,10 +17,19 @@ ROOT = Path(__file__).resolve().parent.parent
 # OPENKB_* variable from the environment the tests (and the commands they start) see.
 # OPENKB_SLOW=1: run the tests marked `slow`, and the full fault matrix instead of its sample;
 # OPENKB_FAULT_MODES: the fault modes of the matrix (kill,power,io); OPENKB_FAULT_SEED: the
-# seed that picks the sample (default: from the checkout's commit); OPENKB_CORPUS: the corpus.
+# seed that picks the sample (default: from the checkout's commit); OPENKB_CORPUS: the corpus;
+# OPENKB_HYPOTHESIS=random: property tests explore new examples (below).
 KNOBS = {name: os.environ.get(name) for name in
-         ("OPENKB_SLOW", "OPENKB_FAULT_MODES", "OPENKB_FAULT_SEED", "OPENKB_CORPUS")}
+         ("OPENKB_SLOW", "OPENKB_FAULT_MODES", "OPENKB_FAULT_SEED", "OPENKB_CORPUS", "OPENKB_HYPOTHESIS")}
 SLOW = KNOBS["OPENKB_SLOW"] == "1"
+
+# Every property test runs derandomized (examples derived from the test itself, no example
+# database): a run is repeatable, and a mutant a test catches is caught on every run, not in
+# 2 of 3. A test's own @settings still sets its number of examples. OPENKB_HYPOTHESIS=random
+# explores new examples (by hand, when hunting bugs; still no database).
+settings.register_profile("derandomized", derandomize=True, database=None)
+settings.register_profile("random", derandomize=False, database=None)
+settings.load_profile("random" if KNOBS["OPENKB_HYPOTHESIS"] == "random" else "derandomized")
 
 
 def knob(name: str, default: str | None = None) -> str | None:
