@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import synthetic  # noqa: E402
+from openkb_git.kb import KB  # noqa: E402
 
 CHILD_COMMIT = """
 import sys, time, json
@@ -112,7 +113,7 @@ def recovery(kb: Path) -> tuple[float, float, int]:
     proc = python(child_commits(kb, 1, 900_000), env={"OPENKB_FAULT_KILL_AT": "ref:moved"})
     if proc.returncode != -9:
         raise SystemExit(f"the commit to kill was not killed (exit {proc.returncode}): {proc.stderr}")
-    journals = list((kb / ".openkb" / "journal").glob("*.json"))
+    journals = list(KB(kb).journal_dir.glob("*.json"))  # openkb-git's own journals (docs/layout.md)
     if len(journals) != 1:
         raise SystemExit(f"expected one journal after the kill, found {journals}")
     copy = kb.parent / (kb.name + "-crashed")
