@@ -31,6 +31,7 @@ LOOSE_TMP_PREFIX = "openkb_obj_"  # temporaries of loose objects, in objects/ (g
 ENCODED_CACHE = 16  # encodings of large trees kept for splicing (LRU)
 TREE_MODE = 0o040000
 _TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}  # Git's object type numbers
+LOOKUP_RETRIES = 50  # lookups tried again while the pack folder keeps changing under them
 
 # What reading a damaged loose object or pack raises (zlib streams, dulwich's parsers and checks).
 CORRUPT = (zlib.error, ChecksumMismatch, ObjectFormatException, ApplyDeltaError, AssertionError, struct.error,
@@ -95,14 +96,55 @@ class ObjectStore:
         self._derived: OrderedDict[bytes, tuple[bytes | None, frozenset[bytes]]] = OrderedDict()
 
     # -- reading -----------------------------------------------------------
+    def _stored(self, read):
+        """``read()``, a lookup in dulwich's store, tried again while the pack folder changes.
+
+        dulwich looks in the packs it has open, rescans the pack folder a bounded number of
+        times (when a pack it had vanished, or once for new ones), then looks for a loose
+        object. A `git repack -a -d` or `git gc` running meanwhile writes its new pack, then
+        deletes the old ones and the loose objects it packed, so an object that is stored at
+        every instant can still be missed by each step in turn, and the lookup raises
+        KeyError. A lookup during which the folder did not change looked at a complete state
+        (the rescan saw every pack the folder held then), so only its KeyError is final.
+        A missing object costs one more lookup and two listings; a found one nothing. Against a
+        folder changing faster than a lookup takes (no `git` does), the last KeyError stands.
+        """
+        try:
+            return read()
+        except KeyError:
+            pass
+        for attempt in range(LOOKUP_RETRIES):
+            before = self._pack_names()
+            try:
+                return read()
+            except KeyError:
+                if self._pack_names() == before:
+                    raise
+            if attempt:  # a repack changes the folder in bursts: wait for a quiet moment
+                time.sleep(min(0.001 * 2 ** attempt, 0.05))
+        return read()
+
+    def _pack_names(self) -> frozenset[str]:
+        try:
+            return frozenset(os.listdir(self.pack_dir))
+        except FileNotFoundError:
+            return frozenset()
+
     def __contains__(self, sha: bytes) -> bool:
-        return sha in self.store
+        def probe() -> bool:
+            if sha not in self.store:
+                raise KeyError(sha)
+            return True
+        try:
+            return self._stored(probe)
+        except KeyError:
+            return False
 
     def get(self, sha: bytes) -> ShaFile:
         """The object ``sha``; raises MissingObjectError or ObjectDamageError (DamageError, with
         what to do) instead of the store's KeyError, zlib.error, checksum errors..."""
         try:
-            return self.store[sha]
+            return self._stored(lambda: self.store[sha])
         except KeyError:
             raise MissingObjectError(sha, "is missing", self.objects_dir) from None
         except CORRUPT as exc:
@@ -119,7 +161,7 @@ class ObjectStore:
         """The content of the object ``sha``, which must be a ``type_name`` (b"commit"...),
         as stored (not parsed: a reader of many commits parses only what it needs)."""
         try:
-            type_num, raw = self.store.get_raw(sha)
+            type_num, raw = self._stored(lambda: self.store.get_raw(sha))
         except KeyError:
             raise MissingObjectError(sha, "is missing", self.objects_dir) from None
         except CORRUPT as exc:
@@ -219,7 +261,7 @@ class ObjectStore:
     def commit_type_problem(self, sha: bytes) -> str | None:
         """Why ``sha`` is not a readable commit ("is missing", "is a blob", ...), or None."""
         try:
-            type_num, _raw = self.store.get_raw(sha)
+            type_num, _raw = self._stored(lambda: self.store.get_raw(sha))
         except KeyError:
             return "is missing"
         except CORRUPT as exc:
