@@ -192,3 +192,21 @@ def test_keys_of_files_in_the_kb_and_of_single_files(kb, tmp_path):
     assert got["dropped"] == "raw/dropped.md" and got["grep"] == "grep.md"
     assert sorted(v for k, v in got.items() if k not in ("dropped", "grep")) == ["two/grep.md"]
     assert_consistent(kb)
+
+
+def test_content_is_deduplicated_before_names(kb, tmp_path):
+    """A file of the run that turns out a duplicate (of a document of another name) takes no
+    name: the other file of that stem gets the plain name, as in a KB that never saw the copy
+    (and as on a machine that adds only that file), not a `-<hash>` one."""
+    run_openkb("add", copy_tldr(tmp_path / "first", ["tar.md"]), cwd=kb, check=True)
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    shutil.copy(TLDR / "common" / "tar.md", src / "a" / "x.md")  # tar's content: a duplicate
+    copy_tldr(src / "b", ["grep.md"])
+    (src / "b" / "grep.md").rename(src / "b" / "x.md")
+    proc = run_openkb("add", "--json", src, cwd=kb, check=True)
+    files = json.loads(proc.stdout)["files"]
+    assert [(f["status"], f["doc"]) for f in files] == [("skipped", "tar"), ("added", "x")], files
+    assert record(kb, "x")["path"] == "b/x.md"
+    assert sorted(docs(kb)) == ["tar", "x"]
+    assert_consistent(kb)

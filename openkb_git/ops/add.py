@@ -669,14 +669,12 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
 
 
 def _final_name(view: RegistryView, task: Task) -> str:
-    """The name at commit time: the source's existing name, else the reserved one if still
-    free, else OpenKB's rule applied against HEAD."""
-    known = view.doc_for(task.key, (task.legacy,))
-    if known:
-        return known
-    if task.doc not in view.records:
-        return task.doc
-    return view.name_for(task.key, decoded_stem(Path(task.src).stem))
+    """The name at commit time: the source's existing name, else OpenKB's rule applied
+    against HEAD alone. The run's earlier files are committed by then, or skipped as
+    duplicates, or failed: their reservations no longer count, so a name depends only on the
+    documents that exist (a duplicate found after the scan reserved a name for nothing).
+    The run's later files yield to this one, as at the scan."""
+    return view.name_for(task.key, decoded_stem(Path(task.src).stem), aliases=(task.legacy,))
 
 
 def _os_error(exc: OSError) -> str:
