@@ -132,9 +132,20 @@ def test_two_clones_adding_the_same_content_from_different_folders_merge_cleanly
     # Bob's re-add of his copy after the pull: a duplicate, wherever it is.
     again = run_openkb("add", tmp_path / "mnt" / "b" / "kb-input" / "curl.md", cwd=bob, check=True)
     assert "duplicate of curl" in again.stdout
-    text = published(bob)  # (git's own merge message names the remote's URL: not openkb's doing)
-    assert not any(str(place) in text for place in (tmp_path / "home", tmp_path / "mnt", alice, bob))
-    assert_consistent(bob)
+    # Bob's changed copy of curl.md re-ingests Alice's document, which Alice then pulls.
+    changed(tmp_path / "mnt" / "b" / "kb-input" / "curl.md")
+    updated = run_openkb("add", tmp_path / "mnt" / "b" / "kb-input", cwd=bob, check=True)
+    assert "-> curl (" in updated.stdout, updated.stdout
+    git(bob, "push", "-q", "origin", "main")
+    git(alice, "pull", "-q", "--no-rebase", "--no-edit", "origin", "main")
+    run_openkb("recover", cwd=alice, check=True)
+    assert sorted(docs(alice)) == ["curl", "grep", "tar"]
+    assert docs(alice)["curl"]["sha256"] == record(bob, "curl")["sha256"]
+    for kb_ in (alice, bob):
+        text = published(kb_)  # (git's own merge message names the remote's URL: not openkb's doing)
+        assert not any(str(place) in text for place in (tmp_path / "home", tmp_path / "mnt", alice, bob))
+        assert run_openkb("fsck", cwd=kb_).returncode == 0
+        assert_consistent(kb_)
 
 
 def test_an_old_record_with_an_absolute_path_is_reingested_in_place(kb, tmp_path):

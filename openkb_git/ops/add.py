@@ -114,7 +114,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # ---------------------------------------------------------------------------
 
 
-def scan(kb: KB, inputs: list[Path]) -> tuple[list[tuple[Path, str, str]], list[FileResult]]:
+def scan(kb: KB, inputs: list[Path]) -> tuple[list[tuple[Path, str, str, str]], list[FileResult]]:
     """Expand files and directories (recursively, sorted, hidden entries skipped) into files.
 
     Returns (files as (path, display name, source key, twin), results for entries skipped
@@ -631,7 +631,8 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
                               reason=f"its prepared files could not be read back ({reason}); add it again")
         doc = _final_name(view, task)
         if doc != footprint.doc:
-            # Another process took the reserved name since the scan: convert again under the final name.
+            # Another process took the reserved name since the scan, or a file of this run reserved a
+            # name and turned out a duplicate: convert again under the final name.
             data = footprint.files[footprint.record["raw_path"]]
             try:
                 footprint, warnings = build_footprint(Task(task.n, task.src, task.display, task.key, doc, task.legacy),
