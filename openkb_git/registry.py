@@ -33,8 +33,28 @@ def encode_record(record: dict) -> bytes:
     return (json.dumps(record, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def source_key(src: Path, kb_root: Path) -> str:
-    """OpenKB's identity key for a source: KB-relative posix when inside the KB, else absolute."""
+def source_key(src: Path, kb_root: Path, root: Path | None = None) -> str:
+    """A source's identity key, the record's ``path`` (docs/layout.md): the same on every machine.
+
+    A file inside the KB (a drop-in under ``raw/``): its posix path relative to the KB. Any
+    other file: its posix path relative to ``root``, the directory given to `openkb add`
+    (``add ~/papers`` gives ``attention.pdf``, ``sub/x.pdf``), or, given by itself
+    (``root`` None), its file name. Never an absolute local path: records and trailers
+    are published to every clone.
+    """
+    resolved = src.resolve()
+    kb = kb_root.resolve()
+    if resolved.is_relative_to(kb):
+        return resolved.relative_to(kb).as_posix()
+    if root is None:
+        return src.name
+    return Path(os.path.relpath(src, root)).as_posix()
+
+
+def legacy_source_key(src: Path, kb_root: Path) -> str:
+    """The key KBs made before relative keys recorded for ``src`` (its absolute path when
+    outside the KB): looked up only, so that re-adding a document of such a KB from the same
+    place is a re-ingest of it. Never recorded again."""
     resolved = src.resolve()
     root = kb_root.resolve()
     if resolved.is_relative_to(root):
@@ -79,13 +99,24 @@ class RegistryView:
     base_records: dict[str, dict] | None = field(default=None, repr=False, compare=False)
     changed: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
-    def name_for(self, key: str, stem: str, reserved: dict[str, str] | None = None) -> str:
-        """The stable doc name for the source ``key``: its existing name if seen before;
+    def doc_for(self, key: str, aliases: tuple[str, ...] = ()) -> str | None:
+        """The document of the source ``key`` (or, failing that, of the first of ``aliases``,
+        the keys older KBs recorded for the same file, see `legacy_source_key`), if any."""
+        for k in (key, *aliases):
+            doc = self.by_key.get(k) if k else None
+            if doc:
+                return doc
+        return None
+
+    def name_for(self, key: str, stem: str, reserved: dict[str, str] | None = None,
+                 aliases: tuple[str, ...] = ()) -> str:
+        """The stable doc name for the source ``key``: its existing name if seen before
+        (under ``key`` or one of its ``aliases``);
         else the sanitized stem; else, when another source owns that name (in the
         registry, in ``reserved``: {name: key}, or a garbled record of that name), a
         deterministic ``-<sha256(key)[:8]>`` suffix.
         """
-        known = self.by_key.get(key)
+        known = self.doc_for(key, aliases)
         if known:
             return known
         candidate = sanitize_stem(stem)

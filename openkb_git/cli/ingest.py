@@ -57,8 +57,16 @@ def add(ctx: click.Context, paths: tuple[str, ...], jobs: int | None, wait: floa
     Each new or changed file becomes one commit, in the order files are found
     (sorted). Files are converted in parallel outside the live KB, then committed
     one at a time under the KB lock. Files whose content is already in the KB are
-    skipped as duplicates; files that cannot be converted are reported with the
-    reason and the others go on. Exit code 1 if any file failed, 130 if interrupted.
+    skipped as duplicates (whatever folder or machine they come from); files that
+    cannot be converted are reported with the reason and the others go on. Exit
+    code 1 if any file failed, 130 if interrupted.
+
+    A document is recorded by its source path, never an absolute local path: for a
+    file in a directory given, its path under that directory (`openkb add ~/papers`:
+    `attention.pdf`, `sub/x.pdf`); for a file given by itself, its name; inside the
+    KB, its KB path (`raw/x.pdf`). A changed file at a recorded source path updates
+    that document, from any folder or clone: add the same folder again to re-ingest
+    (see docs/layout.md, "Source paths").
 
     Supported: PDF, EPUB, XPS, MOBI, FB2, SVG, Markdown, text, HTML.
     Hooks: `.openkb/hooks/pre-ingest` may reject a file (skipped with its message);

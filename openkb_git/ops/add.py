@@ -34,7 +34,7 @@ from ..lock import LockBusyError
 from ..protocol.commit import CommittedButIncomplete, Mutation, commit_mutation, failure_reason
 from ..protocol.journal import list_journals
 from ..protocol.recovery import release_staging, staging_run_dir
-from ..registry import RegistryView, source_key
+from ..registry import RegistryView, legacy_source_key, source_key
 from ..paths import UnsafePathError
 from ..tether import die_with_parent
 from .contribution import Footprint, document_changes, summary_path
@@ -100,8 +100,10 @@ class Task:
     n: int
     src: str  # absolute path as given (not resolved: links are read through)
     display: str
-    key: str
+    key: str  # the source key recorded (`source_key`): relative, the same on every machine
     doc: str
+    legacy: str = ""  # the absolute key an older KB may hold for this file (looked up, never recorded)
+    twin: str = ""  # an earlier file of this run with the same key (see `scan`)
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -112,25 +114,31 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # ---------------------------------------------------------------------------
 
 
-def scan(kb: KB, inputs: list[Path]) -> tuple[list[tuple[Path, str]], list[FileResult]]:
+def scan(kb: KB, inputs: list[Path]) -> tuple[list[tuple[Path, str, str, str]], list[FileResult]]:
     """Expand files and directories (recursively, sorted, hidden entries skipped) into files.
 
-    Returns (files as (path, display name), results for entries skipped or refused at scan).
+    Returns (files as (path, display name, source key, twin), results for entries skipped
+    or refused at scan). The source key (`source_key`, docs/layout.md) is the file's path
+    relative to the directory given, its name when given by itself, its KB path when
+    inside the KB. ``twin`` is the display name of an earlier file of this run with the
+    same key ("" when none): one source path is one document, so such a file is, at commit,
+    a duplicate of that one's content, or else refused (see `_commit_locked`).
     Files inside the KB's own `.git`, `.openkb` or `wiki/` are refused (the KB's own pages are
     not sources); in `raw/`, files already tracked are skipped (they are documents already) and
     new ones dropped there are added (OpenKB's drop-in workflow); in directories, files of an
     unsupported type are skipped with that reason; symbolic-link loops are reported.
     Display names are `readable` (bytes of a name that are not UTF-8 shown as \\xNN).
     """
-    files: list[tuple[Path, str]] = []
+    files: list[tuple[Path, str, str, str]] = []
     refused: list[FileResult] = []
     seen: set[str] = set()
+    keyed: dict[str, str] = {}  # source key -> the display name of the file of this run that has it
     protected = [(kb.root / ".git").resolve(), kb.openkb_dir.resolve(), (kb.root / "wiki").resolve()]
     why_protected = "inside the knowledge base's own .git or .openkb or wiki/ (its own pages are not sources); refused"
     raw_dir = (kb.root / "raw").resolve()
     head_tree = kb.head_tree()
 
-    def consider(path: Path, display: str, explicit: bool) -> None:
+    def consider(path: Path, display: str, explicit: bool, root: Path | None) -> None:
         try:
             resolved = path.resolve(strict=True)
         except (OSError, RuntimeError) as exc:
@@ -152,7 +160,10 @@ def scan(kb: KB, inputs: list[Path]) -> tuple[list[tuple[Path, str]], list[FileR
         if str(resolved) in seen:
             return
         seen.add(str(resolved))
-        files.append((path, readable(display)))
+        key = readable(source_key(path, kb.root, root))  # registry records and trailers are UTF-8 text
+        twin = keyed.get(key, "")
+        keyed.setdefault(key, readable(display))
+        files.append((path, readable(display), key, twin))
 
     for given in inputs:
         path = Path(os.path.abspath(given))
@@ -171,23 +182,27 @@ def scan(kb: KB, inputs: list[Path]) -> tuple[list[tuple[Path, str]], list[FileR
                 for name in sorted(filenames):
                     if name.startswith("."):
                         continue
-                    consider(here / name, os.path.join(str(given), os.path.relpath(here / name, path)), False)
+                    consider(here / name, os.path.join(str(given), os.path.relpath(here / name, path)), False, path)
         elif path.exists() or path.is_symlink():
-            consider(path, str(given), True)
+            consider(path, str(given), True, None)
         else:
             refused.append(FileResult(readable(str(given)), FAILED, reason="no such file or directory"))
     return files, refused
 
 
-def reserve(view: RegistryView, kb: KB, files: list[tuple[Path, str]]) -> list[Task]:
-    """Stable doc names for the scanned files (OpenKB's rules), distinct within the run."""
+def reserve(view: RegistryView, kb: KB, files: list[tuple[Path, str, str, str]]) -> list[Task]:
+    """Stable doc names for the scanned files (OpenKB's rules), distinct within the run.
+
+    A source's existing document is found by its key, or by the absolute path a KB made
+    before relative keys recorded (`legacy_source_key`): re-adding it is a re-ingest."""
     reserved: dict[str, str] = {}
     tasks = []
-    for n, (path, display) in enumerate(files):
-        key = readable(source_key(path, kb.root))  # registry records and trailers are UTF-8 text
-        doc = view.name_for(key, decoded_stem(path.stem), reserved)
+    for n, (path, display, key, twin) in enumerate(files):
+        legacy = readable(legacy_source_key(path, kb.root))
+        legacy = legacy if legacy != key else ""
+        doc = view.name_for(key, decoded_stem(path.stem), reserved, (legacy,))
         reserved.setdefault(doc, key)
-        tasks.append(Task(n=n, src=str(path), display=display, key=key, doc=doc))
+        tasks.append(Task(n=n, src=str(path), display=display, key=key, doc=doc, legacy=legacy, twin=twin))
     return tasks
 
 
@@ -603,6 +618,11 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
         owner = view.by_sha.get(prepared.sha256)
         if owner is not None or prepared.status == SKIPPED:
             return FileResult(task.display, SKIPPED, doc=owner, reason=f"duplicate of {owner}" if owner else "duplicate")
+        if task.twin:
+            return FileResult(task.display, FAILED, reason=(
+                f"same source path '{task.key}' as {task.twin}, given in this run, with other content (a source "
+                "path is the file's path under the folder given, or its name when given by itself, and names one "
+                "document); add their common folder instead, so that their paths differ"))
         try:
             footprint, warnings = read_staged(Path(prepared.dir))
         except (OSError, ValueError, KeyError, TypeError) as exc:  # staging changed under us (e.g. by a hook)
@@ -611,10 +631,11 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
                               reason=f"its prepared files could not be read back ({reason}); add it again")
         doc = _final_name(view, task)
         if doc != footprint.doc:
-            # Another process took the reserved name since the scan: convert again under the final name.
+            # Another process took the reserved name since the scan, or a file of this run reserved a
+            # name and turned out a duplicate: convert again under the final name.
             data = footprint.files[footprint.record["raw_path"]]
             try:
-                footprint, warnings = build_footprint(Task(task.n, task.src, task.display, task.key, doc),
+                footprint, warnings = build_footprint(Task(task.n, task.src, task.display, task.key, doc, task.legacy),
                                                       Path(task.src), data, prepared.sha256, shaping, None,
                                                       Limits.unlimited())  # within the limits: it was converted
             except ConversionError as exc:
@@ -649,14 +670,12 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
 
 
 def _final_name(view: RegistryView, task: Task) -> str:
-    """The name at commit time: the source's existing name, else the reserved one if still
-    free, else OpenKB's rule applied against HEAD."""
-    known = view.by_key.get(task.key)
-    if known:
-        return known
-    if task.doc not in view.records:
-        return task.doc
-    return view.name_for(task.key, decoded_stem(Path(task.src).stem))
+    """The name at commit time: the source's existing name, else OpenKB's rule applied
+    against HEAD alone. The run's earlier files are committed by then, or skipped as
+    duplicates, or failed: their reservations no longer count, so a name depends only on the
+    documents that exist (a duplicate found after the scan reserved a name for nothing).
+    The run's later files yield to this one, as at the scan."""
+    return view.name_for(task.key, decoded_stem(Path(task.src).stem), aliases=(task.legacy,))
 
 
 def _os_error(exc: OSError) -> str:
