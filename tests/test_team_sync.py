@@ -314,3 +314,96 @@ def test_sync_over_git_daemon(tmp_path):
     finally:
         daemon.terminate()
         daemon.wait(timeout=10)
+
+
+# -- three clones syncing concurrently -------------------------------------------------
+
+
+def test_three_clones_syncing_in_a_loop_concurrently_converge(tmp_path):
+    import random
+    import threading
+
+    url, _first = make_remote(tmp_path)
+    pool = sorted(p.name for p in (TLDR / "common").glob("git-*.md"))[:18]
+    clones = [clone(url, tmp_path / f"c{n}") for n in range(3)]
+    landed: list[set[str]] = [set(), set(), set()]
+    failures: list[str] = []
+
+    def journal_of_head(kb: Path) -> str:
+        return git(kb, "log", "-1", "--format=%(trailers:key=OpenKB-Journal,valueonly)").strip()
+
+    def work(n: int) -> None:
+        kb, rng = clones[n], random.Random(1500 + n)
+        inputs = tmp_path / f"in-{n}"
+        mine = pool[n::3]
+        fresh, touched = list(mine), []
+        for step in range(3):
+            head = git(kb, "rev-parse", "HEAD").strip()
+            kinds = ["add"] + (["reingest", "remove", "revert"] if touched else [])
+            kind = "add" if step == 0 else rng.choice(kinds)
+            present = [d for d in touched if (kb / ".openkb" / "registry" / f"{d[:-3]}.json").exists()]
+            if kind in ("reingest", "remove") and not present:
+                kind = "add"
+            if kind == "add":
+                name = fresh.pop(0)
+                proc = run_openkb("--kb-dir", kb, "add", copy_tldr(inputs, [name]) / name)
+                touched.append(name)
+            elif kind == "reingest":
+                name = rng.choice(present)
+                with open(inputs / name, "a") as fh:
+                    fh.write(f"\n- Step {step} of clone {n}:\n\n`true`\n")
+                proc = run_openkb("--kb-dir", kb, "add", inputs / name)
+            elif kind == "remove":
+                proc = run_openkb("--kb-dir", kb, "remove", rng.choice(present)[:-3])
+            else:
+                proc = run_openkb("--kb-dir", kb, "revert", rng.choice(touched)[:-3])
+            if proc.returncode != 0:
+                failures.append(f"clone {n} {kind}: {proc.stderr}")
+                return
+            if git(kb, "rev-parse", "HEAD").strip() != head:
+                landed[n].add(journal_of_head(kb))
+            proc = run_openkb("--kb-dir", kb, "sync", "--wait", "60", timeout=120)
+            if proc.returncode != 0 and "moved under every one" not in proc.stderr:
+                failures.append(f"clone {n} sync: {proc.stderr}")
+                return
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads) and not failures, failures
+    for kb in clones + clones[:2]:  # twice round: everyone has everything
+        sync(kb)
+
+    assert len({tree(kb) for kb in clones}) == 1
+    journals = trailers(clones[0], "OpenKB-Journal")
+    assert len(journals) == len(set(journals))  # every operation exactly once
+    init = git(clones[0], "log", "--reverse", "--format=%(trailers:key=OpenKB-Journal,valueonly)").split()[0]
+    assert set(journals) - {init} == set().union(*landed)
+    for kb in clones:
+        assert_clean(kb)
+        assert len(json.loads(run_openkb("--kb-dir", kb, "log", "--json", check=True).stdout)) == \
+            int(git(kb, "rev-list", "--count", "HEAD"))
+
+    # one KB doing the same operations in the merged order gives the same tree
+    one = tmp_path / "one"
+    run_openkb("init", one, check=True)
+    mapping = {}
+    shas = git(clones[0], "rev-list", "--reverse", "HEAD").split()[1:]
+    for sha in shas:
+        message = git(clones[0], "log", "-1", "--format=%B", sha)
+        fields = dict(line.split(": ", 1) for line in message.splitlines() if line.startswith("OpenKB-"))
+        op, doc = fields["OpenKB-Op"], fields.get("OpenKB-Doc")
+        if op == "add":
+            source = Path(fields["OpenKB-Source"])
+            source.write_bytes(subprocess.run(["git", "-C", str(clones[0]), "show", f"{sha}:raw/{doc}.md"],
+                                              capture_output=True, check=True).stdout)
+            run_openkb("--kb-dir", one, "add", source, check=True)
+        elif op == "remove":
+            run_openkb("--kb-dir", one, "remove", doc, check=True)
+        else:
+            assert op == "revert", message
+            run_openkb("--kb-dir", one, "revert", mapping[fields["OpenKB-Reverts"]], check=True)
+        mapping[sha] = git(one, "rev-parse", "HEAD").strip()
+    assert listing(one) == listing(clones[0])

@@ -55,6 +55,8 @@ from .revert import merge_trees, plan_revert
 from .session import Writer
 
 MAX_ATTEMPTS = 5
+# What a remote says when another push updated the branch while it received ours.
+RACES = ("failed to update ref", "cannot lock ref", "incorrect old value", "failed to lock")
 HEADS = "refs/heads/"
 
 
@@ -175,9 +177,10 @@ def fetch(kb: KB, remote: str, branch: str) -> bytes | None:
     spec = f"+{HEADS}{branch}:{tracking}" if tracking else f"{HEADS}{branch}"
     proc = _git(kb, "-c", "fetch.fsckObjects=true", "fetch", "--no-tags", "--quiet", remote, spec, check=False)
     if proc.returncode != 0:
-        if "couldn't find remote ref" in proc.stderr or "could not find remote ref" in proc.stderr.lower():
+        if "couldn't find remote ref" in proc.stderr.lower():
             return None
-        _git(kb, "fetch", remote, spec)  # never reached without an error: raises with git's message
+        raise GitCommandError(f"`git fetch {remote} {spec}` failed: {_tail(proc.stderr)}; fix the cause (the "
+                              "remote's address, the network, your credentials), then run the command again")
     sha = _git(kb, "rev-parse", "--verify", "--quiet", f"{tracking or 'FETCH_HEAD'}^{{commit}}",
                check=False).stdout.strip()
     return sha.encode("ascii") if sha else None
@@ -195,6 +198,8 @@ def push(kb: KB, remote: str, local: str, branch: str) -> bool:
     out = proc.stdout + proc.stderr
     if "[rejected]" in out and ("non-fast-forward" in out or "fetch first" in out):
         return False
+    if "[remote rejected]" in out and any(race in out for race in RACES):
+        return False  # another push updated the branch while the remote checked ours
     raise GitCommandError(f"`git push {remote} {local}:{branch}` failed: {_tail(out)}; fix the cause, then run "
                           "`openkb sync` again")
 
