@@ -407,3 +407,25 @@ def test_three_clones_syncing_in_a_loop_concurrently_converge(tmp_path):
             run_openkb("--kb-dir", one, "revert", mapping[fields["OpenKB-Reverts"]], check=True)
         mapping[sha] = git(one, "rev-parse", "HEAD").strip()
     assert listing(one) == listing(clones[0])
+
+
+@pytest.mark.parametrize("point", ["journal:durable", "ref:moved", "projected"])
+def test_a_sync_killed_at_any_step_is_finished_or_undone_by_recovery(tmp_path, point):
+    url, _first = make_remote(tmp_path)
+    alice, bob = clone(url, tmp_path / "alice"), clone(url, tmp_path / "bob")
+    add(alice, copy_tldr(tmp_path / "in-a", ["git-add.md"]) / "git-add.md")
+    add(bob, copy_tldr(tmp_path / "in-b", ["git-reset.md", "git-commit.md"]), )
+    sync(alice)
+    before = git(bob, "rev-parse", "HEAD").strip()
+    killed = run_openkb("--kb-dir", bob, "sync", env={"OPENKB_FAULT_KILL_AT": point})
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    moved = git(bob, "rev-parse", "HEAD").strip() != before
+    assert moved == (point != "journal:durable")
+    run_openkb("--kb-dir", bob, "recover", check=True)
+    assert_clean(bob)
+    sync(bob)
+    sync(alice)
+    assert tree(alice) == tree(bob)
+    assert sorted(trailers(bob, "OpenKB-Doc")) == ["git-add", "git-commit", "git-reset"]
+    for kb in (alice, bob):
+        assert_clean(kb)
