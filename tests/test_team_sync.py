@@ -429,3 +429,21 @@ def test_a_sync_killed_at_any_step_is_finished_or_undone_by_recovery(tmp_path, p
     assert sorted(trailers(bob, "OpenKB-Doc")) == ["git-add", "git-commit", "git-reset"]
     for kb in (alice, bob):
         assert_clean(kb)
+
+
+def test_untracked_files_where_the_remotes_operations_go_are_never_overwritten(tmp_path):
+    url, _first = make_remote(tmp_path)
+    alice, bob = clone(url, tmp_path / "alice"), clone(url, tmp_path / "bob")
+    add(alice, copy_tldr(tmp_path / "in-a", ["git-add.md"]) / "git-add.md")
+    sync(alice)
+    mine = bob / "wiki" / "summaries" / "git-add.md"
+    mine.parent.mkdir(parents=True, exist_ok=True)
+    mine.write_text("Bob's own notes, not tracked\n")
+    head = git(bob, "rev-parse", "HEAD").strip()
+    proc = run_openkb("--kb-dir", bob, "pull")
+    assert proc.returncode == 1 and "wiki/summaries/git-add.md" in proc.stderr, proc.stderr
+    assert mine.read_text() == "Bob's own notes, not tracked\n"
+    assert git(bob, "rev-parse", "HEAD").strip() == head
+    mine.unlink()
+    assert json.loads(run_openkb("--kb-dir", bob, "pull", "--json", check=True).stdout)["fast_forwarded"]
+    assert_clean(bob)
