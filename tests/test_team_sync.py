@@ -447,3 +447,20 @@ def test_untracked_files_where_the_remotes_operations_go_are_never_overwritten(t
     mine.unlink()
     assert json.loads(run_openkb("--kb-dir", bob, "pull", "--json", check=True).stdout)["fast_forwarded"]
     assert_clean(bob)
+
+
+def test_a_revert_of_an_unpushed_operation_names_the_replayed_commit(tmp_path):
+    url, _first = make_remote(tmp_path)
+    alice, bob = clone(url, tmp_path / "alice"), clone(url, tmp_path / "bob")
+    add(alice, copy_tldr(tmp_path / "in-a", ["git-add.md"]) / "git-add.md")
+    add(bob, copy_tldr(tmp_path / "in-b", ["git-commit.md"]) / "git-commit.md")
+    run_openkb("--kb-dir", bob, "revert", "git-commit", check=True)
+    sync(alice)
+    out = sync(bob)
+    added, reverted = out["replayed"]
+    assert added["op"] == "add" and reverted["op"] == "revert" and added["commit"] and reverted["commit"]
+    assert git(bob, "log", "-1", "--format=%(trailers:key=OpenKB-Reverts,valueonly)").strip() == added["commit"]
+    assert f"This reverts add {added['commit']}." in git(bob, "log", "-1", "--format=%B")
+    assert not (bob / "wiki" / "summaries" / "git-commit.md").exists()
+    assert (bob / "wiki" / "summaries" / "git-add.md").exists()
+    assert_clean(bob)
