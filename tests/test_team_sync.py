@@ -464,3 +464,36 @@ def test_a_revert_of_an_unpushed_operation_names_the_replayed_commit(tmp_path):
     assert not (bob / "wiki" / "summaries" / "git-commit.md").exists()
     assert (bob / "wiki" / "summaries" / "git-add.md").exists()
     assert_clean(bob)
+
+
+def test_two_different_documents_with_one_name_come_out_with_distinct_names(tmp_path):
+    url, _first = make_remote(tmp_path)
+    alice, bob = clone(url, tmp_path / "alice"), clone(url, tmp_path / "bob")
+    a_in, b_in = tmp_path / "in-a", tmp_path / "in-b"
+    copy_tldr(a_in, ["ac.md"], "common")
+    copy_tldr(b_in, ["git-reset.md"])
+    shutil.copy(TLDR / "linux" / "ac.md", b_in / "ac.md")  # another document of the same name
+    add(alice, a_in / "ac.md")
+    add(bob, b_in / "ac.md")
+    add(bob, b_in / "git-reset.md")
+    run_openkb("--kb-dir", bob, "remove", "ac", check=True)  # Bob's own `ac`, not Alice's
+    run_openkb("--kb-dir", bob, "revert", "HEAD", check=True)  # ... and back
+    sync(alice)
+    assert "CONFLICT" in pull_rebase_conflicts(bob, tmp_path)
+    out = sync(bob)
+    renamed = [r for r in out["replayed"] if r["doc"] and r["doc"].startswith("ac-")]
+    assert renamed and renamed[0]["note"].startswith("named ac-")
+    sync(alice)
+    assert tree(alice) == tree(bob)
+    expected = one_kb(tmp_path, "one", [("add", a_in / "ac.md"), ("add", b_in / "ac.md"),
+                                        ("add", b_in / "git-reset.md")])
+    run_openkb("--kb-dir", expected, "remove", renamed[0]["doc"], check=True)
+    run_openkb("--kb-dir", expected, "revert", "HEAD", check=True)
+    assert listing(alice) == listing(expected)
+    records = {p.stem: json.loads(p.read_text()) for p in (alice / ".openkb" / "registry").glob("*.json")}
+    assert records["ac"]["path"] == str(a_in / "ac.md")
+    assert records[renamed[0]["doc"]]["path"] == str(b_in / "ac.md")
+    docs = [line for line in git(alice, "log", "--format=%(trailers:key=OpenKB-Doc,valueonly)").split() if line]
+    assert docs.count("ac") == 1 and docs.count(renamed[0]["doc"]) == 3
+    for kb in (alice, bob):
+        assert_clean(kb)

@@ -8,7 +8,10 @@ the remote's operations and then ours would have done it:
 - an ingest (`add`) of document D sets D's footprint as the operation's commit holds it
   (its files, record, concept-page mentions and index line) on the new head through
   `document_changes`, as `openkb add` does; content already there under any name is a
-  duplicate and lands nowhere, as `openkb add` would say;
+  duplicate and lands nowhere, as `openkb add` would say; when another document took the
+  name D on the remote, ours gets the name `openkb add` would give it there (OpenKB's
+  `-<hash>` rule, derived from its source) and is converted again under it, and our later
+  operations on D follow it;
 - a `remove` of D takes D's footprint out of the new head (nothing when it is gone);
 - a `revert` is planned again on the new head by `openkb revert`'s own machinery
   (ops/revert.py: a three-way merge of the paths the reverted operation changed, and
@@ -31,17 +34,21 @@ up to MAX_ATTEMPTS times.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from dulwich.objects import Commit
 
 from ..compiler import Contribution
 from ..compiler.pages import DOCUMENTS, MENTIONS, phrase_of
+from ..convert import ConversionError, Limits
 from ..errors import OpenKBError
+from ..fsutil import decoded_stem
 from ..history import Entry, entry_of
 from ..kb import KB, local_tz_offset
 from ..merge import MergeConflict
@@ -217,6 +224,7 @@ class Plan:
     conflicts: list[MergeConflict] = field(default_factory=list)
     note: str = ""
     reverts: str | None = None  # the (replayed) commit a revert names
+    doc: str | None = None  # the document's name where it lands, when the operation names one
 
 
 def _mention(page: bytes | None, doc: str, section: str) -> str | None:
@@ -270,33 +278,65 @@ def cherry_pick(kb: KB, entry: Entry, tree: bytes) -> Plan:
 
 def _replay_add(kb: KB, registry: Registry, entry: Entry, tree: bytes) -> Plan | None:
     """``entry`` (an ingest of its doc) done again on ``tree``, as `openkb add` would; None
-    when the commit does not hold a whole footprint (then it is cherry-picked)."""
-    doc = entry.doc
+    when the commit does not hold a whole footprint (then it is cherry-picked).
+
+    The name is the one `openkb add` would give at ``tree``: the source's own name there if
+    it has one, else the operation's if free, else OpenKB's rule (a `-<hash>` suffix
+    derived from the source): another document that took the name on the remote keeps it,
+    and ours is converted again under its new name."""
     op_tree = kb.objects.get(entry.sha.encode()).tree
-    record = registry.view(op_tree).records.get(doc)
-    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+    record = registry.view(op_tree).records.get(entry.doc)
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str) \
+            or not isinstance(record.get("path"), str):
         return None
     view = registry.view(tree)
     owner = view.by_sha.get(record["sha256"])
     if owner is not None:
         return Plan(note=f"duplicate of {owner}: that content is already there")
-    existing = view.records.get(doc)
-    if existing is not None and existing.get("path") != record.get("path"):
-        return None  # another document took the name: the merge says what conflicts
-    footprint = footprint_at(kb, op_tree, doc, record)
+    doc = view.by_key.get(record["path"])
+    if doc is None:
+        doc = entry.doc if entry.doc not in view.records and entry.doc not in view.invalid \
+            else view.name_for(record["path"], decoded_stem(Path(record["path"]).stem))
+    if doc == entry.doc:
+        footprint = footprint_at(kb, op_tree, doc, record)
+    else:
+        footprint = _converted_again(kb, op_tree, record, doc)
     if footprint is None:
         return None
-    return Plan(changes=document_changes(kb.objects, tree, view, doc, footprint))
+    return Plan(changes=document_changes(kb.objects, tree, view, doc, footprint), doc=doc,
+                note=f"named {doc}: {entry.doc} is another document there" if doc != entry.doc else "")
 
 
-def _replay_remove(kb: KB, registry: Registry, entry: Entry, tree: bytes) -> Plan | None:
+def _converted_again(kb: KB, op_tree: bytes, record: dict, doc: str) -> Footprint | None:
+    """The footprint of the document ``record`` describes, converted again under the name
+    ``doc`` from its raw file (as `openkb add` does when the name it reserved was taken)."""
+    from .add import Shaping, Task, build_footprint
+
+    raw = kb.objects.read_path(op_tree, str(record.get("raw_path", "")))
+    if raw is None or hashlib.sha256(raw).hexdigest() != record["sha256"]:
+        return None
+    key = record["path"]
+    name = record.get("name") if isinstance(record.get("name"), str) and record.get("name") else Path(key).name
+    src = Path(key).with_name(name)
+    config = kb.config
+    try:
+        footprint, _warnings = build_footprint(Task(0, str(src), name, key, doc), src, raw, record["sha256"],
+                                               Shaping(config.pageindex_threshold, config.concepts_per_doc),
+                                               None, Limits.unlimited())
+    except (ConversionError, ValueError):
+        return None
+    return footprint
+
+
+def _replay_remove(kb: KB, registry: Registry, entry: Entry, tree: bytes, names: dict[str, str]) -> Plan | None:
     parent_tree = kb.objects.get(entry.parent.encode()).tree if entry.parent else None
     if entry.doc not in registry.view(parent_tree).records:
         return None  # a removal by its files (the record was missing): cherry-picked
+    doc = names.get(entry.doc, entry.doc)
     view = registry.view(tree)
-    if entry.doc not in view.records:
-        return Plan(note=f"{entry.doc} is already gone")
-    return Plan(changes=document_changes(kb.objects, tree, view, entry.doc, None))
+    if doc not in view.records:
+        return Plan(note=f"{doc} is already gone")
+    return Plan(changes=document_changes(kb.objects, tree, view, doc, None), doc=doc)
 
 
 def _replay_revert(kb: KB, entry: Entry, tree: bytes, tip: bytes, mapping: dict[str, str | None]) -> Plan | None:
@@ -313,25 +353,29 @@ def _replay_revert(kb: KB, entry: Entry, tree: bytes, tip: bytes, mapping: dict[
     if revert_plan.superseded_by:
         return Plan(note=f"nothing to revert: {reverted.doc} was changed again by {revert_plan.superseded_by[:7]}",
                     reverts=target)
-    return Plan(changes=revert_plan.changes, conflicts=revert_plan.conflicts, reverts=target)
+    return Plan(changes=revert_plan.changes, conflicts=revert_plan.conflicts, reverts=target, doc=reverted.doc)
 
 
 def plan_replay(kb: KB, registry: Registry, entry: Entry, tree: bytes, tip: bytes,
-                mapping: dict[str, str | None]) -> Plan:
-    """How our operation ``entry`` lands on ``tree`` (the commit ``tip``)."""
+                mapping: dict[str, str | None], names: dict[str, str]) -> Plan:
+    """How our operation ``entry`` lands on ``tree`` (the commit ``tip``); ``mapping``: our
+    replayed commits so far ({original: replayed, None if it landed as nothing}); ``names``:
+    our documents that landed under another name ({ours: theirs})."""
     plan = None
     if entry.op == "add" and entry.doc:
         plan = _replay_add(kb, registry, entry, tree)
     elif entry.op == "remove" and entry.doc:
-        plan = _replay_remove(kb, registry, entry, tree)
+        plan = _replay_remove(kb, registry, entry, tree, names)
     elif entry.op == "revert" and entry.trailers.get("OpenKB-Reverts"):
         plan = _replay_revert(kb, entry, tree, tip, mapping)
     return plan if plan is not None else cherry_pick(kb, entry, tree)
 
 
-def _replayed_commit(kb: KB, original: Commit, tree: bytes, parent: bytes, reverts: tuple[str, str] | None) -> Commit:
-    """``original`` on a new parent and tree: its author, message and trailers kept (a revert's
-    `OpenKB-Reverts` naming the replayed commit), the committer ours."""
+def _replayed_commit(kb: KB, original: Commit, tree: bytes, parent: bytes,
+                     renames: list[tuple[bytes, bytes]]) -> Commit:
+    """``original`` on a new parent and tree: its author, message and trailers kept but for
+    ``renames`` (a revert's `OpenKB-Reverts` naming the replayed commit, an `OpenKB-Doc`
+    the name the document got), the committer ours."""
     commit = Commit()
     commit.tree = tree
     commit.parents = [parent]
@@ -344,8 +388,9 @@ def _replayed_commit(kb: KB, original: Commit, tree: bytes, parent: bytes, rever
     commit.commit_timezone = local_tz_offset(now)
     commit.encoding = original.encoding
     message = original.message
-    if reverts is not None and reverts[0] != reverts[1]:
-        message = message.replace(reverts[0].encode("ascii"), reverts[1].encode("ascii"))
+    for old, new in renames:
+        if old != new:
+            message = message.replace(old, new)
     commit.message = message
     return commit
 
@@ -376,13 +421,14 @@ def integrate(kb: KB, writer: Writer, result: SyncResult, remote_head: bytes | N
                 f"{remote_head.decode()}..{ours.decode()}").stdout.split()
     tip, tree = remote_head, kb.objects.get(remote_head).tree
     mapping: dict[str, str | None] = {}
+    names: dict[str, str] = {}
     written_all = []
     replayed: list[Replayed] = []
     try:
         for n, sha in enumerate(mine, 1):
             entry = entry_of(kb, sha.encode("ascii"))
             progress(f"replaying {n}/{len(mine)}: {entry.subject}")
-            plan = plan_replay(kb, writer.registry, entry, tree, tip, mapping)
+            plan = plan_replay(kb, writer.registry, entry, tree, tip, mapping, names)
             if plan.conflicts:
                 raise SyncConflictError(
                     f"replaying {entry.short} ({entry.subject}) on {result.remote}/{result.remote_branch} would "
@@ -394,13 +440,18 @@ def integrate(kb: KB, writer: Writer, result: SyncResult, remote_head: bytes | N
                                          plan.note or "already there: nothing to replay"))
                 continue
             new_tree, objects, _ids = kb.objects.build_tree(tree, changes)
-            reverts = (entry.trailers.get("OpenKB-Reverts", ""), plan.reverts) if plan.reverts else None
-            commit = _replayed_commit(kb, kb.objects.get(sha.encode("ascii")), new_tree, tip, reverts)
+            renames = []
+            if plan.reverts:
+                renames.append((entry.trailers.get("OpenKB-Reverts", "").encode("ascii"), plan.reverts.encode("ascii")))
+            if plan.doc and entry.doc and plan.doc != entry.doc:
+                names[entry.doc] = plan.doc
+                renames.append((f"\nOpenKB-Doc: {entry.doc}\n".encode(), f"\nOpenKB-Doc: {plan.doc}\n".encode()))
+            commit = _replayed_commit(kb, kb.objects.get(sha.encode("ascii")), new_tree, tip, renames)
             objects.append(commit)
             written_all.append(kb.objects.write_durably(objects, pending=True))
             tip, tree = commit.id, new_tree
             mapping[sha] = tip.decode()
-            replayed.append(Replayed(sha, tip.decode(), entry.op, entry.doc, entry.subject, plan.note))
+            replayed.append(Replayed(sha, tip.decode(), entry.op, plan.doc or entry.doc, entry.subject, plan.note))
         advance_branch(kb, writer.registry, ours, tip, written_all, op="sync",
                        message=f"openkb sync: {len(mine)} operation(s) replayed on {result.remote}/{result.remote_branch}")
     except BaseException:
