@@ -276,6 +276,23 @@ def test_a_true_hand_edit_conflict_changes_nothing_and_lists_the_path(tmp_path):
     as_json = json.loads(run_openkb("--kb-dir", bob, "sync", "--json").stdout)
     assert [c["path"] for c in as_json["conflicts"]] == [path]
 
+    # resolved as docs/team.md says: `git pull --rebase`, fix, continue, recover, sync
+    rebase = subprocess.run(["git", "-C", str(bob), "pull", "--rebase", "origin", "main"], capture_output=True, text=True)
+    assert rebase.returncode != 0 and path in rebase.stdout + rebase.stderr
+    fixed = subprocess.run(["git", "-C", str(bob), "show", f"origin/main:{path}"], capture_output=True, text=True,
+                           check=True).stdout.replace("# Alice's title", "# Alice's and Bob's title", 1)
+    (bob / path).write_text(fixed)
+    git(bob, "add", path)
+    subprocess.run(["git", "-C", str(bob), "-c", "core.editor=true", "rebase", "--continue"], check=True,
+                   capture_output=True)
+    run_openkb("--kb-dir", bob, "recover", check=True)
+    assert sync(bob)["pushed"]
+    sync(alice)
+    assert "# Alice's and Bob's title" in (alice / path).read_text()
+    assert (alice / "wiki" / "summaries" / "git-reset.md").exists()
+    for kb in (alice, bob):
+        assert_clean(kb)
+
 
 # -- over a network protocol -----------------------------------------------------------
 

@@ -57,7 +57,7 @@ def _report(r: SyncResult) -> None:
 
 def _report_conflicts(exc: SyncConflictError, as_json: bool) -> None:
     if as_json:
-        echo_json({"error": str(exc), "operation": exc.entry.sha,
+        echo_json({"error": str(exc), "operation": exc.entry.sha, "edit_commit": exc.edit_commit,
                    "conflicts": [{"path": c.path, "reason": c.reason, "ours": c.ours, "theirs": c.theirs}
                                  for c in exc.conflicts]})
         return
@@ -66,9 +66,11 @@ def _report_conflicts(exc: SyncConflictError, as_json: bool) -> None:
         click.echo(f"  {c.path}: {c.reason}", err=True)
         click.echo(f"    remote has:     {c.ours}", err=True)
         click.echo(f"    this KB wants:  {c.theirs}", err=True)
-    click.echo("Resolve it by hand: `openkb revert` the local operation, or edit the path so both sides agree "
-               "(`git fetch`, compare with the remote's version), then run the command again (docs/team.md, \"Sync\")",
-               err=True)
+    if exc.edit_commit:
+        click.echo(f"(your hand edits were committed first, as {exc.edit_commit[:7]})", err=True)
+    click.echo(f"To resolve it by hand: `git pull --rebase`, fix the paths Git lists, `git add` them, `git rebase "
+               f"--continue`, `openkb recover`, then run the command again; to keep the remote's version instead, drop "
+               f"{exc.entry.short} (`git rebase -i`). See docs/team.md, \"Sync\"", err=True)
 
 
 @cli.command()

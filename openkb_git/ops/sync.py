@@ -82,6 +82,7 @@ class SyncConflictError(OpenKBError):
         super().__init__(message)
         self.entry = entry
         self.conflicts = conflicts
+        self.edit_commit: str | None = None  # the hand edits the command committed first, if any
 
 
 class RemoteAheadError(OpenKBError):
@@ -509,7 +510,11 @@ def _fetch_and_integrate(kb: KB, writer: Writer, result: SyncResult, progress: P
     result.remote_head = remote_head.decode() if remote_head else None
     if remote_head is not None and kb.head() != remote_head:
         _check_before_moving(kb, remote_head)
-    integrate(kb, writer, result, remote_head, progress)
+    try:
+        integrate(kb, writer, result, remote_head, progress)
+    except SyncConflictError as exc:
+        exc.edit_commit = result.edit_commit
+        raise
     return remote_head
 
 
