@@ -514,3 +514,27 @@ def test_two_different_documents_with_one_name_come_out_with_distinct_names(tmp_
     assert docs.count("ac") == 1 and docs.count(renamed[0]["doc"]) == 3
     for kb in (alice, bob):
         assert_clean(kb)
+
+
+def test_a_merge_made_by_a_plain_git_pull_is_flattened_by_the_next_sync(tmp_path):
+    url, _first = make_remote(tmp_path)
+    alice, bob = clone(url, tmp_path / "alice"), clone(url, tmp_path / "bob")
+    a_in, b_in = copy_tldr(tmp_path / "in-a", ["git-add.md", "git-merge.md"]), copy_tldr(tmp_path / "in-b", BOB)
+    add(alice, a_in / "git-add.md")
+    add(bob, b_in / "git-checkout.md")
+    sync(alice)
+    git(bob, "-c", "core.editor=true", "pull", "--no-rebase", "origin", "main")  # a merge commit, by plain Git
+    run_openkb("--kb-dir", bob, "recover", check=True)
+    add(bob, b_in / "git-rebase.md")
+    add(alice, a_in / "git-merge.md")
+    sync(alice)
+    out = sync(bob)
+    assert [r["doc"] for r in out["replayed"]] == ["git-checkout", "git-rebase"]
+    sync(alice)
+    assert tree(alice) == tree(bob)
+    assert git(bob, "rev-list", "--merges", "--count", "HEAD").strip() == "0"
+    expected = one_kb(tmp_path, "one", [("add", a_in / "git-add.md"), ("add", a_in / "git-merge.md"),
+                                        ("add", b_in / "git-checkout.md"), ("add", b_in / "git-rebase.md")])
+    assert listing(bob) == listing(expected)
+    for kb in (alice, bob):
+        assert_clean(kb)
