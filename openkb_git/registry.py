@@ -37,18 +37,21 @@ def source_key(src: Path, kb_root: Path, root: Path | None = None) -> str:
     """A source's identity key, the record's ``path`` (docs/layout.md): the same on every machine.
 
     A file inside the KB (a drop-in under ``raw/``): its posix path relative to the KB. Any
-    other file: its posix path relative to ``root``, the directory given to `openkb add`
-    (``add ~/papers`` gives ``attention.pdf``, ``sub/x.pdf``), or, given by itself
-    (``root`` None), its file name. Never an absolute local path: records and trailers
-    are published to every clone.
+    other file: its posix path relative to the parent of ``root``, the directory given to
+    `openkb add`, so the key starts with that directory's own name (``add ~/papers`` gives
+    ``papers/attention.pdf``, ``papers/sub/x.pdf``; ``add tldr/common`` and ``add tldr/linux``
+    keep their ``ssh.md`` apart as ``common/ssh.md`` and ``linux/ssh.md``); a file given by
+    itself (``root`` None) counts as given with its folder: its folder's name and its own
+    (``add ~/papers/x.pdf`` gives ``papers/x.pdf``, as ``add ~/papers`` does). Never an
+    absolute local path: records and trailers are published to every clone.
     """
     resolved = src.resolve()
     kb = kb_root.resolve()
     if resolved.is_relative_to(kb):
         return resolved.relative_to(kb).as_posix()
     if root is None:
-        return src.name
-    return Path(os.path.relpath(src, root)).as_posix()
+        root = src.parent
+    return Path(os.path.relpath(src, root.parent)).as_posix()
 
 
 def legacy_source_key(src: Path, kb_root: Path) -> str:

@@ -51,8 +51,8 @@ def test_same_stem_files_get_distinct_stable_names(kb, tmp_path):
     b = copy_tldr(tmp_path / "src" / "linux", ["df.md"], "linux")
     run_openkb("add", tmp_path / "src", cwd=kb, check=True)
     docs = {d["source"]: d["doc"] for d in json.loads(run_openkb("list", "--json", cwd=kb, check=True).stdout)}
-    assert docs["common/df.md"] == "df"  # keyed by the path under the folder given
-    linux_name = docs["linux/df.md"]
+    assert docs["src/common/df.md"] == "df"  # keyed by the path from the folder given on
+    linux_name = docs["src/linux/df.md"]
     assert linux_name.startswith("df-") and len(linux_name) == len("df-") + 8
     # Re-ingest a changed version: same names, one new commit.
     with open(b / "df.md", "a") as fh:

@@ -413,7 +413,8 @@ def test_three_clones_syncing_in_a_loop_concurrently_converge(tmp_path):
         fields = dict(line.split(": ", 1) for line in message.splitlines() if line.startswith("OpenKB-"))
         op, doc = fields["OpenKB-Op"], fields.get("OpenKB-Doc")
         if op == "add":
-            source = Path(fields["OpenKB-Source"])
+            source = tmp_path / "replay" / fields["OpenKB-Source"]  # (a source path: folder and name)
+            source.parent.mkdir(parents=True, exist_ok=True)
             source.write_bytes(subprocess.run(["git", "-C", str(clones[0]), "show", f"{sha}:raw/{doc}.md"],
                                               capture_output=True, check=True).stdout)
             run_openkb("--kb-dir", one, "add", source, check=True)
@@ -508,8 +509,8 @@ def test_two_different_documents_with_one_name_come_out_with_distinct_names(tmp_
     run_openkb("--kb-dir", expected, "revert", "HEAD", check=True)
     assert listing(alice) == listing(expected)
     records = {p.stem: json.loads(p.read_text()) for p in (alice / ".openkb" / "registry").glob("*.json")}
-    assert records["ac"]["path"] == str(a_in / "ac.md")
-    assert records[renamed[0]["doc"]]["path"] == str(b_in / "ac.md")
+    assert records["ac"]["path"] == "in-a/ac.md"  # source paths: the folder's name and the file's
+    assert records[renamed[0]["doc"]]["path"] == "in-b/ac.md"
     docs = [line for line in git(alice, "log", "--format=%(trailers:key=OpenKB-Doc,valueonly)").split() if line]
     assert docs.count("ac") == 1 and docs.count(renamed[0]["doc"]) == 3
     for kb in (alice, bob):

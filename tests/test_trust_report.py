@@ -288,7 +288,7 @@ def test_non_utf8_file_name_is_added_with_a_readable_name(kb2, tmp_path):
     doc = result["doc"]
     assert doc == "caf"
     record = json.loads((kb2 / ".openkb" / "registry" / f"{doc}.json").read_text(encoding="utf-8"))
-    assert record["name"] == "caf\\xe9.md" and record["path"] == "caf\\xe9.md"  # under the folder given
+    assert record["name"] == "caf\\xe9.md" and record["path"] == "latin1/caf\\xe9.md"  # from the folder given on
     assert subject(kb2) == "add: caf\\xe9.md"
     assert_consistent(kb2)
     # Lines too; and the name is stable: changed content at the same path updates the same document.

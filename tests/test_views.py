@@ -75,8 +75,8 @@ def test_views_behind_head_are_patched_from_the_registry_changes(kb, tmp_path):
     assert hashes.read_bytes() == current
     assert run_openkb("fsck", cwd=kb).returncode == 0
 
-    forged = old_hashes.replace(b'"type": "md", "path": "grep.md',
-                                b'"type": "mx", "path": "grep.md')
+    forged = old_hashes.replace(b'"type": "md", "path": "a/grep.md',
+                                b'"type": "mx", "path": "a/grep.md')
     assert forged != old_hashes and len(forged) == len(old_hashes)
     hashes.write_bytes(forged)
     state.write_bytes(old_state)
@@ -127,15 +127,15 @@ def test_first_commit_of_a_process_patches_hashes_json_from_disk(kb, tmp_path):
     assert hashes.read_bytes() == full_rendering()
 
     old = hashes.read_bytes()
-    forged = old.replace(b'"type": "md", "path": "grep.md',
-                         b'"type": "mx", "path": "grep.md')
+    forged = old.replace(b'"type": "md", "path": "a/grep.md',
+                         b'"type": "mx", "path": "a/grep.md')
     assert forged != old and len(forged) == len(old)
     hashes.write_bytes(forged)
     run_openkb("add", copy_tldr(tmp_path / "c", ["rm.md", "mv.md"]), cwd=kb, check=True)
     run_openkb("remove", "tar", cwd=kb, check=True)
     assert b'"type": "mx"' in hashes.read_bytes()  # grep's line was patched around, not re-rendered
-    assert hashes.read_bytes() == full_rendering().replace(b'"type": "md", "path": "grep.md',
-                                                           b'"type": "mx", "path": "grep.md')
+    assert hashes.read_bytes() == full_rendering().replace(b'"type": "md", "path": "a/grep.md',
+                                                           b'"type": "mx", "path": "a/grep.md')
     run_openkb("fsck", "--repair", cwd=kb)
     assert hashes.read_bytes() == full_rendering()
     assert_consistent(kb)

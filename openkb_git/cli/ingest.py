@@ -62,9 +62,10 @@ def add(ctx: click.Context, paths: tuple[str, ...], jobs: int | None, wait: floa
     code 1 if any file failed, 130 if interrupted.
 
     A document is recorded by its source path, never an absolute local path: for a
-    file in a directory given, its path under that directory (`openkb add ~/papers`:
-    `attention.pdf`, `sub/x.pdf`); for a file given by itself, its name; inside the
-    KB, its KB path (`raw/x.pdf`). A changed file at a recorded source path updates
+    file in a directory given, its path from that directory's own name on
+    (`openkb add ~/papers`: `papers/attention.pdf`, `papers/sub/x.pdf`); for a file
+    given by itself, its folder's name and its own (`openkb add ~/papers/attention.pdf`:
+    `papers/attention.pdf`); inside the KB, its KB path (`raw/x.pdf`). A changed file at a recorded source path updates
     that document, from any folder or clone: add the same folder again to re-ingest
     (see docs/layout.md, "Source paths").
 

@@ -91,8 +91,23 @@ def merge_record(base: bytes | None, ours: bytes | None, theirs: bytes | None) -
         raise MergeConflict("one side deletes the record, the other changes it",
                             "deleted" if ours is None else ours.decode(), "deleted" if theirs is None else theirs.decode())
     b = json.loads(base) if base else {}
-    merged = merge_mapping(b, json.loads(ours), json.loads(theirs), set_keys=SET_KEYS)
+    o, t = json.loads(ours), json.loads(theirs)
+    if not base and isinstance(o, dict) and isinstance(t, dict) and o.get("sha256") and \
+            _apart_from_source(o) == _apart_from_source(t):
+        # Both sides added one content under one name, each found at its own source path (another
+        # folder, another machine): one document, as one KB says "duplicate". The source path first
+        # in sort order keeps the record, the same choice on every side.
+        merged = min(o, t, key=lambda record: str(record.get("path")))
+    else:
+        merged = merge_mapping(b, o, t, set_keys=SET_KEYS)
     return (json.dumps(merged, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+_SOURCE_FIELDS = ("path", "name")  # where the file was found and what it was called there
+
+
+def _apart_from_source(record: dict) -> dict:
+    return {key: value for key, value in record.items() if key not in _SOURCE_FIELDS}
 
 
 # -- plain text --------------------------------------------------------------------

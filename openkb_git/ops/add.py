@@ -621,8 +621,8 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
         if task.twin:
             return FileResult(task.display, FAILED, reason=(
                 f"same source path '{task.key}' as {task.twin}, given in this run, with other content (a source "
-                "path is the file's path under the folder given, or its name when given by itself, and names one "
-                "document); add their common folder instead, so that their paths differ"))
+                "path is the file's path from the folder given on, or its folder's name and its own when given "
+                "by itself, and names one document); add their common folder instead, so that their paths differ"))
         try:
             footprint, warnings = read_staged(Path(prepared.dir))
         except (OSError, ValueError, KeyError, TypeError) as exc:  # staging changed under us (e.g. by a hook)
