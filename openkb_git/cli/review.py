@@ -64,6 +64,8 @@ def _echo_file(f: FileChange, color: bool) -> None:
 def _header(entry: Entry) -> list[str]:
     date = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(entry.time))
     lines = [f"commit {entry.sha}", f"op:       {entry.op}"]
+    if entry.is_merge:
+        lines.append(f"parents:  {' '.join(p[:7] for p in entry.parents)}")
     if entry.doc:
         lines.append(f"document: {entry.doc}")
     if entry.trailers.get("OpenKB-Source"):
@@ -84,10 +86,12 @@ def _header(entry: Entry) -> list[str]:
 def show(ctx: click.Context, ingest: str, stat: bool, name_only: bool, color: bool | None, as_json: bool) -> None:
     """Show what one operation changed.
 
-    INGEST is a commit id prefix, HEAD~N, a position from `openkb log`, or a
-    document name (its latest ingest). Prints the operation, document, source and
-    date; the files added, modified and removed with line counts; unified diffs of
-    pages; and frontmatter and registry changes as "field X changed from A to B".
+    INGEST is a commit id prefix, HEAD~N, a position from `openkb log`, a
+    document name (its latest ingest), or a branch (its tip; `try-papers~1`).
+    Prints the operation, document, source and date; the files added, modified and
+    removed with line counts; unified diffs of pages; and frontmatter and registry
+    changes as "field X changed from A to B". For a merge: its parents, and what it
+    brought into its first parent (the operations of the other side, together).
     """
     kb = open_kb(ctx)
     try:
