@@ -156,7 +156,9 @@ def diff(ctx: click.Context, points: tuple[str, ...], stat: bool, name_only: boo
 @click.pass_context
 def blame(ctx: click.Context, page: str, at: str | None, as_json: bool) -> None:
     """For each line of PAGE (a path in the KB, e.g. wiki/concepts/x.md), the
-    operation that last wrote it: short commit id and document."""
+    operation that last wrote it: short commit id and document. Lines a merge
+    brought in are credited to the operation that wrote them on its side, as
+    `git blame` does; a merge is named only for lines written while merging."""
     kb = open_kb(ctx)
     try:
         start = resolve(kb, at) if at else None
