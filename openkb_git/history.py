@@ -189,10 +189,8 @@ class Walk:
 
     def __init__(self, kb: KB, head: bytes | None = None):
         self.kb = kb
-        sha = head if head is not None else kb.head()
-        self.memo = commit_memo(kb)
         self.cut = True
-        self._gen = self._walk(sha.decode() if sha else None)
+        self._gen = self._walk(head)  # nothing is read (HEAD, the memo) before the first entry
 
     def __iter__(self) -> "Walk":
         return self
@@ -203,8 +201,11 @@ class Walk:
     def close(self) -> None:
         self._gen.close()
 
-    def _walk(self, key: str | None) -> Iterator[Entry]:
-        memo, kb = self.memo, self.kb
+    def _walk(self, head: bytes | None) -> Iterator[Entry]:
+        kb = self.kb
+        sha = head if head is not None else kb.head()
+        key = sha.decode() if sha else None
+        memo = commit_memo(kb)
         try:
             # A linear stretch: one commit ready at a time, as a first-parent walk.
             while key:

@@ -250,3 +250,62 @@ def test_branch_ingest_review_and_merge(tmp_path):
     for name in ("git-merge", "git-commit", "git-push", "git-pull"):
         run_openkb("--kb-dir", one, "add", src / name, check=True)
     assert _tree(kb) == _tree(one)
+
+
+def _commit(kb: Path, tree: str, parents: list[str], when: int, message: str) -> str:
+    env = {**os.environ, "GIT_COMMITTER_DATE": f"{when} +0000", "GIT_AUTHOR_DATE": f"{when} +0000"}
+    argv = ["git", "-C", str(kb), "commit-tree", tree, "-m", message]
+    for parent in parents:
+        argv += ["-p", parent]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_walk_is_gits_date_order_over_any_graph(kb, seed):
+    """Random histories of merges, forks and clock skew (a child older than its parent): the
+    walk yields each commit once, in `git rev-list --date-order` order, from a fresh process
+    (memo written) and again from the memo; `cut` is True exactly where every commit left is
+    an ancestor of the one just yielded."""
+    import random
+
+    from openkb_git.history import iter_entries
+    from openkb_git.kb import KB
+
+    rng = random.Random(seed)
+    root = git(kb, "rev-parse", "HEAD").strip()
+    tree = git(kb, "rev-parse", "HEAD^{tree}").strip()
+    tips, made = [root], [root]
+    when = 1_800_000_000
+    for n in range(40):
+        when += rng.randint(1, 100)
+        stamp = when - rng.randint(0, 5000) if rng.random() < 0.15 else when  # skew now and then
+        if len(tips) > 1 and rng.random() < 0.3:
+            parents = rng.sample(tips, min(len(tips), rng.choice([2, 2, 3])))
+            tips = [t for t in tips if t not in parents]
+        else:
+            parents = [rng.choice(made)]
+            if parents[0] in tips and rng.random() < 0.7:
+                tips.remove(parents[0])
+        sha = _commit(kb, tree, parents, stamp, f"c{n}")
+        tips.append(sha)
+        made.append(sha)
+    head = tips[-1] if len(tips) == 1 else _commit(kb, tree, tips, when + 1, "merge all")
+    git(kb, "update-ref", "refs/heads/main", head)
+    expected = git(kb, "rev-list", "--date-order", "HEAD").split()
+    for attempt in range(2):  # the second reads the memo the first wrote
+        handle = KB(kb)
+        try:
+            walk = iter_entries(handle)
+            got, cuts = [], []
+            for entry in walk:
+                got.append(entry.sha)
+                cuts.append(walk.cut)
+                assert list(entry.parents) == git(kb, "rev-list", "--parents", "-n", "1", entry.sha).split()[1:]
+                assert entry.op == ("merge" if len(entry.parents) > 1 else entry.op)
+        finally:
+            handle.close()
+        assert got == expected
+    for at, sha in enumerate(expected):
+        below = set(git(kb, "rev-list", sha).split())
+        assert cuts[at] == set(expected[at:]).issubset(below), at
+    assert [e["commit"] for e in _openkb_json(kb, "log")] == expected
