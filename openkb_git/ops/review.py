@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from ..errors import EXIT_USAGE, OpenKBError
 from ..frontmatter import load_yaml, split as split_frontmatter
 from ..git.objects import PathFollower, common_prefix, common_suffix
-from ..history import Entry, entry_of, iter_entries
+from ..history import Entry, entry_of
 from ..kb import KB
 from .select import BadSelectorError, resolve
 
@@ -423,7 +423,10 @@ def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
     again later (clock skew) simply passes the new lines on.
     """
     path = path.strip("/")
-    start = at or next(iter_entries(kb), None)
+    if at is None:
+        head = kb.head()
+        at = entry_of(kb, head) if head else None  # HEAD alone: no walk (a merge would read it all)
+    start = at
     if start is None:
         raise FileNotFoundError(path)
     tree = kb.objects.get(start.sha.encode()).tree
