@@ -121,13 +121,18 @@ def _parse_commit(sha: str, raw: bytes) -> list:
     space, so never match), then its message."""
     end = raw.find(b"\n\n")
     header = raw[:end] if end >= 0 else raw
-    parents = tuple(line[7:].decode("ascii") for line in header.split(b"\n")[1:] if line.startswith(b"parent "))
+    parents = []  # the `parent` lines follow the tree line, one after another
+    at = header.find(b"\nparent ")
+    while at >= 0:
+        stop = header.find(b"\n", at + 8)
+        parents.append(header[at + 8:stop if stop >= 0 else len(header)].decode("ascii"))
+        at = stop if stop >= 0 and header.startswith(b"\nparent ", stop) else -1
     author, committer = _header(header, b"\nauthor "), _header(header, b"\ncommitter ")
     when, tz = _time_of(committer)
     cut = author.rfind(b"> ")
     person = author[:cut + 1] if cut >= 0 else author
     message = raw[end + 2:].decode("utf-8", "replace") if end >= 0 else ""
-    return [sha, parents, when, tz, person.decode("utf-8", "replace"), message.split("\n", 1)[0],
+    return [sha, tuple(parents), when, tz, person.decode("utf-8", "replace"), message.split("\n", 1)[0],
             parse_trailers(message)]
 
 
@@ -192,8 +197,8 @@ class Walk:
         self.cut = True
         self._gen = self._walk(head)  # nothing is read (HEAD, the memo) before the first entry
 
-    def __iter__(self) -> "Walk":
-        return self
+    def __iter__(self) -> Iterator[Entry]:
+        return self._gen  # a `for` loop steps the generator itself (no method call per entry)
 
     def __next__(self) -> Entry:
         return next(self._gen)
