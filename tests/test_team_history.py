@@ -105,6 +105,10 @@ def test_log_lists_every_operation_of_both_sides(team):
     assert [e["commit"] for e in _openkb_json(bob, "log", "git-merge")] == [alice_add]
     assert [e["commit"] for e in _openkb_json(bob, "log", "--op", "merge")] == [merge["commit"]]
     assert [e["commit"] for e in _openkb_json(bob, "log", "--op", "add")] == [e["commit"] for e in log if e["op"] == "add"]
+    # what the pull brought, reviewed as `git log HEAD~1..origin/main` would (HEAD~1: Bob before it)
+    incoming = _openkb_json(bob, "log", "HEAD~1..origin/main")
+    assert [e["commit"] for e in incoming] == git(bob, "rev-list", "HEAD~1..origin/main").split()
+    assert {e["doc"] for e in incoming} == {d[:-3] for d in ALICE_DOCS}
     for path in ("wiki/summaries/git-merge.md", "wiki/concepts/branch.md", "wiki/index.md"):
         expected = git(bob, "log", "--format=%H", "--", path).split()  # git's default history simplification
         assert [e["commit"] for e in _openkb_json(bob, "log", "--path", path)] == expected, path
