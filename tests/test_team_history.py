@@ -313,3 +313,32 @@ def test_walk_is_gits_date_order_over_any_graph(kb, seed):
         below = set(git(kb, "rev-list", sha).split())
         assert cuts[at] == set(expected[at:]).issubset(below), at
     assert [e["commit"] for e in _openkb_json(kb, "log")] == expected
+
+
+def test_revert_of_a_merge_under_a_later_ingest(team, _built_team, tmp_path):
+    """The merge is no longer HEAD: a later ingest touched pages of both sides. --mainline 1
+    gives the tree of one KB that ingested only Bob's documents and the later one (where `git
+    revert -m 1` stops on modify/delete, which Git settles without a driver); --mainline 2
+    gives what `git revert -m 2` gives with the drivers."""
+    alice, bob = team
+    merge = git(bob, "rev-parse", "HEAD").strip()
+    later = copy_tldr(tmp_path / "later", ["git-tag.md"])
+    run_openkb("--kb-dir", bob, "add", later, check=True)
+    for mainline in (1, 2):
+        kb = tmp_path / f"bob-{mainline}"
+        shutil.copytree(bob, kb, symlinks=True)
+        result = _openkb_json(kb, "revert", "--mainline", str(mainline), merge)
+        assert result[0]["reverted"] == merge and result[0]["commit"]
+        assert run_openkb("--kb-dir", kb, "fsck").returncode == 0
+        assert_consistent(kb)
+        kept = BOB_DOCS if mainline == 1 else ALICE_DOCS
+        assert {d["doc"] for d in _openkb_json(kb, "list")} == {d[:-3] for d in kept} | {"git-tag"}
+    one = tmp_path / "one"
+    run_openkb("init", one, check=True)
+    run_openkb("--kb-dir", one, "add", _built_team / "bob-src", check=True)
+    run_openkb("--kb-dir", one, "add", later, check=True)
+    assert _tree(tmp_path / "bob-1") == _tree(one)
+    copy = tmp_path / "bob-git"
+    shutil.copytree(bob, copy, symlinks=True)
+    git(copy, "revert", "--no-edit", "-m", "2", merge)
+    assert git(copy, "rev-parse", "HEAD^{tree}") == git(tmp_path / "bob-2", "rev-parse", "HEAD^{tree}")
