@@ -6,11 +6,21 @@ memoized in `.openkb/commit-objects.cache`, their bytes by id, each checked agai
 loaded (git/memo.py: the rule of every memo), so a forged or garbled entry is never shown,
 only read again from the object store. A commit never changes, so an entry is never stale:
 the walk still starts at HEAD and follows parents, and a commit that was reset away is
-simply never reached again. The file is a cache, not state, and safe to delete.
+simply never reached again. The file is a cache, not state, and safe to delete. An entry is
+the commit's own bytes, so every parent of a merge is read from it (no parsed row is stored
+that an older version could have written differently).
+
+The walk follows every parent (merges from `git pull`, `git merge` of a branch): each commit
+once, newest first by commit date, a commit never before one of its children (`git log
+--date-order`); ties go to the commit that became ready first, first parents before second
+ones, so the order is deterministic. A linear stretch is walked commit by commit, as a
+first-parent walk would; below the first merge the rest of the history is read once to know
+how many children each commit has.
 """
 
 from __future__ import annotations
 
+import heapq
 import os
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -34,12 +44,17 @@ class Entry:
     op: str
     doc: str | None
     trailers: dict[str, str] = field(default_factory=dict)
-    parent: str | None = None
+    parent: str | None = None  # the first parent
     author: str = ""
+    parents: tuple[str, ...] = ()  # every parent, the first one first
 
     @property
     def short(self) -> str:
         return self.sha[:7]
+
+    @property
+    def is_merge(self) -> bool:
+        return len(self.parents) > 1
 
 
 def parse_trailers(message: str) -> dict[str, str]:
@@ -55,7 +70,7 @@ def parse_trailers(message: str) -> dict[str, str]:
 class CommitMemo(ObjectMemo):
     """The commits memoized in `.openkb/commit-objects.cache` (their bytes, each checked against its
     id when loaded: git/memo.py, the rule of every memo), parsed into rows
-    [id, parent, time, tz, author, subject, trailers] once per process."""
+    [id, parents, time, tz, author, subject, trailers] once per process."""
 
     def __init__(self, path: os.PathLike):
         super().__init__(path, b"commit")
@@ -106,13 +121,18 @@ def _parse_commit(sha: str, raw: bytes) -> list:
     space, so never match), then its message."""
     end = raw.find(b"\n\n")
     header = raw[:end] if end >= 0 else raw
-    parent = _header(header, b"\nparent ").decode("ascii") or None  # the first parent
+    parents = []  # the `parent` lines follow the tree line, one after another
+    at = header.find(b"\nparent ")
+    while at >= 0:
+        stop = header.find(b"\n", at + 8)
+        parents.append(header[at + 8:stop if stop >= 0 else len(header)].decode("ascii"))
+        at = stop if stop >= 0 and header.startswith(b"\nparent ", stop) else -1
     author, committer = _header(header, b"\nauthor "), _header(header, b"\ncommitter ")
     when, tz = _time_of(committer)
     cut = author.rfind(b"> ")
     person = author[:cut + 1] if cut >= 0 else author
     message = raw[end + 2:].decode("utf-8", "replace") if end >= 0 else ""
-    return [sha, parent, when, tz, person.decode("utf-8", "replace"), message.split("\n", 1)[0],
+    return [sha, tuple(parents), when, tz, person.decode("utf-8", "replace"), message.split("\n", 1)[0],
             parse_trailers(message)]
 
 
@@ -135,9 +155,11 @@ def _time_of(value: bytes) -> tuple[int, int]:
 
 
 def _entry(row: list) -> Entry:
-    sha, parent, time, tz, author, subject, trailers = row
-    return Entry(sha=sha, time=time, tz=tz, subject=subject, op=trailers.get("OpenKB-Op", "commit"),
-                 doc=trailers.get("OpenKB-Doc"), trailers=dict(trailers), parent=parent, author=author)
+    sha, parents, time, tz, author, subject, trailers = row
+    # A merge is a merge whatever its message says: it has no single parent to be reverted to.
+    op = "merge" if len(parents) > 1 else trailers.get("OpenKB-Op", "commit")
+    return Entry(sha=sha, time=time, tz=tz, subject=subject, op=op, doc=trailers.get("OpenKB-Doc"),
+                 trailers=dict(trailers), parent=parents[0] if parents else None, author=author, parents=parents)
 
 
 def entry_of(kb: KB, sha: bytes) -> Entry:
@@ -145,15 +167,87 @@ def entry_of(kb: KB, sha: bytes) -> Entry:
     return _entry(_parse_commit(sha.decode(), kb.objects.raw_object(sha, b"commit")))
 
 
-def iter_entries(kb: KB, head: bytes | None = None) -> Iterator[Entry]:
-    """Operations from ``head`` (default HEAD) back to the first commit, following first parents."""
-    sha = head if head is not None else kb.head()
+def first_parents(kb: KB, head: bytes) -> Iterator[Entry]:
+    """The commits from ``head`` back through first parents only (`HEAD~N`, as in git)."""
     memo = commit_memo(kb)
-    key = sha.decode() if sha else None
+    key = head.decode()
     try:
         while key:
             row = memo.row(kb, key)
             yield _entry(row)
-            key = row[1]
+            key = row[1][0] if row[1] else None
     finally:
         memo.flush()
+
+
+def iter_entries(kb: KB, head: bytes | None = None) -> Iterator[Entry]:
+    """Operations from ``head`` (default HEAD) back to the first commit, through every parent:
+    each commit once, newest first, children before parents (see the module's docstring)."""
+    return Walk(kb, head)
+
+
+class Walk:
+    """The history walk, an iterator of entries. ``cut`` is True when every commit not yet
+    yielded is an ancestor of the entry just yielded (a linear stretch, or the commit below
+    which merged lines of history have joined): what follows it is then exactly the walk from
+    that commit (views.py appends to log.md from such a point)."""
+
+    def __init__(self, kb: KB, head: bytes | None = None):
+        self.kb = kb
+        self.cut = True
+        self._gen = self._walk(head)  # nothing is read (HEAD, the memo) before the first entry
+
+    def __iter__(self) -> Iterator[Entry]:
+        return self._gen  # a `for` loop steps the generator itself (no method call per entry)
+
+    def __next__(self) -> Entry:
+        return next(self._gen)
+
+    def close(self) -> None:
+        self._gen.close()
+
+    def _walk(self, head: bytes | None) -> Iterator[Entry]:
+        kb = self.kb
+        sha = head if head is not None else kb.head()
+        key = sha.decode() if sha else None
+        memo = commit_memo(kb)
+        try:
+            # A linear stretch: one commit ready at a time, as a first-parent walk.
+            while key:
+                row = memo.row(kb, key)
+                if len(row[1]) > 1:
+                    break
+                yield _entry(row)
+                key = row[1][0] if row[1] else None
+            if not key:
+                return
+            # Below a merge: count each commit's children within the history, then yield a
+            # commit once all its children are out, newest first (ties: the first made ready).
+            children: dict[str, int] = {key: 0}
+            rows: dict[str, list] = {}
+            stack = [key]
+            while stack:
+                sha = stack.pop()
+                row = rows[sha] = memo.row(kb, sha)
+                for parent in row[1]:
+                    if parent in children:
+                        children[parent] += 1
+                    else:
+                        children[parent] = 1
+                        stack.append(parent)
+            row = rows[key]
+            ready = [(-row[2], 0, key)]
+            count = 1
+            while ready:
+                _when, _order, sha = heapq.heappop(ready)
+                row = rows[sha]
+                for parent in row[1]:
+                    left = children[parent] - 1
+                    children[parent] = left
+                    if not left:
+                        heapq.heappush(ready, (-rows[parent][2], count, parent))
+                        count += 1
+                self.cut = all(waiting[2] in row[1] for waiting in ready)
+                yield _entry(row)
+        finally:
+            memo.flush()

@@ -180,11 +180,15 @@ def update_views(kb: KB, registry: Registry, *, full: bool = False, patch: bool 
     size = state.get("log_size")
     incremental = False
     if known and isinstance(size, int) and log_path.exists() and os.path.getsize(log_path) >= size:
-        for entry in iter_entries(kb, head):
+        walk = iter_entries(kb, head)
+        for entry in walk:
             if entry.sha == known:
-                incremental = True
+                # Appending is right only when every commit the file does not list came before
+                # the one it ends with (a pull can bring older operations: then it is rewritten).
+                incremental = walk.cut
                 break
             new_entries.append(entry)
+        walk.close()
     if not incremental:
         new_entries = list(iter_entries(kb, head))
         size = None

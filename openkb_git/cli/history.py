@@ -11,8 +11,8 @@ from .main import cli, echo_json, open_kb
 
 
 @cli.command()
-@click.argument("doc", required=False)
-@click.option("--op", help="Only operations of this kind (add, remove, revert, edit, init).")
+@click.argument("doc", required=False, metavar="[DOC | A..B]")
+@click.option("--op", help="Only operations of this kind (add, remove, revert, edit, init, merge).")
 @click.option("--path", "path", help="Only operations that changed this path.")
 @click.option("-n", "--max-count", type=click.IntRange(min=1), help="At most this many lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
@@ -21,20 +21,37 @@ def log(ctx: click.Context, doc: str | None, op: str | None, path: str | None, m
         as_json: bool) -> None:
     """Show the history: one line per operation, newest first.
 
-    Columns: position (HEAD~N), short commit id, date, operation, document.
-    Give DOC to see only that document's operations.
+    Columns: position (`openkb show N` names that line), short commit id, date,
+    operation, document. Operations brought in by merges (`git pull`, `git merge`
+    of a branch) are listed too, newest first, never before one they build on; a
+    merge commit itself is an operation `merge` with its parents. Give DOC to see
+    only that document's operations.
+
+    A range A..B lists the operations on B that A does not have, as `git log A..B`:
+    `openkb log main..try-papers` reviews a branch before merging it, `openkb log
+    main..origin/main` what a `git fetch` brought. A and B are branches,
+    remote-tracking branches, tags or selectors (an empty side is HEAD); such lines
+    have no position.
     """
     kb = open_kb(ctx)
     try:
-        entries = log_entries(kb, doc=doc, op=op, path=path, limit=max_count)
+        revisions = doc if doc is not None and ".." in doc else None
+        entries = log_entries(kb, doc=None if revisions else doc, op=op, path=path, limit=max_count,
+                              revisions=revisions)
     finally:
         kb.close()
     if as_json:
         echo_json([entry_json(e, pos) for pos, e in entries])
         return
-    lines = [f"{pos:>5}  {e.short}  {time.strftime('%Y-%m-%d %H:%M', time.localtime(e.time))}  "
-             f"{e.op:<7} {e.doc or e.subject}\n" for pos, e in entries]
+    lines = [f"{'-' if pos is None else pos:>5}  {e.short}  {time.strftime('%Y-%m-%d %H:%M', time.localtime(e.time))}  "
+             f"{e.op:<7} {_what(e)}\n" for pos, e in entries]
     click.echo("".join(lines), nl=False)
+
+
+def _what(entry) -> str:
+    if entry.is_merge:
+        return f"{entry.subject} (parents {', '.join(p[:7] for p in entry.parents)})"
+    return entry.doc or entry.subject
 
 
 @cli.command()

@@ -20,10 +20,12 @@ from .main import cli, echo_json, open_kb
 @click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Seconds to wait for the KB lock.")
 @click.option("--no-commit-edits", is_flag=True, help="Refuse instead of committing hand edits first.")
+@click.option("-m", "--mainline", type=click.IntRange(min=1), default=None,
+              help="Revert a merge back to its parent N (1: the branch it was merged into), as `git revert -m`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def revert(ctx: click.Context, ingests: tuple[str, ...], dry_run: bool, wait: float, no_commit_edits: bool,
-           as_json: bool) -> None:
+           mainline: int | None, as_json: bool) -> None:
     """Undo past operations, keeping everything that came after them.
 
     Each INGEST (commit id prefix, HEAD~N, log position or document name) gets a new
@@ -33,12 +35,18 @@ def revert(ctx: click.Context, ingests: tuple[str, ...], dry_run: bool, wait: fl
     kept. If any path conflicts (e.g. you edited the same passage by hand), nothing
     changes: exit code 1 and, per path, the reason and both sides. Reverting a revert
     re-applies the operation.
+
+    A merge (`git pull`, `git merge` of a branch) is refused (exit code 2) unless
+    --mainline N says which parent to go back to: `openkb revert --mainline 1 <merge>`
+    takes out everything the merged side brought in, as `git revert -m 1`. To undo
+    one operation a merge brought, revert that operation (it is in `openkb log`).
     """
     kb = open_kb(ctx)
     try:
         entries = [resolve(kb, s) for s in ingests]
         try:
-            results = kb_revert(kb, entries, wait=wait, dry_run=dry_run, allow_edit_commits=not no_commit_edits)
+            results = kb_revert(kb, entries, wait=wait, dry_run=dry_run, allow_edit_commits=not no_commit_edits,
+                                mainline=mainline)
         except RevertConflictError as exc:
             _report_conflicts(exc.conflicts, as_json)
             ctx.exit(EXIT_FAILED)

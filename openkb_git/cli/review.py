@@ -64,6 +64,8 @@ def _echo_file(f: FileChange, color: bool) -> None:
 def _header(entry: Entry) -> list[str]:
     date = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(entry.time))
     lines = [f"commit {entry.sha}", f"op:       {entry.op}"]
+    if entry.is_merge:
+        lines.append(f"parents:  {' '.join(p[:7] for p in entry.parents)}")
     if entry.doc:
         lines.append(f"document: {entry.doc}")
     if entry.trailers.get("OpenKB-Source"):
@@ -84,10 +86,12 @@ def _header(entry: Entry) -> list[str]:
 def show(ctx: click.Context, ingest: str, stat: bool, name_only: bool, color: bool | None, as_json: bool) -> None:
     """Show what one operation changed.
 
-    INGEST is a commit id prefix, HEAD~N, a position from `openkb log`, or a
-    document name (its latest ingest). Prints the operation, document, source and
-    date; the files added, modified and removed with line counts; unified diffs of
-    pages; and frontmatter and registry changes as "field X changed from A to B".
+    INGEST is a commit id prefix, HEAD~N, a position from `openkb log`, a
+    document name (its latest ingest), or a branch (its tip; `try-papers~1`).
+    Prints the operation, document, source and date; the files added, modified and
+    removed with line counts; unified diffs of pages; and frontmatter and registry
+    changes as "field X changed from A to B". For a merge: its parents, and what it
+    brought into its first parent (the operations of the other side, together).
     """
     kb = open_kb(ctx)
     try:
@@ -152,7 +156,9 @@ def diff(ctx: click.Context, points: tuple[str, ...], stat: bool, name_only: boo
 @click.pass_context
 def blame(ctx: click.Context, page: str, at: str | None, as_json: bool) -> None:
     """For each line of PAGE (a path in the KB, e.g. wiki/concepts/x.md), the
-    operation that last wrote it: short commit id and document."""
+    operation that last wrote it: short commit id and document. Lines a merge
+    brought in are credited to the operation that wrote them on its side, as
+    `git blame` does; a merge is named only for lines written while merging."""
     kb = open_kb(ctx)
     try:
         start = resolve(kb, at) if at else None

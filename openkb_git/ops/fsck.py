@@ -163,15 +163,17 @@ def check_objects(kb: KB, head: bytes | None) -> list[Problem]:
         return []
     problems = []
     seen: set[bytes] = set()
-    sha = head
-    while sha:
+    todo, commits = [head], {head}  # every parent: the commits a merge brought in too
+    while todo:
+        sha = todo.pop()
         try:
             commit = kb.objects.get(sha)
             _walk_tree(kb, commit.tree, seen)
         except Exception as exc:  # a missing or corrupt object
             problems.append(Problem("objects", sha.decode(), f"unreadable: {exc}"))
-            break
-        sha = commit.parents[0] if commit.parents else None
+            continue
+        todo += [parent for parent in commit.parents if parent not in commits]
+        commits.update(commit.parents)
     return problems
 
 
@@ -487,11 +489,15 @@ def _orphan_fix(kb: KB, doc: str) -> str:
 
 
 def _in_history(kb: KB, path: str, *, valid_record: bool = False, limit: int = 10_000):
-    """(commit, blob id) of the newest first-parent commit holding ``path`` (a valid record)."""
+    """(commit, blob id) of the newest commit holding ``path`` (a valid record), through merges."""
     import json
 
-    sha, seen = kb.head(), 0
-    while sha and seen < limit:
+    from ..history import iter_entries
+
+    for seen, walked in enumerate(iter_entries(kb)):
+        if seen >= limit:
+            break
+        sha = walked.sha.encode()
         commit = kb.objects.get(sha)
         entry = kb.objects.lookup(commit.tree, path)
         if entry is not None and not statmod.S_ISDIR(entry[0]):
@@ -502,8 +508,6 @@ def _in_history(kb: KB, path: str, *, valid_record: bool = False, limit: int = 1
                     return sha, entry[1]
             except ValueError:
                 pass
-        sha = commit.parents[0] if commit.parents else None
-        seen += 1
     return None
 
 

@@ -43,16 +43,15 @@ def revert_trees(kb: KB, base: bytes | None, theirs: bytes | None) -> tuple[byte
     lines follow the concept pages after the merge, so the driver needs the two trees."""
     want = (_blob_id(base), _blob_id(theirs))
     for entry in iter_entries(kb):
-        if entry.parent is None:
-            return None
         tree = kb.objects.get(entry.sha.encode()).tree
-        parent_tree = kb.objects.get(entry.parent.encode()).tree
-        ids = tuple((found or (None, None))[1] for found in (kb.objects.lookup(tree, INDEX_PATH),
-                                                             kb.objects.lookup(parent_tree, INDEX_PATH)))
-        if ids == want:
-            return tree, parent_tree
-        if ids[::-1] == want:
-            return parent_tree, tree
+        for parent in entry.parents:  # a merge's too: `git revert -m N` of it
+            parent_tree = kb.objects.get(parent.encode()).tree
+            ids = tuple((found or (None, None))[1] for found in (kb.objects.lookup(tree, INDEX_PATH),
+                                                                 kb.objects.lookup(parent_tree, INDEX_PATH)))
+            if ids == want:
+                return tree, parent_tree
+            if ids[::-1] == want:
+                return parent_tree, tree
     return None
 
 

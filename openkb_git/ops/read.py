@@ -19,31 +19,46 @@ def entry_json(entry: Entry, position: int | None = None) -> dict:
     return {"commit": entry.sha, "short": entry.short, "position": position,
             "date": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(entry.time)),
             "op": entry.op, "doc": entry.doc, "subject": entry.subject,
-            "source": entry.trailers.get("OpenKB-Source"), "trailers": entry.trailers}
+            "source": entry.trailers.get("OpenKB-Source"), "parents": list(entry.parents),
+            "trailers": entry.trailers}
 
 
 def log_entries(kb: KB, *, doc: str | None = None, op: str | None = None, path: str | None = None,
-                limit: int | None = None) -> list[tuple[int, Entry]]:
-    """Operations newest first as (position, entry); position 0 is HEAD, 1 is HEAD~1, …"""
-    out: list[tuple[int, Entry]] = []
-    for position, entry in enumerate(iter_entries(kb)):
+                limit: int | None = None, revisions: str | None = None) -> list[tuple[int | None, Entry]]:
+    """Operations newest first as (position, entry); position 0 is HEAD, then each line of
+    the walk (HEAD~N while the history is linear; `openkb show N` names it). With
+    ``revisions`` `A..B` (select.py `resolve_range`): the operations reachable from B and
+    not from A, without positions (they are not HEAD's)."""
+    head, exclude = None, None
+    if revisions is not None:
+        from .select import resolve_range
+
+        head, exclude = resolve_range(kb, revisions)
+    out: list[tuple[int | None, Entry]] = []
+    for position, entry in enumerate(iter_entries(kb, head)):
+        if exclude is not None and entry.sha in exclude:
+            continue
         if doc is not None and entry.doc != doc:
             continue
         if op is not None and entry.op != op:
             continue
         if path is not None and not _touches(kb, entry, path):
             continue
-        out.append((position, entry))
+        out.append((None if revisions is not None else position, entry))
         if limit is not None and len(out) >= limit:
             break
     return out
 
 
 def _touches(kb: KB, entry: Entry, path: str) -> bool:
-    tree = kb.objects.get(entry.sha.encode()).tree
-    parent_tree = kb.objects.get(entry.parent.encode()).tree if entry.parent else None
+    """Whether the operation changed ``path``. A merge counts when its version differs from
+    every parent's (it combined both sides' changes); otherwise the operations it brought in
+    are listed themselves."""
     path = path.strip("/")
-    return kb.objects.lookup(tree, path) != kb.objects.lookup(parent_tree, path)
+    mine = kb.objects.lookup(kb.objects.get(entry.sha.encode()).tree, path)
+    if not entry.parents:
+        return mine is not None
+    return all(mine != kb.objects.lookup(kb.objects.get(parent.encode()).tree, path) for parent in entry.parents)
 
 
 T = TypeVar("T")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import OpenKBError
+from ..errors import EXIT_USAGE, OpenKBError
 from ..git.objects import ChangeSet
 from ..history import Entry, iter_entries
 from ..hooks import run_hook
@@ -37,6 +37,31 @@ class RevertConflictError(OpenKBError):
 
 class NothingToRevertError(OpenKBError):
     """The operation cannot be reverted (the first commit) or names no document."""
+
+
+class MainlineError(OpenKBError):
+    """A merge to revert without `--mainline N`, or `--mainline` for an operation that is no merge."""
+
+    exit_code = EXIT_USAGE
+
+
+def check_mainline(entries: list[Entry], mainline: int | None) -> None:
+    """Refuse a merge without ``mainline`` (which parent's side to keep is the user's call, as
+    `git revert -m`), and a ``mainline`` that names no parent of the operation."""
+    for entry in entries:
+        parents = ", ".join(f"{n} = {p[:7]}" for n, p in enumerate(entry.parents, 1))
+        if entry.is_merge and mainline is None:
+            raise MainlineError(
+                f"{entry.short} is a merge ({entry.subject}); reverting it takes back everything one side "
+                f"brought in, so say which parent to go back to with --mainline N ({parents}; 1 is the branch "
+                f"it was merged into), as `git revert -m`; to undo one operation the merge brought, revert that "
+                f"operation instead (see `openkb log`). Nothing was changed")
+        if mainline is not None and not entry.is_merge:
+            raise MainlineError(f"--mainline {mainline} was given, but {entry.short} ({entry.op} "
+                                f"{entry.doc or entry.subject}) is not a merge; drop --mainline to revert it")
+        if mainline is not None and not 1 <= mainline <= len(entry.parents):
+            raise MainlineError(f"--mainline {mainline}: merge {entry.short} has {len(entry.parents)} parents "
+                                f"({parents}); give one of those numbers")
 
 
 @dataclass
@@ -80,9 +105,11 @@ def merge_trees(kb: KB, paths: list[str], base_tree: bytes | None, ours_tree: by
     return results
 
 
-def plan_revert(kb: KB, entry: Entry, ours_tree: bytes | None, head: bytes | None = None) -> RevertPlan:
+def plan_revert(kb: KB, entry: Entry, ours_tree: bytes | None, head: bytes | None = None,
+                mainline: int | None = None) -> RevertPlan:
     """The change set that takes ``entry``'s contribution out of ``ours_tree`` (the tree of
-    ``head``), or its conflicts.
+    ``head``), or its conflicts. A merge is reverted relative to its parent ``mainline``
+    (1-based, `check_mainline`): what the other side brought in is taken out.
 
     An ingest of a document that a later operation re-ingested or removed is superseded:
     its contribution is already gone, and reverting it changes nothing — exactly what the
@@ -90,9 +117,11 @@ def plan_revert(kb: KB, entry: Entry, ours_tree: bytes | None, head: bytes | Non
     if entry.parent is None:
         raise NothingToRevertError(f"{entry.short} is the first commit of the knowledge base; it cannot be reverted")
     base_tree = kb.objects.get(entry.sha.encode()).tree
-    theirs_tree = kb.objects.get(entry.parent.encode()).tree
+    check_mainline([entry], mainline)
+    parent = entry.parents[mainline - 1] if mainline else entry.parent
+    theirs_tree = kb.objects.get(parent.encode()).tree
     plan = RevertPlan(entry)
-    structured = entry.op in INGEST_OPS
+    structured = entry.op in INGEST_OPS or entry.is_merge  # a merge's paths are its operations'
     doc = entry.doc
     if structured and doc:
         later = later_operation_on(kb, entry, doc, head)
@@ -123,16 +152,18 @@ class RevertResult:
 
 
 def revert(kb: KB, entries: list[Entry], *, wait: float = 0.0, dry_run: bool = False,
-           allow_edit_commits: bool = True) -> list[RevertResult]:
+           allow_edit_commits: bool = True, mainline: int | None = None) -> list[RevertResult]:
     """Revert each operation in order, one commit each. All are planned first: if any
-    conflicts, nothing changes and RevertConflictError lists every conflict."""
+    conflicts, nothing changes and RevertConflictError lists every conflict. A merge needs
+    ``mainline`` (`check_mainline`)."""
+    check_mainline(entries, mainline)
     writer = Writer(kb, wait)
     with writer.locked():
         commit_edits(kb, writer.registry, find_edits(kb, kb.head_tree(), refresh=True), allow=allow_edit_commits)
         tree = kb.head_tree()
         plans: list[RevertPlan] = []
         for entry in entries:
-            plan = plan_revert(kb, entry, tree, kb.head())
+            plan = plan_revert(kb, entry, tree, kb.head(), mainline)
             plans.append(plan)
             if plan.changes and not plan.conflicts:
                 tree, objects, _ids = kb.objects.build_tree(tree, plan.changes)
@@ -151,11 +182,14 @@ def revert(kb: KB, entries: list[Entry], *, wait: float = 0.0, dry_run: bool = F
             if dry_run:
                 results.append(RevertResult(plan.entry, None, sorted(plan.changes), "dry run"))
                 continue
+            merge = plan.entry.is_merge
             mutation = Mutation(
                 op="revert", subject=f"revert: {plan.entry.subject}", changes=plan.changes,
-                body=f"This reverts {plan.entry.op} {plan.entry.sha}.",
+                body=(f"This reverts merge {plan.entry.sha}, back to its parent {mainline} "
+                      f"({plan.entry.parents[mainline - 1]})." if merge else
+                      f"This reverts {plan.entry.op} {plan.entry.sha}."),
                 trailers={**({"OpenKB-Doc": plan.entry.doc} if plan.entry.doc else {}),
-                          "OpenKB-Reverts": plan.entry.sha},
+                          "OpenKB-Reverts": plan.entry.sha, **({"OpenKB-Mainline": str(mainline)} if merge else {})},
             )
             committed = commit_mutation(kb, writer.registry, kb.head(), mutation)
             results.append(RevertResult(plan.entry, committed.sha.decode() if committed else None,

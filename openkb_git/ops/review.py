@@ -7,6 +7,7 @@ compared as data (deepdiff) and reported as "field X changed from A to B".
 from __future__ import annotations
 
 import bisect
+import heapq
 import difflib
 import json
 import re
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from ..errors import EXIT_USAGE, OpenKBError
 from ..frontmatter import load_yaml, split as split_frontmatter
 from ..git.objects import PathFollower, common_prefix, common_suffix
-from ..history import Entry, entry_of, iter_entries
+from ..history import Entry, entry_of
 from ..kb import KB
 from .select import BadSelectorError, resolve
 
@@ -411,13 +412,21 @@ def _anchor(a: list[str], b: list[str], ilo: int, ihi: int, jlo: int, jhi: int) 
 
 
 def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
-    """For each line of ``path`` at ``at`` (default HEAD), the operation that last wrote it.
+    """For each line of ``path`` at ``at`` (default HEAD), the operation that wrote it.
 
-    Walks the history back through the commits that changed the path; each step diffs the
-    path's text with its parent's and attributes the lines not carried over.
+    Walks the history back through the commits that changed the path, as `git blame` does:
+    each step diffs the path's text with its parent's and passes the lines carried over to
+    the parent. At a merge, a parent whose version is the same gets every line; otherwise
+    the lines are offered to each parent in turn (first parent first), and the merge keeps
+    only those no parent had (written while merging). A line's journey depends only on the
+    versions it passes through, so the commits are taken newest first and a commit reached
+    again later (clock skew) simply passes the new lines on.
     """
     path = path.strip("/")
-    start = at or next(iter_entries(kb), None)
+    if at is None:
+        head = kb.head()
+        at = entry_of(kb, head) if head else None  # HEAD alone: no walk (a merge would read it all)
+    start = at
     if start is None:
         raise FileNotFoundError(path)
     tree = kb.objects.get(start.sha.encode()).tree
@@ -428,42 +437,87 @@ def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
         raise OpenKBError(f"{path} is not in {start.short}")
     lines = data.decode("utf-8", "replace").splitlines()
     owners: list[Entry | None] = [None] * len(lines)
-    # The lines not yet attributed: their numbers at the start (origins) and in the version being
-    # examined (heres), both increasing (a diff keeps the order of the lines it carries over).
-    origins = list(range(len(lines)))
-    heres = list(origins)
-    entry: Entry | None = start
-    current = lines
     follower = PathFollower(kb.objects, path)
-    current_sha = follower.lookup(tree)
-    while entry is not None and heres:
-        parent = entry_of(kb, entry.parent.encode()) if entry.parent else None
-        parent_tree = kb.objects.get(entry.parent.encode()).tree if entry.parent else None
-        parent_entry = follower.lookup(parent_tree) if parent_tree else None
-        if parent_entry == current_sha:
-            entry = parent
+    versions: dict[str, tuple | None] = {start.sha: follower.lookup(tree)}  # commit -> (mode, blob) of path
+    texts: dict[bytes, list[str]] = {}
+
+    def version(sha: str) -> tuple | None:
+        if sha not in versions:
+            versions[sha] = follower.lookup(kb.objects.get(sha.encode()).tree)
+        return versions[sha]
+
+    def text_of(found: tuple | None) -> list[str]:
+        if not found or statmod.S_ISDIR(found[0]):
+            return []
+        if found[1] not in texts:
+            texts[found[1]] = kb.objects.blob_bytes(found[1]).decode("utf-8", "replace").splitlines()
+        return texts[found[1]]
+
+    # The lines not yet attributed, per commit: their numbers in that commit's version (heres)
+    # and at the start (origins), heres in increasing order (a diff keeps the order of lines).
+    pending: dict[str, tuple[list[int], list[int]]] = {start.sha: (list(range(len(lines))), list(range(len(lines))))}
+    entries: dict[str, Entry] = {start.sha: start}
+    queue = [(-start.time, 0, start.sha)]
+    count = 1
+    while queue:
+        _when, _order, sha = heapq.heappop(queue)
+        if sha not in pending:
             continue
-        parent_lines = (kb.objects.blob_bytes(parent_entry[1]).decode("utf-8", "replace").splitlines()
-                        if parent_entry and not statmod.S_ISDIR(parent_entry[0]) else [])
-        # Carry each pending line through the blocks the parent shares with this version (each
-        # block shifts a run of lines by one amount); a line in no block was written here.
-        new_heres: list[int] = []
-        new_origins: list[int] = []
-        done = 0
-        for i0, j0, n in matching_blocks(parent_lines, current):
-            lo = bisect.bisect_left(heres, j0, done)
-            hi = bisect.bisect_left(heres, j0 + n, lo)
-            for k in range(done, lo):
-                owners[origins[k]] = entry
-            shift = i0 - j0
-            new_heres += map(shift.__add__, heres[lo:hi]) if shift else heres[lo:hi]
-            new_origins += origins[lo:hi]
-            done = hi
-        for k in range(done, len(heres)):
-            owners[origins[k]] = entry
-        heres, origins = new_heres, new_origins
-        current = parent_lines
-        current_sha = parent_entry
-        entry = parent
+        heres, origins = pending.pop(sha)
+        entry = entries[sha]
+        current_sha = version(sha)
+        parents = list(entry.parents)
+        same = next((p for p in parents if version(p) == current_sha), None)
+        if same is not None:
+            parents = [same]  # that parent had this version: every line comes from it
+        current = text_of(current_sha)
+        for parent in parents:
+            if not heres:
+                break
+            if parent == same:
+                carried, kept = (heres, origins), ([], [])
+            else:
+                carried, kept = _carry(text_of(version(parent)), current, heres, origins)
+            heres, origins = kept
+            if carried[0]:
+                if parent not in entries:
+                    entries[parent] = entry_of(kb, parent.encode())
+                if parent in pending:
+                    carried = _union(pending[parent], carried)
+                else:
+                    heapq.heappush(queue, (-entries[parent].time, count, parent))
+                    count += 1
+                pending[parent] = carried
+        for k in origins:
+            owners[k] = entry
     return [BlameLine(i + 1, (o.sha if o else ""), (o.doc if o else None), (o.op if o else ""), text)
             for i, (o, text) in enumerate(zip(owners, lines))]
+
+
+def _carry(parent_lines: list[str], current: list[str], heres: list[int],
+           origins: list[int]) -> tuple[tuple[list[int], list[int]], tuple[list[int], list[int]]]:
+    """((heres in the parent, origins) of the pending lines the parent shares with this version
+    (each block shifts a run of lines by one amount), (heres, origins) of the others)."""
+    new_heres: list[int] = []
+    new_origins: list[int] = []
+    kept_heres: list[int] = []
+    kept_origins: list[int] = []
+    done = 0
+    for i0, j0, n in matching_blocks(parent_lines, current) if parent_lines else ():
+        lo = bisect.bisect_left(heres, j0, done)
+        hi = bisect.bisect_left(heres, j0 + n, lo)
+        kept_heres += heres[done:lo]
+        kept_origins += origins[done:lo]
+        shift = i0 - j0
+        new_heres += map(shift.__add__, heres[lo:hi]) if shift else heres[lo:hi]
+        new_origins += origins[lo:hi]
+        done = hi
+    kept_heres += heres[done:]
+    kept_origins += origins[done:]
+    return (new_heres, new_origins), (kept_heres, kept_origins)
+
+
+def _union(a: tuple[list[int], list[int]], b: tuple[list[int], list[int]]) -> tuple[list[int], list[int]]:
+    """Two sets of pending lines of one commit (from two of its children), ordered by here."""
+    pairs = sorted(zip(a[0] + b[0], a[1] + b[1]))
+    return [here for here, _ in pairs], [origin for _, origin in pairs]
