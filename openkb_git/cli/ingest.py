@@ -25,13 +25,26 @@ def init(directory: str, as_json: bool) -> None:
     commit on branch main. Run inside an existing OpenKB knowledge base (it has
     .openkb/hashes.json, raw/, wiki/), it adopts it: the current files become the
     first commit and hashes.json becomes per-document registry records.
+
+    Run in a clone of an openkb knowledge base (a plain `git clone`), it sets the
+    clone up instead: declares the merge drivers in .git/config, installs the Git
+    hooks that refresh the views after git pull/rebase/checkout, rebuilds the
+    views, and commits `raw/** -diff` to an older .gitattributes (docs/team.md).
+    Another Git repository is refused (exit 1).
     """
     result = init_kb(Path(directory))
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         echo_json({"root": str(result.root), "commit": result.commit,
-                   "adopted_documents": result.adopted_documents, "adopted_files": result.adopted_files})
+                   "adopted_documents": result.adopted_documents, "adopted_files": result.adopted_files,
+                   "existing": result.existing, "done": result.done, "warnings": result.warnings})
         return
-    if result.adopted_documents or result.adopted_files:
+    if result.existing:
+        click.echo(f"Set up the knowledge base in {result.root} (HEAD {result.commit[:7]}):")
+        for line in result.done:
+            click.echo(f"  {line}")
+    elif result.adopted_documents or result.adopted_files:
         click.echo(f"Adopted OpenKB knowledge base in {result.root}: {result.adopted_documents} document(s), "
                    f"{result.adopted_files} file(s) in commit {result.commit[:7]}")
     else:

@@ -17,6 +17,7 @@ COMMAND_MODULES = {
     "show": "review", "diff": "review", "blame": "review",
     "revert": "revert", "remove": "revert", "merge-driver": "revert",
     "hooks": "hooks",
+    "clone": "team", "git-hook": "team",
 }
 
 
