@@ -45,7 +45,7 @@ def git_hook(ctx: click.Context, event: str, args: tuple[str, ...]) -> None:
     """What openkb's Git hooks (.git/hooks/post-merge, post-rewrite, post-checkout) run:
     bring the views up to HEAD. Quiet; exit 0 even when it could not (lock held, a rebase
     under way): the next openkb command refreshes them."""
-    from ..ops.githooks import run_git_hook
+    from ..ops.gitsetup import run_git_hook
 
     kb = open_kb(ctx)
     try:

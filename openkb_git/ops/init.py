@@ -17,8 +17,7 @@ from ..kb import CONFIG_PATH, DEFAULT_CONFIG, KB
 from ..protocol.commit import Mutation, commit_mutation
 from ..registry import encode_record, record_path
 from ..views import LOG, update_views
-from .githooks import install_git_hooks
-from .mergedriver import DRIVER_COMMAND, DRIVERS, configure as configure_merge_drivers
+from .gitsetup import DRIVER_COMMAND, DRIVERS, configure as configure_merge_drivers, driver_problems, install_git_hooks
 from .session import Writer
 
 GITIGNORE = """\
@@ -77,6 +76,11 @@ def init_kb(directory: Path) -> InitResult:
     if (root / ".git").exists():
         if is_kb_repository(root):
             return setup_existing(root)
+        if _check_out_remote_kb(root):
+            result = setup_existing(root)
+            result.done.insert(0, "checked out branch main from the remote (nothing was checked out: the remote's "
+                               "HEAD names a branch it lacks, as plain `git init --bare` makes it)")
+            return result
         raise AlreadyInitializedError(f"{root} already holds a Git repository that is not an openkb knowledge base "
                                       f"(no {CONFIG_PATH} at HEAD); openkb init only creates new ones and sets up "
                                       "clones of existing ones: run it in an empty or new directory")
@@ -130,7 +134,8 @@ def init_kb(directory: Path) -> InitResult:
                                         Mutation(op="init", subject=subject, body=body, changes=files, project=False))
         hooks = install_git_hooks(root)
         return InitResult(root=root, commit=committed.sha.decode(), adopted_documents=documents,
-                          adopted_files=len(files) if adopting else 0, warnings=hooks.warnings)
+                          adopted_files=len(files) if adopting else 0,
+                          warnings=hooks.warnings + driver_problems(root))
     finally:
         kb.close()
 
@@ -152,6 +157,47 @@ def is_kb_repository(root: Path) -> bool:
         kb.close()
 
 
+def _check_out_remote_kb(root: Path) -> bool:
+    """In a plain `git clone` of a remote whose HEAD names a branch it lacks (a bare repository
+    made by plain `git init --bare` names master), nothing is checked out: check out the
+    remote's KB branch, main, as `openkb clone` would. Only when HEAD has no commit yet and the
+    Git index is empty (nothing to lose), and a remote's main holds a KB. Returns whether it did."""
+    import shutil
+    import subprocess
+
+    try:
+        kb = KB(root)
+    except OpenKBError:
+        return False
+    try:
+        from ..git.refs import head_target, read_branch
+
+        branch, detached = head_target(kb.git_dir)
+        if branch is None or read_branch(kb.git_dir, branch) is not None or kb.index.paths():
+            return False
+        found = None
+        for ref in sorted(kb.repo.refs.keys(base=b"refs/remotes/")):
+            remote, _slash, name = ref.decode("utf-8", "replace").partition("/")
+            if name != "main":
+                continue
+            try:
+                tree = kb.objects.get(kb.repo.refs[b"refs/remotes/" + ref]).tree
+            except (KeyError, OpenKBError, AttributeError, ValueError):
+                continue
+            if kb.objects.lookup(tree, CONFIG_PATH) is not None:
+                found = remote
+                break
+    except OpenKBError:
+        return False
+    finally:
+        kb.close()
+    if found is None or shutil.which("git") is None:
+        return False
+    proc = subprocess.run(["git", "-C", str(root), "checkout", "-q", "-b", "main", "--track", f"{found}/main"],
+                          capture_output=True, stdin=subprocess.DEVNULL)
+    return proc.returncode == 0 and is_kb_repository(root)
+
+
 def setup_existing(root: Path) -> InitResult:
     """Set up an existing openkb repository (after a plain `git clone`) as `openkb init` would
     have: declare the merge drivers (`.git/config`), install the Git hooks that refresh the views
@@ -170,7 +216,7 @@ def setup_existing(root: Path) -> InitResult:
         result.done.append("Git hooks " + ", ".join(hooks.installed + hooks.kept) +
                            (" installed" if hooks.installed else " already installed") +
                            " in .git/hooks/ (they refresh the views after git pull, rebase, checkout)")
-    result.warnings += hooks.warnings
+    result.warnings += hooks.warnings + driver_problems(root)
     kb = KB(root)
     try:
         writer = Writer(kb)

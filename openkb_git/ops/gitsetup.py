@@ -1,4 +1,11 @@
-"""The Git hooks openkb installs into `.git/hooks/` (by `openkb init` and `openkb clone`):
+"""What a knowledge base's `.git/` needs, set by `openkb init` and `openkb clone` (never
+tracked, so a plain `git clone` lacks it): the merge drivers declared in `.git/config`, and
+the Git hooks in `.git/hooks/`; and the checks `status` and `fsck` make of them.
+
+Merge drivers: `.gitattributes` (tracked) names them; `.git/config` says what Git runs,
+``DRIVER_COMMAND``, openkb found through PATH.
+
+Git hooks:
 post-merge, post-rewrite and post-checkout refresh the views (`.openkb/hashes.json`,
 `wiki/log.md`, `.openkb/views.json`) after a plain `git pull`, `git rebase` or `git switch`.
 
@@ -22,6 +29,110 @@ from pathlib import Path
 from ..errors import OpenKBError
 from ..fsutil import makedirs, write_file
 from ..kb import KB
+
+DRIVERS = {
+    "openkb-page": "openkb structure-aware page merge",
+    "openkb-index": "openkb index merge (entries keyed by link)",
+    "openkb-record": "openkb registry record merge (key by key)",
+}
+# The command Git runs for each driver: `openkb` found through PATH when Git runs it, so the
+# configuration works on any machine (and after a virtual environment moves) that has
+# openkb-git installed; Git runs it with `sh -c` at the top of the work tree.
+DRIVER_COMMAND = "openkb merge-driver %O %A %B %P"
+# What identifies openkb-git's `openkb` console script (OpenKB 0.4.5 installs an `openkb`
+# command too, which has no merge driver): its text names this package.
+_OURS_MARK = b"openkb_git"
+
+
+def configure(repo_path: Path) -> None:
+    """Declare the merge drivers in the repository's config (`.git/config`, never tracked):
+    ``DRIVER_COMMAND`` for each of DRIVERS, replacing an older value (an absolute interpreter path)."""
+    from dulwich.repo import Repo
+
+    repo = Repo(str(repo_path))
+    try:
+        config = repo.get_config()
+        for name, description in DRIVERS.items():
+            config.set((b"merge", name.encode()), b"name", description.encode())
+            config.set((b"merge", name.encode()), b"driver", DRIVER_COMMAND.encode())
+        config.write_to_path()
+    finally:
+        repo.close()
+
+
+def driver_problems(repo_path: Path) -> list[str]:
+    """Why Git would not use openkb's merge drivers in this repository (empty when it would):
+    a driver not declared in `.git/config` (a plain `git clone`: Git then silently falls back to a
+    text merge), or a command that does not resolve to openkb-git on this machine's PATH.
+    Each message says what to do. Reads the config only; runs nothing but, when the `openkb`
+    found is not a script naming openkb_git, `openkb --version` (10 s at most)."""
+    from dulwich.repo import Repo
+
+    try:
+        repo = Repo(str(repo_path))
+    except Exception:  # not a repository dulwich can open: nothing to say about drivers
+        return []
+    try:
+        config = repo.get_config()
+        commands = {}
+        for name in DRIVERS:
+            try:
+                commands[name] = config.get((b"merge", name.encode()), b"driver").decode("utf-8", "replace")
+            except KeyError:
+                commands[name] = None
+    finally:
+        repo.close()
+    missing = sorted(name for name, command in commands.items() if not command)
+    problems = []
+    if missing:
+        problems.append(f"merge driver(s) {', '.join(missing)} not configured in .git/config (a plain `git clone`?): "
+                        "`git merge` and `git pull` fall back to text merges of the wiki; run `openkb init` here")
+    for command in sorted({c for c in commands.values() if c}):
+        problem = command_problem(command)
+        if problem:
+            problems.append(f"merge driver command `{command}` {problem}")
+    return problems
+
+
+def command_problem(command: str) -> str | None:
+    """Why the driver ``command`` would not run openkb-git's merge driver here, or None."""
+    import shlex
+    import shutil
+
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return "cannot be parsed; run `openkb init` here to set it again"
+    if not words:
+        return "is empty; run `openkb init` here to set it again"
+    program = words[0]
+    found = shutil.which(program) if "/" not in program else (program if Path(program).is_file() else None)
+    if found is None:
+        return (f"does not resolve: `{program}` is not found on this machine's PATH; install openkb-git "
+                "(its `openkb` command) or run `openkb init` here to set the command again")
+    if Path(program).name == "openkb" and not _is_openkb_git(found):
+        return (f"runs {found}, which is not openkb-git's `openkb` (OpenKB's own command?): put openkb-git's "
+                "first on PATH, or set `git config merge.<driver>.driver` to its full path")
+    return None
+
+
+def _is_openkb_git(program: str) -> bool:
+    """Whether ``program`` is openkb-git's `openkb`: a console script naming openkb_git (read,
+    not run), else one whose `--version` says openkb-git."""
+    import subprocess
+
+    try:
+        with open(program, "rb") as fh:
+            if _OURS_MARK in fh.read(4096):
+                return True
+    except OSError:
+        return False
+    try:
+        proc = subprocess.run([program, "--version"], capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return b"openkb-git" in proc.stdout
+
 
 GIT_HOOKS = ("post-merge", "post-rewrite", "post-checkout")
 MARK = "# openkb-git: refresh the views"  # the line that tells our hook from a user's
