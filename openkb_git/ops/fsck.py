@@ -46,10 +46,11 @@ class Problem:
 def is_note(problem: Problem) -> bool:
     """Whether ``problem`` is a note of normal life rather than damage: the views (hashes.json,
     log.md) missing or behind HEAD, as after a plain `git pull` or in a fresh clone, and tracked
-    files edited or deleted by hand and not committed yet. The commit memo failing its hash
-    check, like everything else, stays damage."""
+    files edited or deleted by hand and not committed yet. A registry record edited or deleted
+    by hand stays damage (writers refuse to go on with it, exit 6), as does the commit memo
+    failing its hash check, and everything else."""
     if problem.check == "worktree":
-        return problem.detail in ("deleted", "differs from HEAD")
+        return problem.detail in ("deleted", "differs from HEAD") and not problem.path.startswith(".openkb/registry/")
     return problem.check == "views" and problem.path in (HASHES, LOG)
 
 

@@ -205,11 +205,13 @@ def _hooks_path(root: Path) -> str | None:
         repo.close()
 
 
-def run_git_hook(kb: KB, event: str, args: tuple[str, ...], wait: float = 2.0) -> bool:
+def run_git_hook(kb: KB, event: str, args: tuple[str, ...], wait: float = 0.0) -> bool:
     """What openkb's hook for ``event`` does: bring the views up to HEAD under the KB lock,
     costing the commits since the views' recorded commit (the registry changes for hashes.json).
     Returns whether the views are up to date afterwards. Leaves them for the next openkb command
-    (returns False, never raises OpenKBError) when another writer holds the lock beyond ``wait``,
+    (returns False, never raises OpenKBError) when another writer holds the lock beyond ``wait``
+    (none by default: a writer refreshes the views itself, and an openkb command that runs Git
+    under the lock is not held up by its hooks),
     HEAD is detached (a rebase under way: its post-rewrite hook comes at the end), or a crashed
     writer's journal is pending (recovery, by the next writer, comes first). A post-checkout of
     files (its third argument 0) moves no commit: nothing to do.
