@@ -11,7 +11,7 @@ import yaml
 from dulwich.repo import Repo
 
 from ..compiler import update_index
-from ..errors import OpenKBError
+from ..errors import DamageError, OpenKBError
 from ..fsutil import makedirs, remove_file, write_file
 from ..kb import CONFIG_PATH, DEFAULT_CONFIG, KB
 from ..protocol.commit import Mutation, commit_mutation
@@ -151,7 +151,9 @@ def is_kb_repository(root: Path) -> bool:
     try:
         tree = kb.head_tree()
         return tree is not None and kb.objects.lookup(tree, CONFIG_PATH) is not None
-    except OpenKBError:
+    except DamageError:  # a damaged branch or object is said as such, not as "not a KB"
+        raise
+    except OpenKBError:  # e.g. an unborn branch beside others: nothing checked out
         return False
     finally:
         kb.close()
@@ -172,7 +174,7 @@ def _check_out_remote_kb(root: Path) -> bool:
     try:
         from ..git.refs import head_target, read_branch
 
-        branch, detached = head_target(kb.git_dir)
+        branch, _detached = head_target(kb.git_dir)
         if branch is None or read_branch(kb.git_dir, branch) is not None or kb.index.paths():
             return False
         found = None
