@@ -73,7 +73,7 @@ def driver_problems(repo_path: Path) -> list[str]:
     except Exception:  # not a repository dulwich can open: nothing to say about drivers
         return []
     try:
-        config = repo.get_config()
+        config = repo.get_config_stack()  # a driver set in ~/.gitconfig counts too
         commands = {}
         for name in DRIVERS:
             try:
