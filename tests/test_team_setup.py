@@ -275,12 +275,19 @@ def test_status_and_fsck_warn_when_the_drivers_are_missing_or_do_not_resolve(kb,
     assert json.loads(run_openkb("status", "--json", cwd=kb, check=True).stdout)["warnings"] == []
 
 
-def test_fsck_exit_codes_notes_for_normal_life_damage_fails(kb, tmp_path):
-    run_openkb("add", copy_tldr(tmp_path / "src", ["tar.md", "grep.md"]), cwd=kb, check=True)
-    # Stale views: a plain `git pull` with the hooks gone (here: a hook-less `git reset`).
-    git(kb, "reset", "-q", "--hard", "HEAD~1")
+def test_fsck_exit_codes_notes_for_normal_life_damage_fails(tmp_path):
+    origin, url = _remote(tmp_path, ["grep.md"])
+    kb = tmp_path / "bob"
+    run_openkb("clone", url, kb, check=True)
+    # Stale views: a plain `git pull` with the hooks gone.
+    for hook in HOOKS:
+        (kb / ".git" / "hooks" / hook).unlink()
+    run_openkb("add", copy_tldr(tmp_path / "more", ["tar.md"]), cwd=origin, check=True)
+    git(origin, "push", "-q")
+    git(kb, "pull", "-q", "--no-rebase")
     code, report = _fsck(kb)
     assert code == 0 and report["ok"] and {p["check"] for p in report["problems"]} == {"views"}, report
+    assert _docs_in_hashes(kb) == ["grep"]  # behind HEAD: the pull brought tar
     # Uncommitted hand edits: notes too.
     (kb / "wiki" / "summaries" / "grep.md").write_text("my notes\n")
     (kb / "wiki" / "sources" / "grep.md").unlink()
