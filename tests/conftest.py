@@ -68,9 +68,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def openkb_bin(tmp_path_factory) -> Path:
+    """A folder holding an `openkb` command that runs this checkout (`sys.executable -m
+    openkb_git`, PYTHONPATH inherited), as an installed openkb-git would be: Git finds the merge
+    drivers and the Git hooks openkb configures through PATH (docs/team.md)."""
+    folder = tmp_path_factory.mktemp("bin")
+    script = folder / "openkb"
+    script.write_text(f'#!/bin/sh\n# openkb-git for the tests: this checkout\nexec "{sys.executable}" -m openkb_git "$@"\n')
+    script.chmod(0o755)
+    return folder
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path_factory, monkeypatch):
+def isolated_env(tmp_path_factory, monkeypatch, openkb_bin):
     home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("PATH", f"{openkb_bin}{os.pathsep}{os.environ.get('PATH', '')}")
     for var in list(os.environ):
         if var.startswith(("GIT_", "XDG_", "OPENKB_")):
             monkeypatch.delenv(var, raising=False)

@@ -21,11 +21,21 @@ def test_init_creates_layout_and_first_commit(tmp_path):
 
 
 def test_init_refuses_existing_repository(tmp_path):
-    root = tmp_path / "kb"
-    run_openkb("init", root, check=True)
+    """A Git repository that is not a KB is refused; in a KB (a clone) init sets it up instead
+    (tests/test_team_setup.py), changing nothing tracked when it is already set up."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q")
     proc = run_openkb("init", root)
     assert proc.returncode == 1
-    assert "already holds a Git repository" in proc.stderr
+    assert "already holds a Git repository" in proc.stderr and not (root / ".openkb").exists()
+    kb = tmp_path / "kb"
+    run_openkb("init", kb, check=True)
+    head = git(kb, "rev-parse", "HEAD")
+    again = run_openkb("init", kb)
+    assert again.returncode == 0 and "Set up the knowledge base" in again.stdout, again.stderr
+    assert git(kb, "rev-parse", "HEAD") == head
+    assert_consistent(kb)
 
 
 def test_init_adopts_openkb_knowledge_base(tmp_path):

@@ -82,6 +82,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
                    "run `openkb fsck`")
     if not st.views_current:
         click.echo("  views:      stale (rebuilt by the next write or `openkb recover`)")
+    for warning in st.warnings:
+        click.echo(f"  warning:    {warning}")
     if st.lock_holder is not None:
         click.echo(f"  locked by:  pid {st.lock_holder.get('pid', '?')} `{st.lock_holder.get('command', '?')}`")
 

@@ -25,13 +25,26 @@ def init(directory: str, as_json: bool) -> None:
     commit on branch main. Run inside an existing OpenKB knowledge base (it has
     .openkb/hashes.json, raw/, wiki/), it adopts it: the current files become the
     first commit and hashes.json becomes per-document registry records.
+
+    Run in a clone of an openkb knowledge base (a plain `git clone`), it sets the
+    clone up instead: declares the merge drivers in .git/config, installs the Git
+    hooks that refresh the views after git pull/rebase/checkout, rebuilds the
+    views, and commits `raw/** -diff` to an older .gitattributes (docs/team.md).
+    Another Git repository is refused (exit 1).
     """
     result = init_kb(Path(directory))
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         echo_json({"root": str(result.root), "commit": result.commit,
-                   "adopted_documents": result.adopted_documents, "adopted_files": result.adopted_files})
+                   "adopted_documents": result.adopted_documents, "adopted_files": result.adopted_files,
+                   "existing": result.existing, "done": result.done, "warnings": result.warnings})
         return
-    if result.adopted_documents or result.adopted_files:
+    if result.existing:
+        click.echo(f"Set up the knowledge base in {result.root} (HEAD {result.commit[:7]}):")
+        for line in result.done:
+            click.echo(f"  {line}")
+    elif result.adopted_documents or result.adopted_files:
         click.echo(f"Adopted OpenKB knowledge base in {result.root}: {result.adopted_documents} document(s), "
                    f"{result.adopted_files} file(s) in commit {result.commit[:7]}")
     else:
@@ -261,9 +274,12 @@ def fsck(ctx: click.Context, repair: bool, wait: float, as_json: bool) -> None:
     pages the compiler writes (index lines, concept pages' sources and mentions)
     against the records (--repair re-applies index lines from them), and the views
     (hashes.json, log.md) against the history; each problem comes with its repair,
-    and what --repair cannot fix is listed with what to do. Exit 0 when everything
-    is right, 1 when anything was wrong (even if --repair fixed it), 3 when a writer
-    kept running so the working tree could not be checked (run it again later).
+    and what --repair cannot fix is listed with what to do. Normal life is a note,
+    not damage: views behind HEAD (after a plain `git pull`, in a fresh clone),
+    uncommitted hand edits, merge drivers not configured in .git/config. Exit 0
+    when nothing but notes was found, 1 when anything else was wrong (even if
+    --repair fixed it), 3 when a writer kept running so the working tree could not
+    be checked (run it again later).
     """
     from ..ops.fsck import fsck as kb_fsck, repair as kb_repair
 
@@ -276,9 +292,15 @@ def fsck(ctx: click.Context, repair: bool, wait: float, as_json: bool) -> None:
         echo_json(report.to_json())
     else:
         for p in report.problems:
-            click.echo(f"{p.check:<9} {p.path}: {p.detail}")
+            label = "note" if p.note else p.check
+            click.echo(f"{label:<9} {p.path}: {p.detail}" + (f" ({p.check})" if p.note else ""))
             if p.fix and not repair:
                 click.echo(f"{'':<9} to repair: {p.fix}")
+        if not repair and any(p.note for p in report.problems):
+            click.echo(f"{'':<9} notes are not damage: `openkb fsck --repair` or the next openkb write brings the views "
+                       "up to HEAD; `--repair` also resets hand edits (copied first), or commit them with `openkb add`")
+        for warning in report.warnings:
+            click.echo(f"{'note':<9} {warning}")
         if report.backup:
             click.echo(f"hand edits copied to {report.backup}/ before the reset")
         if report.repaired:
@@ -290,9 +312,13 @@ def fsck(ctx: click.Context, repair: bool, wait: float, as_json: bool) -> None:
 
             click.echo(f"not checked: {writer_message(report.writer)}; the working tree, index, registry and "
                        "views are checked when no writer is active: run `openkb fsck` again when it is done")
-        if report.ok:
-            click.echo(f"ok: HEAD {report.head[:7] if report.head else '(none)'}, working tree, index, registry and views agree")
-    if report.problems:
+        if report.ok and not report.unrepaired:
+            head = report.head[:7] if report.head else "(none)"
+            if report.problems and not repair:
+                click.echo(f"ok: HEAD {head}: no damage (only the notes above)")
+            else:
+                click.echo(f"ok: HEAD {head}, working tree, index, registry and views agree")
+    if report.damage:
         ctx.exit(EXIT_FAILED)
     if report.writer is not None:
         ctx.exit(EXIT_LOCKED)

@@ -18,6 +18,7 @@ COMMAND_MODULES = {
     "revert": "revert", "remove": "revert", "merge-driver": "revert",
     "hooks": "hooks",
     "sync": "sync", "pull": "sync", "push": "sync",
+    "clone": "team", "git-hook": "team",
 }
 
 

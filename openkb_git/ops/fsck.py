@@ -40,6 +40,18 @@ class Problem:
     detail: str
     fix: str = ""  # the exact repair; empty when `openkb fsck --repair` does it
     repairable: bool = True  # False: --repair cannot fix it (``fix`` says what to do)
+    note: bool = False  # normal life, not damage (exit 0): views behind HEAD, uncommitted hand edits
+
+
+def is_note(problem: Problem) -> bool:
+    """Whether ``problem`` is a note of normal life rather than damage: the views (hashes.json,
+    log.md) missing or behind HEAD, as after a plain `git pull` or in a fresh clone, and tracked
+    files edited or deleted by hand and not committed yet. A registry record edited or deleted
+    by hand stays damage (writers refuse to go on with it, exit 6), as does the commit memo
+    failing its hash check, and everything else."""
+    if problem.check == "worktree":
+        return problem.detail in ("deleted", "differs from HEAD") and not problem.path.startswith(".openkb/registry/")
+    return problem.check == "views" and problem.path in (HASHES, LOG)
 
 
 @dataclass
@@ -50,15 +62,21 @@ class FsckReport:
     unrepaired: list[Problem] = field(default_factory=list)
     backup: str | None = None
     writer: dict | None = None  # a writer kept running: only the object store was checked
+    warnings: list[str] = field(default_factory=list)  # the set-up of .git (merge drivers): notes
+
+    @property
+    def damage(self) -> list[Problem]:
+        """The problems that are not notes: any of them makes fsck exit 1."""
+        return [p for p in self.problems if not p.note]
 
     @property
     def ok(self) -> bool:
-        return not self.problems and self.writer is None
+        return not self.damage and self.writer is None
 
     def to_json(self) -> dict:
         return {"head": self.head, "ok": self.ok, "problems": [asdict(p) for p in self.problems],
                 "repaired": self.repaired, "unrepaired": [asdict(p) for p in self.unrepaired],
-                "backup": self.backup, "writer": self.writer}
+                "backup": self.backup, "writer": self.writer, "warnings": self.warnings}
 
 
 def fsck(kb: KB, *, settle: bool = True) -> FsckReport:
@@ -68,12 +86,14 @@ def fsck(kb: KB, *, settle: bool = True) -> FsckReport:
     those checks are not reported, as a writer's in-flight changes are not damage."""
     from .read import at_rest
 
+    from .gitsetup import driver_problems
+
     head = kb.head()
-    report = FsckReport(head=head.decode() if head else None)
+    report = FsckReport(head=head.decode() if head else None, warnings=driver_problems(kb.root))
     if not settle:
         report.problems += check_objects(kb, head)
         report.problems += _check_at(kb, head)
-        return report
+        return _noted(report)
     damage, writer = _objects_at_rest(kb)
     report.problems += damage
     found, writer = at_rest(kb, _check_at) if writer is None else (None, writer)
@@ -81,6 +101,12 @@ def fsck(kb: KB, *, settle: bool = True) -> FsckReport:
         report.writer = writer
     else:
         report.problems += found
+    return _noted(report)
+
+
+def _noted(report: FsckReport) -> FsckReport:
+    for problem in report.problems:
+        problem.note = is_note(problem)
     return report
 
 
@@ -554,7 +580,7 @@ def repair(kb: KB, *, wait: float = 0.0) -> FsckReport:
     commit deleted is restored from the newest commit holding it (a new `edit` commit).
     Returns the report of what was found; ``unrepaired`` lists what it cannot fix."""
     report = fsck(kb)
-    if report.ok:
+    if not report.problems and report.writer is None:
         return report
     writer = Writer(kb, wait)
     with writer.locked():

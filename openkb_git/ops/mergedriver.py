@@ -3,24 +3,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from dulwich.objects import Blob
-from dulwich.repo import Repo
 
 from ..errors import OpenKBError
 from ..history import iter_entries
 from ..kb import KB
 from ..merge import INDEX_PATH, MergeConflict, concept_slug, merge_file
+from .gitsetup import DRIVER_COMMAND, DRIVERS, configure, driver_problems  # noqa: F401  (declared there)
 from .review import changed_paths
 from .revert import merge_trees
-
-DRIVERS = {
-    "openkb-page": "openkb structure-aware page merge",
-    "openkb-index": "openkb index merge (entries keyed by link)",
-    "openkb-record": "openkb registry record merge (key by key)",
-}
 
 
 def _read(path: Path) -> bytes | None:
@@ -93,17 +86,3 @@ def merge_for_git(base: Path, ours: Path, theirs: Path, path: str,
         return result
     ours.write_bytes(result)
     return None
-
-
-def configure(repo_path: Path) -> None:
-    """Declare the merge drivers in the repository's config, calling this interpreter."""
-    repo = Repo(str(repo_path))
-    try:
-        config = repo.get_config()
-        command = f'"{sys.executable}" -m openkb_git merge-driver %O %A %B %P'
-        for name, description in DRIVERS.items():
-            config.set((b"merge", name.encode()), b"name", description.encode())
-            config.set((b"merge", name.encode()), b"driver", command.encode())
-        config.write_to_path()
-    finally:
-        repo.close()

@@ -113,6 +113,7 @@ class Status:
     lock_holder: dict | None
     writer: dict | None = None
     invalid_records: list[str] = field(default_factory=list)  # committed records that are not JSON objects  # set when a writer kept running: edits and journals were not checked
+    warnings: list[str] = field(default_factory=list)  # the set-up of .git: merge drivers (ops/gitsetup.py)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -124,6 +125,7 @@ def status(kb: KB) -> Status:
     from ..protocol.journal import pending_journals
     from ..views import views_are_current
     from .edits import find_edits
+    from .gitsetup import driver_problems
 
     def volatile(fresh: KB, head: bytes | None) -> tuple[bytes | None, list[str], list[str], bool]:
         return (head, sorted(find_edits(fresh, fresh.head_tree(head))),
@@ -140,7 +142,7 @@ def status(kb: KB) -> Status:
     return Status(root=str(kb.root), head=head.decode() if head else None, documents=len(records),
                   concepts=len(concepts), commits=commits, dirty=dirty, pending_journals=journals,
                   views_current=views_current, lock_holder=holder, writer=writer,
-                  invalid_records=view.invalid_paths())
+                  invalid_records=view.invalid_paths(), warnings=driver_problems(kb.root))
 
 
 def list_documents(kb: KB) -> tuple[list[dict], list[str]]:
