@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -149,3 +152,33 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("crash points checked")
         for line in SUMMARY:
             terminalreporter.write_line(line)
+
+
+@contextlib.contextmanager
+def git_daemon(served: Path):
+    """A real `git daemon` serving the repositories under ``served`` on 127.0.0.1 (a free port,
+    push enabled), up within 10 s; yields its base URL (`git://127.0.0.1:<port>`) and stops it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(["git", "daemon", "--export-all", "--enable=receive-pack", f"--base-path={served}",
+                             f"--port={port}", "--listen=127.0.0.1", "--reuseaddr", str(served)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail("git daemon did not start")
+                time.sleep(0.05)
+        yield f"git://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -101,22 +101,20 @@ def test_a_reingest_from_another_folder_with_the_same_layout_updates_the_documen
     assert_consistent(kb)
 
 
-def _clone(remote: Path, dest: Path) -> Path:
-    from openkb_git.ops.mergedriver import configure
-
-    subprocess.run(["git", "clone", "-q", remote.as_uri(), str(dest)], check=True, capture_output=True)
-    configure(dest)
-    run_openkb("recover", cwd=dest, check=True)
-    return dest
-
-
-def test_two_clones_adding_the_same_content_from_different_folders_merge_cleanly(kb, tmp_path):
+def two_clones(kb: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """Alice's and Bob's clones (`openkb clone`) of a bare file:// remote holding ``kb``."""
     remote = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
     git(kb, "remote", "add", "origin", remote.as_uri())
     git(kb, "push", "-q", "origin", "main")
-    alice = _clone(remote, tmp_path / "alice-kb")
-    bob = _clone(remote, tmp_path / "bob-kb")
+    clones = tmp_path / "alice-kb", tmp_path / "bob-kb"
+    for dest in clones:
+        run_openkb("clone", remote.as_uri(), dest, check=True)
+    return clones
+
+
+def test_two_clones_adding_the_same_content_from_different_folders_merge_cleanly(kb, tmp_path):
+    alice, bob = two_clones(kb, tmp_path)
     # Each machine keeps its copy of the team's `docs` folder somewhere else; each also adds a
     # document of its own.
     run_openkb("add", copy_tldr(tmp_path / "home" / "alice" / "docs", ["curl.md", "tar.md"]), cwd=alice, check=True)
@@ -153,12 +151,7 @@ def test_the_same_content_from_folders_of_other_names_on_two_clones_merges_as_on
     """The issue's case: `curl.md` added on two machines from folders of different names (so two
     source paths), then `git pull`: one document, as one KB says "duplicate" — the record driver
     keeps the source path first in sort order, the same on both sides; no conflict."""
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
-    git(kb, "remote", "add", "origin", remote.as_uri())
-    git(kb, "push", "-q", "origin", "main")
-    alice = _clone(remote, tmp_path / "alice-kb")
-    bob = _clone(remote, tmp_path / "bob-kb")
+    alice, bob = two_clones(kb, tmp_path)
     run_openkb("add", copy_tldr(tmp_path / "a" / "notes", ["curl.md"]), cwd=alice, check=True)
     run_openkb("add", copy_tldr(tmp_path / "b" / "kb-input", ["curl.md", "grep.md"]), cwd=bob, check=True)
     git(alice, "push", "-q", "origin", "main")

@@ -9,14 +9,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import CORPUS, TLDR, assert_consistent, copy_tldr, git, run_openkb
+from conftest import CORPUS, TLDR, assert_consistent, copy_tldr, git, git_daemon, run_openkb
 
 DRIVERS = ("openkb-page", "openkb-index", "openkb-record")
 HOOKS = ("post-merge", "post-rewrite", "post-checkout")
@@ -311,43 +309,17 @@ def test_fsck_exit_codes_notes_for_normal_life_damage_fails(tmp_path):
     assert _fsck(kb)[0] == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
-def git_daemon(tmp_path):
-    """`git daemon` serving tmp_path/served on 127.0.0.1 (push enabled); yields its base URL."""
+def served_git(tmp_path):
+    """`git daemon` serving tmp_path/served (see conftest.git_daemon); yields (folder, base URL)."""
     served = tmp_path / "served"
     served.mkdir()
-    port = _free_port()
-    proc = subprocess.Popen(["git", "daemon", "--export-all", "--enable=receive-pack", f"--base-path={served}",
-                             f"--port={port}", "--listen=127.0.0.1", "--reuseaddr", str(served)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("git daemon did not start")
-                time.sleep(0.05)
-        yield served, f"git://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with git_daemon(served) as base:
+        yield served, base
 
 
-def test_clone_pull_and_push_over_git_daemon(tmp_path, git_daemon):
-    served, base = git_daemon
+def test_clone_pull_and_push_over_git_daemon(tmp_path, served_git):
+    served, base = served_git
     origin = tmp_path / "origin-kb"
     run_openkb("init", origin, check=True)
     run_openkb("add", copy_tldr(tmp_path / "src", ["tar.md"]), cwd=origin, check=True)

@@ -8,14 +8,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import TLDR, assert_consistent, copy_tldr, git, run_openkb
+from conftest import TLDR, assert_consistent, copy_tldr, git, git_daemon, run_openkb
 from openkb_git.ops.mergedriver import configure
 
 ALICE = ["git-add.md", "git-branch.md", "git-merge.md"]
@@ -297,28 +295,10 @@ def test_a_true_hand_edit_conflict_changes_nothing_and_lists_the_path(tmp_path):
 # -- over a network protocol -----------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_sync_over_git_daemon(tmp_path):
     url, _first = make_remote(tmp_path)
-    port = free_port()
-    daemon = subprocess.Popen(["git", "daemon", "--export-all", "--enable=receive-pack", f"--base-path={tmp_path}",
-                               f"--port={port}", "--listen=127.0.0.1", "--reuseaddr", str(tmp_path)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and daemon.poll() is None, "git daemon did not start"
-                time.sleep(0.05)
-        remote = f"git://127.0.0.1:{port}/remote.git"
+    with git_daemon(tmp_path) as base:
+        remote = f"{base}/remote.git"
         alice, bob = clone(remote, tmp_path / "alice"), clone(remote, tmp_path / "bob")
         add(alice, copy_tldr(tmp_path / "in-a", ["git-add.md"]) / "git-add.md")
         add(bob, copy_tldr(tmp_path / "in-b", ["git-reset.md"]) / "git-reset.md")
@@ -328,9 +308,6 @@ def test_sync_over_git_daemon(tmp_path):
         assert tree(alice) == tree(bob)
         for kb in (alice, bob):
             assert_clean(kb)
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=10)
 
 
 # -- three clones syncing concurrently -------------------------------------------------
