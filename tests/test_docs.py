@@ -39,27 +39,48 @@ def test_command_map_names_every_command_once():
         assert command.callback.__module__ == f"openkb_git.cli.{COMMAND_MODULES[name]}", name
 
 
-def test_tutorial_commands_run(tmp_path):
+def run_console(text: str, cwd: Path) -> str:
+    """Run every `$ ` line of the ```console blocks of ``text`` in one bash (set -e) in ``cwd``,
+    with this interpreter's `openkb` first on PATH and $CORPUS set; returns the output."""
     commands = []
     in_console = False
-    for line in (ROOT / "docs" / "tutorial.md").read_text().splitlines():
+    for line in text.splitlines():
         if line.startswith("```"):
             in_console = line.strip() == "```console"
             continue
         if in_console and line.startswith("$ "):
             commands.append(line[2:])
-    assert len(commands) >= 15
     script = "set -e\n" + "\n".join(f"echo '>>> {c.replace(chr(39), '')}'\n{c}" for c in commands)
     bindir = Path(sys.executable).parent
     env = {**os.environ, "CORPUS": str(CORPUS), "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = proc.stdout
+    assert proc.stdout.count(">>> ") == len(commands)
+    return proc.stdout
+
+
+def test_tutorial_commands_run(tmp_path):
+    text = (ROOT / "docs" / "tutorial.md").read_text()
+    assert text.count("\n$ ") >= 15
+    out = run_console(text, tmp_path)
     assert "reverted " in out and "would revert" in out and "duplicate of tar" in out
     assert re.search(r"Documents \(3\)", out)
+
+
+def test_team_walkthrough_runs(tmp_path):
+    """docs/team.md's walkthrough: a bare remote, two clones, an ingest each, sync on each."""
+    text = (ROOT / "docs" / "team.md").read_text()
+    walkthrough = text.split("## Walkthrough", 1)[1].split("\n## ", 1)[0]
+    out = run_console(walkthrough, tmp_path)
+    assert out.count(">>> ") >= 12
+    heads = {subprocess.run(["git", "-C", str(tmp_path / who), "rev-parse", "HEAD"], capture_output=True,
+                            text=True, check=True).stdout for who in ("alice", "bob")}
+    assert len(heads) == 1  # one history
+    log = out.split(">>> openkb --kb-dir alice log", 1)[1].split(">>> ", 1)[0]
+    assert re.search(r"add +grep\n", log) and re.search(r"add +tar\n", log), log
 
 
 def test_docs_cover_the_required_topics():
     docs = {p.name for p in (ROOT / "docs").glob("*.md")}
     assert {"index.md", "tutorial.md", "layout.md", "protocol.md", "revert.md", "hooks.md", "cli.md",
-            "compatibility.md", "exit-codes.md"} <= docs
+            "compatibility.md", "exit-codes.md", "team.md"} <= docs
