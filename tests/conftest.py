@@ -83,19 +83,23 @@ def openkb_bin(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(tmp_path_factory, monkeypatch, openkb_bin):
-    home = tmp_path_factory.mktemp("home")
+def isolate(monkeypatch: pytest.MonkeyPatch, home: Path, openkb_bin: Path) -> None:
+    """The tests' environment: this checkout's `openkb` first on PATH, no GIT_/XDG_/OPENKB_
+    variables of the caller, an empty HOME, no system Git config, a fixed identity."""
     monkeypatch.setenv("PATH", f"{openkb_bin}{os.pathsep}{os.environ.get('PATH', '')}")
     for var in list(os.environ):
         if var.startswith(("GIT_", "XDG_", "OPENKB_")):
             monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_AUTHOR_NAME", "Test")
-    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@example.com")
-    monkeypatch.setenv("GIT_COMMITTER_NAME", "Test")
-    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "test@example.com")
+    for who in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{who}_NAME", "Test")
+        monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.com")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory, monkeypatch, openkb_bin):
+    isolate(monkeypatch, tmp_path_factory.mktemp("home"), openkb_bin)
     yield
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_consistent, copy_tldr, git, run_openkb
+from conftest import assert_consistent, copy_tldr, git, isolate, run_openkb
 from openkb_git.ops.mergedriver import configure
 
 ALICE_DOCS = ["git-merge.md", "git-commit.md"]  # share concept pages (branch, merge, commit...)
@@ -36,16 +36,9 @@ def _clone(url: str, dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def _built_team(tmp_path_factory):
+def _built_team(tmp_path_factory, openkb_bin):
     with pytest.MonkeyPatch.context() as mp:  # conftest's isolated_env, for a fixture built once
-        home = tmp_path_factory.mktemp("home")
-        for var in [v for v in os.environ if v.startswith(("GIT_", "XDG_", "OPENKB_"))]:
-            mp.delenv(var)
-        mp.setenv("HOME", str(home))
-        mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
-        for who in ("AUTHOR", "COMMITTER"):
-            mp.setenv(f"GIT_{who}_NAME", "Test")
-            mp.setenv(f"GIT_{who}_EMAIL", "test@example.com")
+        isolate(mp, tmp_path_factory.mktemp("home"), openkb_bin)  # (its PATH: the merge drivers run)
         root = tmp_path_factory.mktemp("team")
         remote = root / "remote.git"
         subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
