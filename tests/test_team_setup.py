@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -271,6 +272,31 @@ def test_status_and_fsck_warn_when_the_drivers_are_missing_or_do_not_resolve(kb,
     assert any("not openkb-git" in w for w in st["warnings"]), st["warnings"]
     run_openkb("init", cwd=kb, check=True)  # sets every driver again
     assert json.loads(run_openkb("status", "--json", cwd=kb, check=True).stdout)["warnings"] == []
+
+
+def test_without_openkb_on_path_the_drivers_and_hooks_name_this_interpreter(tmp_path):
+    """The README's `.venv/bin/openkb init`, no virtual environment activated: no `openkb` on
+    PATH, so the drivers and hooks name the interpreter by its full path; a plain `git merge`
+    run with that PATH merges with the drivers (no conflict), the post-merge hook refreshes the
+    views, and no warning is printed."""
+    bare = {"PATH": os.pathsep.join(sorted({os.path.dirname(shutil.which("git")), "/bin", "/usr/bin"}))}
+    kb = tmp_path / "kb"
+    proc = run_openkb("init", kb, env=bare, check=True)
+    assert "warning" not in (proc.stdout + proc.stderr).lower(), proc.stdout + proc.stderr
+    command = git(kb, "config", "merge.openkb-index.driver").strip()
+    assert command == f"{sys.executable} -m openkb_git merge-driver %O %A %B %P"
+    assert sys.executable in (kb / ".git" / "hooks" / "post-merge").read_text()
+    git(kb, "switch", "-q", "-c", "side")
+    run_openkb("add", copy_tldr(tmp_path / "a", ["tar.md"]), cwd=kb, env=bare, check=True)
+    git(kb, "switch", "-q", "main")
+    run_openkb("add", copy_tldr(tmp_path / "b", ["grep.md"]), cwd=kb, env=bare, check=True)
+    merged = subprocess.run(["git", "-C", str(kb), "merge", "--no-edit", "side"], capture_output=True, text=True,
+                            env={**os.environ, **bare})
+    assert merged.returncode == 0 and "CONFLICT" not in merged.stdout, merged.stdout + merged.stderr
+    index = (kb / "wiki" / "index.md").read_text()
+    assert "[[summaries/tar]]" in index and "[[summaries/grep]]" in index
+    report = json.loads(run_openkb("fsck", "--json", cwd=kb, env=bare).stdout)
+    assert report["ok"] and report["warnings"] == [] and not report["problems"], report  # the hook ran
 
 
 def test_fsck_exit_codes_notes_for_normal_life_damage_fails(tmp_path):

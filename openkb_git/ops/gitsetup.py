@@ -2,15 +2,19 @@
 tracked, so a plain `git clone` lacks it): the merge drivers declared in `.git/config`, and
 the Git hooks in `.git/hooks/`; and the checks `status` and `fsck` make of them.
 
-Merge drivers: `.gitattributes` (tracked) names them; `.git/config` says what Git runs,
-``DRIVER_COMMAND``, openkb found through PATH.
+Merge drivers: `.gitattributes` (tracked) names them; `.git/config` says what Git runs:
+``DRIVER_COMMAND``, openkb found through PATH, when the `openkb` on PATH at set-up is
+openkb-git's (so the configuration works on any machine, and after a virtual environment
+moves, that has it installed); else this interpreter by its absolute path (`openkb` not on
+PATH, e.g. a virtual environment not activated, or OpenKB's own `openkb` first), which works
+on this machine; `status` and `fsck` say when it stops resolving, and `openkb init` sets it again.
 
 Git hooks:
 post-merge, post-rewrite and post-checkout refresh the views (`.openkb/hashes.json`,
 `wiki/log.md`, `.openkb/views.json`) after a plain `git pull`, `git rebase` or `git switch`.
 
-Each hook is a small `sh` script that runs `openkb git-hook <event>` (openkb found through
-PATH, as the merge drivers are), quietly: its output is discarded and it always exits 0, so a
+Each hook is a small `sh` script that runs `openkb git-hook <event>` (openkb found as the
+merge drivers find it), quietly: its output is discarded and it always exits 0, so a
 hook never fails or slows down the Git operation beyond the views' refresh (the commits since
 the views' recorded commit, not the whole KB). A hook file of that name that openkb did not
 write (the user's own) is never overwritten: it is left as it is and reported, with the line
@@ -23,6 +27,9 @@ own ingest hooks are `.openkb/hooks/` (openkb_git/hooks.py).
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,29 +42,46 @@ DRIVERS = {
     "openkb-index": "openkb index merge (entries keyed by link)",
     "openkb-record": "openkb registry record merge (key by key)",
 }
-# The command Git runs for each driver: `openkb` found through PATH when Git runs it, so the
-# configuration works on any machine (and after a virtual environment moves) that has
-# openkb-git installed; Git runs it with `sh -c` at the top of the work tree.
+# The command Git runs for each driver (with `sh -c`, at the top of the work tree), when the
+# `openkb` on PATH is openkb-git's: see `openkb_command`.
 DRIVER_COMMAND = "openkb merge-driver %O %A %B %P"
+_DRIVER_ARGS = "merge-driver %O %A %B %P"
 # What identifies openkb-git's `openkb` console script (OpenKB 0.4.5 installs an `openkb`
 # command too, which has no merge driver): its text names this package.
 _OURS_MARK = b"openkb_git"
 
 
-def configure(repo_path: Path) -> None:
+def openkb_command() -> str:
+    """How Git should run openkb here: `openkb` when the first one on PATH is openkb-git's
+    (portable), else this interpreter by its absolute path (`-m openkb_git`), which works on
+    this machine whether or not a virtual environment is activated when Git runs."""
+    found = shutil.which("openkb")
+    if found and _is_openkb_git(found):
+        return "openkb"
+    return f"{shlex.quote(sys.executable)} -m openkb_git"
+
+
+def driver_command() -> str:
+    """The merge-driver command `configure` writes (see `openkb_command`)."""
+    return f"{openkb_command()} {_DRIVER_ARGS}"
+
+
+def configure(repo_path: Path) -> str:
     """Declare the merge drivers in the repository's config (`.git/config`, never tracked):
-    ``DRIVER_COMMAND`` for each of DRIVERS, replacing an older value (an absolute interpreter path)."""
+    `driver_command()` for each of DRIVERS, replacing an older value. Returns the command."""
     from dulwich.repo import Repo
 
+    command = driver_command()
     repo = Repo(str(repo_path))
     try:
         config = repo.get_config()
         for name, description in DRIVERS.items():
             config.set((b"merge", name.encode()), b"name", description.encode())
-            config.set((b"merge", name.encode()), b"driver", DRIVER_COMMAND.encode())
+            config.set((b"merge", name.encode()), b"driver", command.encode())
         config.write_to_path()
     finally:
         repo.close()
+    return command
 
 
 def driver_problems(repo_path: Path) -> list[str]:
@@ -96,9 +120,6 @@ def driver_problems(repo_path: Path) -> list[str]:
 
 def command_problem(command: str) -> str | None:
     """Why the driver ``command`` would not run openkb-git's merge driver here, or None."""
-    import shlex
-    import shutil
-
     try:
         words = shlex.split(command)
     except ValueError:
@@ -141,7 +162,7 @@ SCRIPT = """\
 #!/bin/sh
 {mark} after `git {what}` (installed by `openkb init` / `openkb clone`).
 # Quiet, and never fails the Git operation; delete this file to turn it off (docs/team.md).
-command -v openkb >/dev/null 2>&1 && openkb git-hook {event} "$@" </dev/null >/dev/null 2>&1
+{guard} && {command} git-hook {event} "$@" </dev/null >/dev/null 2>&1
 exit 0
 """
 WHAT = {"post-merge": "merge / git pull", "post-rewrite": "rebase / git pull --rebase / commit --amend",
@@ -155,8 +176,8 @@ class HookInstall:
     warnings: list[str] = field(default_factory=list)  # a user's own hook left alone, core.hooksPath
 
 
-def hook_line(event: str) -> str:
-    return f'openkb git-hook {event} "$@"'
+def hook_line(event: str, command: str = "openkb") -> str:
+    return f'{command} git-hook {event} "$@"'
 
 
 def install_git_hooks(root: Path) -> HookInstall:
@@ -164,18 +185,21 @@ def install_git_hooks(root: Path) -> HookInstall:
     leaving a hook of that name that openkb did not write as it is (reported in ``warnings``,
     with the line to add to it), and warning when `core.hooksPath` sends Git elsewhere."""
     result = HookInstall()
+    command = openkb_command()
+    program = shlex.split(command)[0]
+    guard = "command -v openkb >/dev/null 2>&1" if command == "openkb" else f"[ -x {shlex.quote(program)} ]"
     hooks_dir = Path(root) / ".git" / "hooks"
     makedirs(hooks_dir, sync=False)
     for event in GIT_HOOKS:
         path = hooks_dir / event
-        wanted = SCRIPT.format(mark=MARK, what=WHAT[event], event=event).encode()
+        wanted = SCRIPT.format(mark=MARK, what=WHAT[event], event=event, guard=guard, command=command).encode()
         try:
             current = path.read_bytes() if os.path.lexists(path) else None
         except OSError:
             current = b""
         if current is not None and MARK.encode() not in current:
             result.warnings.append(f"left your own .git/hooks/{event} as it is; to refresh the views after "
-                                   f"`git {WHAT[event]}`, add this line to it: {hook_line(event)}")
+                                   f"`git {WHAT[event]}`, add this line to it: {hook_line(event, command)}")
             continue
         if current == wanted and os.access(path, os.X_OK):
             result.kept.append(event)
@@ -186,7 +210,7 @@ def install_git_hooks(root: Path) -> HookInstall:
     if elsewhere:
         result.warnings.append(f"core.hooksPath is set ({elsewhere}): Git runs the hooks there, not .git/hooks/; "
                                f"to refresh the views after plain git operations, put the lines "
-                               f"`{hook_line('<event>')}` in its {', '.join(GIT_HOOKS)} hooks")
+                               f"`{hook_line('<event>', command)}` in its {', '.join(GIT_HOOKS)} hooks")
     return result
 
 

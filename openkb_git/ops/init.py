@@ -17,7 +17,7 @@ from ..kb import CONFIG_PATH, DEFAULT_CONFIG, KB
 from ..protocol.commit import Mutation, commit_mutation
 from ..registry import encode_record, record_path
 from ..views import LOG, update_views
-from .gitsetup import DRIVER_COMMAND, DRIVERS, configure as configure_merge_drivers, driver_problems, install_git_hooks
+from .gitsetup import DRIVERS, configure as configure_merge_drivers, driver_problems, install_git_hooks
 from .session import Writer
 
 GITIGNORE = """\
@@ -211,8 +211,8 @@ def setup_existing(root: Path) -> InitResult:
 
     root = Path(root).resolve()
     result = InitResult(root=root, commit="", adopted_documents=0, adopted_files=0, existing=True)
-    configure_merge_drivers(root)
-    result.done.append("merge drivers " + ", ".join(DRIVERS) + f" configured in .git/config (`{DRIVER_COMMAND}`)")
+    command = configure_merge_drivers(root)
+    result.done.append("merge drivers " + ", ".join(DRIVERS) + f" configured in .git/config (`{command}`)")
     hooks = install_git_hooks(root)
     if hooks.installed or hooks.kept:
         result.done.append("Git hooks " + ", ".join(hooks.installed + hooks.kept) +
