@@ -162,3 +162,19 @@ def test_each_side_reverts_one_of_a_pages_two_sources_plain_git_pull(tmp_path):
     assert (one / "wiki" / "index.md").read_bytes() == (bob / "wiki" / "index.md").read_bytes()
     nothing = json.loads(run_openkb("--kb-dir", bob, "rebuild", "--json", check=True).stdout)
     assert nothing["count"] == 0 and nothing["commit"] is None
+
+
+def test_fsck_checks_a_summarys_concept_links_against_its_record(tmp_path):
+    """A summary from one side of a hand-fixed conflict and the record from the other: the
+    summary's `## Concepts` links disagree with the record's concepts. fsck said "ok"."""
+    kb = kb_with(tmp_path, "kb", ["git-am.md"])
+    record = json.loads((kb / ".openkb" / "registry" / "git-am.json").read_text())
+    summary = kb / "wiki" / "summaries" / "git-am.md"
+    first = record["concepts"][0]
+    summary.write_text(summary.read_text().replace(f"- [[concepts/{first}]]", "- [[concepts/elsewhere]]"))
+    git(kb, "commit", "-q", "-am", "a summary of another version")
+    code, problems = fsck(kb)
+    assert code == 1
+    [problem] = problems
+    assert problem["path"] == "wiki/summaries/git-am.md"
+    assert first in problem["detail"] and "elsewhere" in problem["detail"] and "git checkout" in problem["fix"]

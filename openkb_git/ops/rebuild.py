@@ -116,10 +116,11 @@ class _Recompiler:
 
 def plan_rebuild(kb: KB, tree: bytes | None, records: dict[str, dict]) -> RebuildPlan:
     """The change set that makes the shared pages of ``tree`` agree with ``records``."""
-    from .fsck import _concept_sources
+    from .fsck import _concept_sources, recorded_docs
 
     plan = RebuildPlan()
     wanted, compiled = _concept_sources(records)
+    recorded = recorded_docs(kb, tree) | set(records)  # an invalid record's document is left as it is
     pages = {name[:-3] for name, (mode, _sha) in kb.objects.list_dir(tree, "wiki/concepts").items()
              if name.endswith(".md") and not statmod.S_ISDIR(mode)}
     recompiler = _Recompiler(kb, tree, records)
@@ -134,7 +135,7 @@ def plan_rebuild(kb: KB, tree: bytes | None, records: dict[str, dict]) -> Rebuil
             mentions = {}
         sources = _sources(page)
         for doc in sorted((set(mentions) | sources) - docs):
-            if doc in compiled or doc not in records:  # (a record without concepts is OpenKB's: left)
+            if doc in compiled or doc not in recorded:  # (a record without concepts is OpenKB's: left)
                 page = update_concept_page(page, slug, doc, None)
                 plan.steps.append(f"{path}: took out {doc} ({'its record does not name ' + slug if doc in records else 'no record'})")
         for doc in sorted(docs):
