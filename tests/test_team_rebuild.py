@@ -178,3 +178,31 @@ def test_fsck_checks_a_summarys_concept_links_against_its_record(tmp_path):
     [problem] = problems
     assert problem["path"] == "wiki/summaries/git-am.md"
     assert first in problem["detail"] and "elsewhere" in problem["detail"] and "git checkout" in problem["fix"]
+
+
+def test_sync_commits_a_rebuild_when_its_replay_leaves_the_pages_disagreeing(tmp_path):
+    """Bob's hand-fixed `git revert` (pages kept with git-am's mentions) is replayed by
+    `openkb sync` on Alice's new ingest: the replay changes concept pages, so sync checks them
+    against the records and commits a `rebuild`; before, the stale mentions were pushed and
+    fsck said "ok". Alice then gets the fixed pages with her next sync."""
+    from test_team_sync import clone, make_remote, sync
+
+    url, _first = make_remote(tmp_path, AM, tmp_path / "in")
+    alice, bob = clone(url, tmp_path / "alice"), clone(url, tmp_path / "bob")
+    conflicted = git_revert_of_git_am(bob)
+    for path in conflicted:
+        git(bob, "checkout", "--ours", "--", path)
+    git(bob, "add", *conflicted)
+    revert_continue(bob)
+    run_openkb("--kb-dir", alice, "add", copy_tldr(tmp_path / "in-a", ["git-status.md"]) / "git-status.md", check=True)
+    sync(alice)
+    out = sync(bob)
+    assert out["rebuild_commit"] and out["pushed"]
+    assert "OpenKB-Op: rebuild" in git(bob, "log", "-1", "--format=%B")
+    for path in conflicted:
+        assert "git-am" not in (bob / path).read_text()
+    assert fsck(bob) == (0, [])
+    sync(alice)
+    assert git(alice, "rev-parse", "HEAD") == git(bob, "rev-parse", "HEAD")
+    assert fsck(alice) == (0, [])
+    assert_consistent(bob)
