@@ -109,8 +109,12 @@ def test_git_revert_pages_deleted_by_hand_fsck_repair_compiles_them_again(tmp_pa
     """The modify/delete pages resolved with `git rm` (the revert's side): git-apply's record
     still names them. `fsck --repair` could not repair a missing concept page; it now runs the
     rebuild, which compiles git-apply's contributions again from its raw file: the pages are
-    byte for byte those `openkb revert` leaves."""
+    byte for byte those `openkb revert` leaves (with as many concepts as it was added with,
+    though `concepts_per_doc` was lowered since)."""
     kb = kb_with(tmp_path, "kb", AM)
+    config = kb / ".openkb" / "config.yaml"
+    config.write_text(config.read_text().replace("concepts_per_doc: 5", "concepts_per_doc: 1"))
+    git(kb, "commit", "-q", "-am", "fewer concepts for documents added from now on")
     conflicted = git_revert_of_git_am(kb)
     git(kb, "rm", "-q", *conflicted)
     revert_continue(kb)

@@ -105,9 +105,12 @@ class _Recompiler:
         name = record.get("name") if isinstance(record.get("name"), str) and record.get("name") else Path(key).name
         src = Path(key).with_name(name)
         config = self.kb.config
+        named = record.get("concepts") if isinstance(record.get("concepts"), list) else []
+        # as many concepts as it was added with (`concepts_per_doc` may have changed since: it
+        # applies to documents added from then on); the compiler takes its top keyphrases
+        shaping = Shaping(config.pageindex_threshold, max(len(named), 1))
         try:
-            footprint, _warnings = build_footprint(Task(0, str(src), name, key, doc), src, raw, sha,
-                                                   Shaping(config.pageindex_threshold, config.concepts_per_doc),
+            footprint, _warnings = build_footprint(Task(0, str(src), name, key, doc), src, raw, sha, shaping,
                                                    None, Limits.unlimited())
         except (ConversionError, ValueError, OpenKBError):
             return None
