@@ -88,7 +88,9 @@ def rebuild(ctx: click.Context, dry_run: bool, wait: float, no_commit_edits: boo
     document's raw file, as `openkb add` does), a missing concept page is written, a
     page left with nothing is deleted, index lines follow the pages. Text you wrote
     elsewhere on a page stays. Run it after resolving a conflict by hand (docs/team.md);
-    `openkb fsck` says when it is needed. Nothing to do: no commit, exit 0.
+    `openkb fsck` says when it is needed. Nothing to do: no commit, exit 0. Exit 1
+    when a missing contribution cannot be compiled again (its raw file is missing or
+    differs from its record): the rest is committed, and what is left is listed.
     """
     from ..ops.rebuild import rebuild as kb_rebuild
 
