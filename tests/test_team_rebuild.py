@@ -210,3 +210,21 @@ def test_sync_commits_a_rebuild_when_its_replay_leaves_the_pages_disagreeing(tmp
     assert git(alice, "rev-parse", "HEAD") == git(bob, "rev-parse", "HEAD")
     assert fsck(alice) == (0, [])
     assert_consistent(bob)
+
+
+def test_rebuild_lists_a_contribution_it_cannot_compile_again(tmp_path):
+    """A concept page missing and its document's raw file gone too: nothing to compile the
+    mention from. rebuild says so, names what to do, and exits 1; the page stays missing (the
+    index's line of it, pointing at nothing, is dropped: the index follows the pages)."""
+    kb = kb_with(tmp_path, "kb", ["git-am.md"])
+    slug = json.loads((kb / ".openkb" / "registry" / "git-am.json").read_text())["concepts"][0]
+    git(kb, "rm", "-q", f"wiki/concepts/{slug}.md", "raw/git-am.md")
+    git(kb, "commit", "-q", "-m", "lost by hand")
+    head = git(kb, "rev-parse", "HEAD")
+    proc = run_openkb("--kb-dir", kb, "rebuild", "--json")
+    assert proc.returncode == 1
+    out = json.loads(proc.stdout)
+    assert len(out["left"]) == 1 and "openkb remove git-am" in out["left"][0]
+    assert out["paths"] == ["wiki/index.md"] and git(kb, "rev-parse", "HEAD~1") == head
+    assert not (kb / "wiki" / "concepts" / f"{slug}.md").exists()
+    assert f"[[concepts/{slug}]]" not in (kb / "wiki" / "index.md").read_text()
