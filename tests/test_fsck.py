@@ -147,8 +147,8 @@ def test_fsck_checks_the_pages_against_the_records(kb, tmp_path):
     """The compiler's parts of the pages agree with the records: a re-ingest that changes a
     title, reverted, leaves index.md with the old title again (with merge/wiki.py's re-apply
     of changed index lines broken, the new title stays and fsck reports it). Hand edits of
-    those parts are reported (the index line is re-applied from the record by --repair; a
-    concept page's sources are left, with what to do); a hand note elsewhere is not damage."""
+    those parts are reported and --repair regenerates them from the records (a `rebuild`
+    commit, as `openkb rebuild`), keeping the hand notes; a hand note elsewhere is not damage."""
     src = copy_tldr(tmp_path / "src", ["tar.md", "grep.md"])
     run_openkb("add", src, cwd=kb, check=True)
     assert run_openkb("fsck", cwd=kb).returncode == 0
@@ -184,9 +184,10 @@ def test_fsck_checks_the_pages_against_the_records(kb, tmp_path):
     assert ("pages", "wiki/index.md") in found and "mine" in found[("pages", "wiki/index.md")]["detail"]
     page = f"wiki/concepts/{slug}.md"
     assert ("pages", page) in found and docs[0] in found[("pages", page)]["detail"]
-    assert not found[("pages", page)]["repairable"] and found[("pages", page)]["fix"]
+    assert found[("pages", page)]["repairable"] and "openkb rebuild" in found[("pages", page)]["fix"]
     repaired = run_openkb("fsck", "--repair", cwd=kb)
-    assert repaired.returncode == 1 and f"cannot repair {page}" in repaired.stdout
+    assert repaired.returncode == 1 and "cannot repair" not in repaired.stdout  # 1: damage was found
     assert f"- [[summaries/tar]] — {title}\n" in index.read_text() and "My reading list." in index.read_text()
-    assert {p["path"] for p in json.loads(run_openkb("fsck", "--json", cwd=kb).stdout)["problems"]} == {page}
-    assert "fsck re-applied 1 index line(s)" in git(kb, "log", "-1", "--format=%s")
+    assert f"- {docs[0]}\n" in concept.read_text() and "A note of mine." in concept.read_text()
+    assert {p["check"] for p in json.loads(run_openkb("fsck", "--json", cwd=kb).stdout)["problems"]} <= {"views"}
+    assert "rebuild: 2 shared page(s) from the records (fsck --repair)" in git(kb, "log", "-1", "--format=%s")

@@ -272,7 +272,7 @@ def fsck(ctx: click.Context, repair: bool, wait: float, as_json: bool) -> None:
     Checks the object store, HEAD's tree against the working tree, the Git index
     against HEAD, registry records against the files they name, the parts of the
     pages the compiler writes (index lines, concept pages' sources and mentions)
-    against the records (--repair re-applies index lines from them), and the views
+    against the records (--repair regenerates them, as `openkb rebuild` does), and the views
     (hashes.json, log.md) against the history; each problem comes with its repair,
     and what --repair cannot fix is listed with what to do. Normal life is a note,
     not damage: views behind HEAD (after a plain `git pull`, in a fresh clone),

@@ -16,6 +16,7 @@ COMMAND_MODULES = {
     "log": "history", "status": "history", "list": "history",
     "show": "review", "diff": "review", "blame": "review",
     "revert": "revert", "remove": "revert", "merge-driver": "revert",
+    "rebuild": "revert",
     "hooks": "hooks",
     "sync": "sync", "pull": "sync", "push": "sync",
     "clone": "team", "git-hook": "team",

@@ -70,6 +70,53 @@ def revert(ctx: click.Context, ingests: tuple[str, ...], dry_run: bool, wait: fl
             click.echo(f"{r.entry.short}: {r.note}")
 
 
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Print the plan (each change, and a count) and change nothing.")
+@click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds to wait for the KB lock.")
+@click.option("--no-commit-edits", is_flag=True, help="Refuse instead of committing hand edits first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def rebuild(ctx: click.Context, dry_run: bool, wait: float, no_commit_edits: bool, as_json: bool) -> None:
+    """Regenerate the shared pages from the per-document records.
+
+    The compiler's parts of wiki/index.md (document and concept lines) and of the
+    concept pages (`sources`, `## Mentions`) are made to agree with the registry
+    records, as one `rebuild` commit you can `openkb revert`: mentions of documents
+    whose record is gone or does not name the concept are taken out, missing ones put
+    back (a mention the page holds is kept; a missing one is compiled again from the
+    document's raw file, as `openkb add` does), a missing concept page is written, a
+    page left with nothing is deleted, index lines follow the pages. Text you wrote
+    elsewhere on a page stays. Run it after resolving a conflict by hand (docs/team.md);
+    `openkb fsck` says when it is needed. Nothing to do: no commit, exit 0. Exit 1
+    when a missing contribution cannot be compiled again (its raw file is missing or
+    differs from its record): the rest is committed, and what is left is listed.
+    """
+    from ..ops.rebuild import rebuild as kb_rebuild
+
+    kb = open_kb(ctx)
+    try:
+        result = kb_rebuild(kb, wait=wait, dry_run=dry_run, allow_edit_commits=not no_commit_edits)
+    finally:
+        kb.close()
+    if as_json:
+        echo_json(result.to_json())
+    else:
+        plan = result.plan
+        for step in plan.steps:
+            click.echo(f"  {step}")
+        if dry_run:
+            click.echo(f"would rebuild {len(plan.changes)} page(s)" if plan.changes else "nothing to rebuild")
+        elif result.commit:
+            click.echo(f"rebuilt {len(plan.changes)} page(s) as {result.commit[:7]}")
+        else:
+            click.echo("nothing to rebuild: the shared pages agree with the records")
+        for left in plan.left:
+            click.echo(f"openkb: warning: {left}", err=True)
+    if result.plan.left:
+        ctx.exit(EXIT_FAILED)
+
+
 def _report_conflicts(conflicts: list[MergeConflict], as_json: bool) -> None:
     if as_json:
         echo_json({"conflicts": [{"path": c.path, "reason": c.reason, "ours": c.ours, "theirs": c.theirs}

@@ -42,6 +42,8 @@ def _report(r: SyncResult) -> None:
     if r.fast_forwarded:
         click.echo(f"fast-forwarded {r.branch} to {where} ({(r.after or '')[:7]})")
     landed = [x for x in r.replayed if x.commit]
+    if r.rebuild_commit:
+        click.echo(f"regenerated the shared pages from the records as {r.rebuild_commit[:7]} (openkb rebuild)")
     if r.replayed:
         click.echo(f"replayed {len(landed)} of {len(r.replayed)} operation(s) on {where}")
         for x in r.replayed:

@@ -428,6 +428,7 @@ def check_pages(kb: KB, tree: bytes | None, records: dict[str, dict]) -> list[Pr
             what = f"has no line for {doc}" if found is None else f"lists {doc} as {found!r}"
             problems.append(Problem("pages", INDEX_PATH, f"{what}; its record ({record_path(doc)}) gives {expected!r}"))
     wanted, compiled = _concept_sources(records)
+    recorded = recorded_docs(kb, tree)
     pages = {name[:-3] for name, (mode, _sha) in kb.objects.list_dir(tree, "wiki/concepts").items()
              if name.endswith(".md") and not statmod.S_ISDIR(mode)}
     listed = _section_lines(index, CONCEPTS, "- [[concepts/")
@@ -436,7 +437,7 @@ def check_pages(kb: KB, tree: bytes | None, records: dict[str, dict]) -> list[Pr
         docs = wanted.get(slug, set())
         if slug not in pages:
             problems.append(Problem("pages", path, f"missing, though the records of {', '.join(sorted(docs))} "
-                                    "name the concept", PAGES_FIX, repairable=False))
+                                    "name the concept", PAGES_FIX))
             continue
         page = kb.objects.read_path(tree, path)
         try:
@@ -446,18 +447,57 @@ def check_pages(kb: KB, tree: bytes | None, records: dict[str, dict]) -> list[Pr
         sources = docs if _sources_as_compiled(text, docs) else _sources_of(text)
         mentions = set(_section_lines(page, MENTIONS, "- [[summaries/"))
         for what, have in (("sources", sources), (MENTIONS.lstrip("# ") + " lines", mentions)):
-            extra, lacking = (have & compiled) - docs, docs - have
+            # a mention of a document whose record does not name the concept, or that has no record
+            # (left by a hand fix of a modify/delete conflict); OpenKB's records without concepts are not compared
+            extra, lacking = {d for d in have - docs if d in compiled or d not in recorded}, docs - have
             if extra or lacking:
                 detail = "; ".join(part for part in (
                     f"lacks {', '.join(sorted(lacking))}" if lacking else "",
-                    f"has {', '.join(sorted(extra))}, whose record does not name {slug}" if extra else "") if part)
-                problems.append(Problem("pages", path, f"its {what} disagree with the records: {detail}",
-                                        PAGES_FIX, repairable=False))
+                    f"has {', '.join(sorted(extra))}, whose record does not name {slug} (or that has no record)"
+                    if extra else "") if part)
+                problems.append(Problem("pages", path, f"its {what} disagree with the records: {detail}", PAGES_FIX))
         if slug not in listed and docs:  # (a page no record names, made by hand, is the user's)
             problems.append(Problem("pages", INDEX_PATH, f"does not list the concept page {path}"))
     for slug in sorted(set(listed) - pages):
         problems.append(Problem("pages", INDEX_PATH, f"lists the concept {slug}, which has no page"))
+    problems += _check_summaries(kb, tree, records)
     return problems
+
+
+def _check_summaries(kb: KB, tree: bytes | None, records: dict[str, dict]) -> list[Problem]:
+    """Each compiled document's summary: its `## Concepts` links (the compiler's) against its
+    record's concepts (a summary from one side of a hand-fixed conflict, the record from the
+    other). One read per summary; a summary missing is check_registry's (the record names it)."""
+    problems = []
+    for doc, record in sorted(records.items()):
+        path = record.get("summary_path")
+        if not isinstance(record.get("concepts"), list) or not isinstance(path, str) or path_problem(path) \
+                or path not in record.get("files", []):
+            continue
+        summary = kb.objects.read_path(tree, path)
+        if summary is None:
+            continue
+        links = set(_section_lines(summary, "## Concepts", "- [[concepts/"))
+        named = {slug for slug in record["concepts"] if isinstance(slug, str)}
+        if links != named:
+            detail = "; ".join(part for part in (
+                f"lacks {', '.join(sorted(named - links))}" if named - links else "",
+                f"links {', '.join(sorted(links - named))}, which its record does not name" if links - named else "")
+                if part)
+            problems.append(Problem("pages", path, f"its concept links disagree with its record ({record_path(doc)}): "
+                                    f"{detail}", SUMMARY_FIX.format(doc=doc, path=path), repairable=False))
+    return problems
+
+
+SUMMARY_FIX = ("the summary and the record of {doc} come from different versions of it (`git log -p -- {path}`): "
+               "`git checkout <commit> -- {path}` from the commit whose record matches and `git commit`, or add "
+               "the document again (`openkb remove {doc}`, then `openkb add` its source)")
+
+
+def recorded_docs(kb: KB, tree: bytes | None) -> set[str]:
+    """The docs that have a record file at ``tree``, valid or not (an invalid record is damage
+    reported by check_registry: its document's mentions are not taken for stale)."""
+    return {name[:-5] for name in kb.objects.list_dir(tree, ".openkb/registry") if name.endswith(".json")}
 
 
 def _concept_sources(records: dict[str, dict]) -> tuple[dict[str, set[str]], set[str]]:
@@ -501,9 +541,8 @@ def _sources_of(text: str) -> set[str]:
     return {s for s in sources if isinstance(s, str)} if isinstance(sources, list) else set()
 
 
-PAGES_FIX = ("the compiler's part of the page disagrees with the records (`git log -p -- <page>` shows the "
-             "commit that made it so): `openkb revert` that commit, or take the documents named out and add "
-             "them again")
+PAGES_FIX = ("`openkb rebuild` (or `openkb fsck --repair`) regenerates the compiler's parts of the shared pages "
+             "from the records as one revertible commit (`git log -p -- <page>` shows the commit that made it so)")
 
 
 def _orphan_fix(kb: KB, doc: str) -> str:
@@ -610,8 +649,19 @@ def repair(kb: KB, *, wait: float = 0.0) -> FsckReport:
             report.repaired += paths
         restored = _restore_deleted_files(kb, writer, report)
         report.repaired += restored
-        reapplied = _reapply_index_lines(kb, writer) if any(
-            p.check == "pages" and p.repairable for p in report.problems) else []
+        pages = [p for p in report.problems if p.check == "pages" and p.repairable]
+        reapplied = _reapply_index_lines(kb, writer) if pages and all(p.path == INDEX_PATH for p in pages) else []
+        if pages and not reapplied:  # a concept page: the rebuild regenerates the shared pages (ops/rebuild.py)
+            from .rebuild import commit_rebuild
+
+            rebuilt = commit_rebuild(kb, writer, why="fsck --repair")
+            reapplied = sorted(rebuilt.plan.changes) if rebuilt.commit else []
+            tree = kb.head_tree()
+            left = {p.path for p in check_pages(kb, tree, Registry(kb.objects).view(tree).records)}
+            for problem in pages:
+                problem.repairable = problem.path not in left
+                if not problem.repairable:
+                    problem.fix = "; ".join(rebuilt.plan.left) or problem.fix
         report.repaired += reapplied
         if any(p.check == "views" for p in report.problems) or restored or reapplied:
             from ..history import MEMO_FILE, drop_memo

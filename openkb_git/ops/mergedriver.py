@@ -48,6 +48,36 @@ def revert_trees(kb: KB, base: bytes | None, theirs: bytes | None) -> tuple[byte
     return None
 
 
+def merge_heads_trees(kb: KB, environ=None) -> tuple[bytes | None, bytes] | None:
+    """(merge base's tree, the other side's tree) of the `git merge` (or `git pull`) Git is
+    running, or None. Git gives a driver only %O %A %B %P (three temporary files and the
+    path), and writes MERGE_HEAD only after the file merges; but `git merge` exports
+    `GITHEAD_<commit>=<name>` for each commit being merged to the processes it starts (the
+    drivers too), and HEAD is still our side. With the base both give, the driver merges
+    every concept page the two sides changed exactly as `openkb revert` and sync merge them,
+    so it knows which pages the merge result holds (a page both sides emptied, which Git
+    leaves to `git rm`, is one it does not). An octopus or criss-cross merge is not decided
+    here (None: concept lines are then merged by key, and `openkb fsck`/`rebuild` settle it)."""
+    import os
+    import re
+    import subprocess
+
+    heads = [name[len("GITHEAD_"):] for name in (os.environ if environ is None else environ)
+             if re.fullmatch(r"GITHEAD_[0-9a-f]{40}", name)]
+    head = kb.head()
+    if len(heads) != 1 or head is None:
+        return None
+    try:
+        theirs = kb.objects.get(heads[0].encode())
+    except (KeyError, ValueError):
+        return None
+    base = subprocess.run(["git", "-C", str(kb.root), "merge-base", "--all", head.decode(), heads[0]],
+                          capture_output=True, text=True).stdout.split()
+    if len(base) != 1:
+        return None
+    return kb.objects.get(base[0].encode()).tree, theirs.tree
+
+
 def _concept_exists(repo_root: Path, base: bytes | None, theirs: bytes | None) -> dict[str, bool] | None:
     """{slug: page exists after the merge} for the concept pages the revert changes, merged
     exactly as `openkb revert` merges them; None when the trees are not found or the
@@ -57,11 +87,12 @@ def _concept_exists(repo_root: Path, base: bytes | None, theirs: bytes | None) -
     except OpenKBError:
         return None
     try:
-        trees = revert_trees(kb, base, theirs)
+        trees = revert_trees(kb, base, theirs) or merge_heads_trees(kb)
         if trees is None:
             return None
         base_tree, theirs_tree = trees
-        paths = sorted(p for p in changed_paths(kb, theirs_tree, base_tree) if concept_slug(p) is not None)
+        changed = set(changed_paths(kb, theirs_tree, base_tree)) | set(changed_paths(kb, kb.head_tree(), base_tree))
+        paths = sorted(p for p in changed if concept_slug(p) is not None)
         results = merge_trees(kb, paths, base_tree, kb.head_tree(), theirs_tree)
         return {concept_slug(path): merged is not None for path, (_ours, merged) in results.items()
                 if not isinstance(merged, MergeConflict)}
