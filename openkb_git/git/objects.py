@@ -206,6 +206,28 @@ class ObjectStore:
         except TreeFormatError as exc:
             raise self.damaged(old_sha if exc.raw is a else new_sha, exc) from None
 
+    def changed_files(self, old_tree: bytes | None, new_tree: bytes | None, *, confined: bool = False,
+                      prefix: str = "") -> dict[str, tuple[bytes | None, bytes | None]]:
+        """{path: (old blob id or None, new blob id or None)} for the files that differ between
+        two trees; only subtrees whose ids differ are read. ``confined``: the paths are data from
+        the history that will be written (a checkout after a fetch): one Git would refuse raises
+        UnsafePathError, never followed (a reader such as `show` lists them as they are)."""
+        out: dict[str, tuple[bytes | None, bytes | None]] = {}
+        for name, (a, b) in sorted(self.diff_tree(old_tree, new_tree).items()):
+            path = f"{prefix}{name.decode('utf-8', 'surrogateescape')}"
+            if confined:
+                problem = path_problem(path)
+                if problem:
+                    raise UnsafePathError(path, problem, "a tree to check out")
+            a_dir = a is not None and statmod.S_ISDIR(a[0])
+            b_dir = b is not None and statmod.S_ISDIR(b[0])
+            if a_dir or b_dir:
+                out.update(self.changed_files(a[1] if a_dir else None, b[1] if b_dir else None,
+                                              confined=confined, prefix=path + "/"))
+            if (a is not None and not a_dir) or (b is not None and not b_dir):
+                out[path] = (a[1] if a is not None and not a_dir else None, b[1] if b is not None and not b_dir else None)
+        return out
+
     @staticmethod
     def _diff_raw(a: bytes, b: bytes) -> dict[bytes, tuple]:
         prefix = common_prefix(a, b)

@@ -70,19 +70,10 @@ def _fmt(value: object) -> str:
 # -- tree diff ------------------------------------------------------------------------
 
 
-def changed_paths(kb: KB, old_tree: bytes | None, new_tree: bytes | None, prefix: str = "") -> dict[str, tuple]:
-    """{path: (old blob id or None, new blob id or None)} for files that differ; descends
-    only into subtrees whose ids differ."""
-    out: dict[str, tuple] = {}
-    for name, (a, b) in sorted(kb.objects.diff_tree(old_tree, new_tree).items()):
-        path = f"{prefix}{name.decode('utf-8', 'surrogateescape')}"
-        a_dir = a is not None and statmod.S_ISDIR(a[0])
-        b_dir = b is not None and statmod.S_ISDIR(b[0])
-        if a_dir or b_dir:
-            out.update(changed_paths(kb, a[1] if a_dir else None, b[1] if b_dir else None, path + "/"))
-        if (a is not None and not a_dir) or (b is not None and not b_dir):
-            out[path] = (a[1] if a is not None and not a_dir else None, b[1] if b is not None and not b_dir else None)
-    return out
+def changed_paths(kb: KB, old_tree: bytes | None, new_tree: bytes | None) -> dict[str, tuple]:
+    """{path: (old blob id or None, new blob id or None)} for files that differ (as stored: a
+    reader lists even a path it would refuse to write)."""
+    return kb.objects.changed_files(old_tree, new_tree)
 
 
 class AmbiguousArgumentError(OpenKBError):

@@ -14,13 +14,12 @@ A crash before step 3 leaves the branch where it was (the new objects are garbag
 
 from __future__ import annotations
 
-import stat as statmod
 from dataclasses import dataclass
 
 from ..faults import checkpoint
 from ..git.refs import compare_and_swap
 from ..kb import KB
-from ..paths import UnsafePathError, check_worktree_path, path_problem
+from ..paths import check_worktree_path
 from ..registry import Registry
 from ..views import update_views, view_paths
 from .commit import CommittedButIncomplete, failure_reason, make_durable, project
@@ -34,24 +33,10 @@ class Advanced:
     paths: list[str]
 
 
-def tree_changes(kb: KB, old_tree: bytes | None, new_tree: bytes | None,
-                 prefix: str = "") -> dict[str, tuple[bytes | None, bytes | None]]:
-    """{path: (old blob id or None, new blob id or None)} for the files that differ; only
-    subtrees whose ids differ are read. Every path is data from the history (a fetch): one
-    Git would refuse raises UnsafePathError, never followed."""
-    out: dict[str, tuple[bytes | None, bytes | None]] = {}
-    for name, (a, b) in sorted(kb.objects.diff_tree(old_tree, new_tree).items()):
-        path = f"{prefix}{name.decode('utf-8', 'surrogateescape')}"
-        problem = path_problem(path)
-        if problem:
-            raise UnsafePathError(path, problem, "a tree to check out")
-        a_dir = a is not None and statmod.S_ISDIR(a[0])
-        b_dir = b is not None and statmod.S_ISDIR(b[0])
-        if a_dir or b_dir:
-            out.update(tree_changes(kb, a[1] if a_dir else None, b[1] if b_dir else None, path + "/"))
-        if (a is not None and not a_dir) or (b is not None and not b_dir):
-            out[path] = (a[1] if a is not None and not a_dir else None, b[1] if b is not None and not b_dir else None)
-    return out
+def tree_changes(kb: KB, old_tree: bytes | None, new_tree: bytes | None) -> dict[str, tuple[bytes | None, bytes | None]]:
+    """The files that differ (ObjectStore.changed_files), every path confined: it is data from
+    the history (a fetch), and an unsafe one raises UnsafePathError, never followed."""
+    return kb.objects.changed_files(old_tree, new_tree, confined=True)
 
 
 def advance_branch(kb: KB, registry: Registry, old: bytes | None, new: bytes, written: list, *, op: str,
