@@ -516,3 +516,39 @@ def test_a_merge_made_by_a_plain_git_pull_is_flattened_by_the_next_sync(tmp_path
     assert listing(bob) == listing(expected)
     for kb in (alice, bob):
         assert_clean(kb)
+
+
+# -- data from the remote is untrusted ------------------------------------------------------
+
+
+def test_a_remote_commit_with_a_path_openkb_refuses_is_never_checked_out(tmp_path):
+    """A tampered clone pushes a commit whose tree holds `wiki\\evil.md` (a backslash: Git's own
+    checks let it through, openkb's path rules do not): Bob's fast-forward and Bob's replay both
+    refuse it naming the path, write nothing and leave the branch where it was."""
+    url, first = make_remote(tmp_path)
+    blob = subprocess.run(["git", "-C", str(first), "hash-object", "-w", "--stdin"], input=b"evil\n",
+                          capture_output=True, check=True).stdout.decode().strip()
+    listing_ = git(first, "ls-tree", "HEAD")
+    tree_ = subprocess.run(["git", "-C", str(first), "mktree"], input=(listing_ + f"100644 blob {blob}\twiki\\evil.md\n").encode(),
+                           capture_output=True, check=True).stdout.decode().strip()
+    commit = git(first, "commit-tree", tree_, "-p", "HEAD", "-m", "edit: tampered").strip()
+    git(first, "push", "-q", "origin", f"{commit}:main")
+    for ahead in (False, True):  # behind only (a fast-forward), then with an operation of ours to replay
+        bob = clone_before(url, tmp_path / f"bob-{ahead}", commit)
+        if ahead:
+            add(bob, copy_tldr(tmp_path / f"in-{ahead}", ["git-add.md"]) / "git-add.md")
+        before = git(bob, "rev-parse", "HEAD").strip()
+        proc = run_openkb("--kb-dir", bob, "sync")
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+        assert "unsafe path 'wiki\\\\evil.md'" in proc.stderr and "backslash" in proc.stderr, proc.stderr
+        assert git(bob, "rev-parse", "HEAD").strip() == before
+        assert not any("evil" in p.name for p in bob.rglob("*"))
+        assert_clean(bob)
+
+
+def clone_before(url: str, dest: Path, commit: str) -> Path:
+    """A clone of ``url`` set back to the parent of ``commit`` (as if cloned before it landed)."""
+    clone(url, dest)
+    git(dest, "reset", "-q", "--hard", f"{commit}~1")
+    run_openkb("--kb-dir", dest, "recover", check=True)
+    return dest
