@@ -97,6 +97,26 @@ def test_sample_push_to_bare_remote(kb, tmp_path):
                           text=True).stdout.strip() == head
 
 
+def test_sample_push_behind_the_remote_says_to_sync(kb, tmp_path):
+    """Another clone pushed first: the sample's push is refused; the ingest stands (a post hook
+    only warns) and the warning says to run `openkb sync`, which then lands both."""
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    git(kb, "remote", "add", "origin", str(bare))
+    git(kb, "push", "-q", "-u", "origin", "main")
+    other = tmp_path / "other"
+    run_openkb("clone", bare, other, check=True)
+    run_openkb("add", copy_tldr(tmp_path / "theirs", ["grep.md"]), cwd=other, check=True)
+    git(other, "push", "-q", "origin", "main")
+    run_openkb("hooks", "install", "push", cwd=kb, check=True)
+    proc = run_openkb("add", copy_tldr(tmp_path / "src", ["tar.md"]), cwd=kb)
+    assert proc.returncode == 0 and "1 added" in proc.stdout, proc.stdout + proc.stderr
+    assert "run `openkb sync`" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert run_openkb("sync", cwd=kb).returncode == 0
+    assert sorted(docs(kb)) == ["grep", "tar"]
+    assert git(kb, "rev-parse", "HEAD") == git(bare, "rev-parse", "main")
+
+
 def test_sample_append_log_and_failing_post_hook_only_warns(kb, tmp_path):
     run_openkb("hooks", "install", "append-log", cwd=kb, check=True)
     listing = json.loads(run_openkb("hooks", "list", "--json", cwd=kb, check=True).stdout)
