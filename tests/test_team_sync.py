@@ -313,11 +313,20 @@ def test_sync_over_git_daemon(tmp_path):
 # -- three clones syncing concurrently -------------------------------------------------
 
 
-def test_three_clones_syncing_in_a_loop_concurrently_converge(tmp_path):
+@pytest.fixture
+def served(tmp_path):
+    """`git daemon` serving tmp_path's repositories; yields its base URL."""
+    with git_daemon(tmp_path) as base:
+        yield base
+
+
+def test_three_clones_syncing_in_a_loop_concurrently_converge(tmp_path, served):
+    # Over a real network protocol (git daemon on 127.0.0.1); file:// remotes everywhere else.
     import random
     import threading
 
-    url, _first = make_remote(tmp_path)
+    make_remote(tmp_path)
+    url = f"{served}/remote.git"
     pool = sorted(p.name for p in (TLDR / "common").glob("git-*.md"))[:18]
     clones = [clone(url, tmp_path / f"c{n}") for n in range(3)]
     landed: list[set[str]] = [set(), set(), set()]
