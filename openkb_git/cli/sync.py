@@ -17,6 +17,13 @@ _NO_EDITS = click.option("--no-commit-edits", is_flag=True, help="Refuse instead
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
+
+def _options(command):
+    """The arguments and options sync, pull and push share, and the context."""
+    for decorate in (click.pass_context, _JSON, _NO_EDITS, _WAIT, _BRANCH, _REMOTE):
+        command = decorate(command)
+    return command
+
 def _run(ctx: click.Context, action, remote: str | None, branch: str | None, wait: float, no_commit_edits: bool,
          as_json: bool) -> None:
     kb = open_kb(ctx)
@@ -76,12 +83,7 @@ def _report_conflicts(exc: SyncConflictError, as_json: bool) -> None:
 
 
 @cli.command()
-@_REMOTE
-@_BRANCH
-@_WAIT
-@_NO_EDITS
-@_JSON
-@click.pass_context
+@_options
 def sync(ctx: click.Context, remote: str | None, branch: str | None, wait: float, no_commit_edits: bool,
          as_json: bool) -> None:
     """Fetch from REMOTE, integrate its operations with ours, push.
@@ -101,12 +103,7 @@ def sync(ctx: click.Context, remote: str | None, branch: str | None, wait: float
 
 
 @cli.command()
-@_REMOTE
-@_BRANCH
-@_WAIT
-@_NO_EDITS
-@_JSON
-@click.pass_context
+@_options
 def pull(ctx: click.Context, remote: str | None, branch: str | None, wait: float, no_commit_edits: bool,
          as_json: bool) -> None:
     """Fetch from REMOTE and integrate its operations with ours (no push).
@@ -118,12 +115,7 @@ def pull(ctx: click.Context, remote: str | None, branch: str | None, wait: float
 
 
 @cli.command()
-@_REMOTE
-@_BRANCH
-@_WAIT
-@_NO_EDITS
-@_JSON
-@click.pass_context
+@_options
 def push(ctx: click.Context, remote: str | None, branch: str | None, wait: float, no_commit_edits: bool,
          as_json: bool) -> None:
     """Push our operations to REMOTE.
