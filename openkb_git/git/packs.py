@@ -138,17 +138,20 @@ PENDING_KEEP = b"openkb: objects of a commit being made\n"  # the content of our
 def write_pack(pack_dir: Path, entries: list[tuple[bytes, bytes]], *, keep: bool = False) -> str:
     """Write ``entries`` as one pack durably; returns its base name.
 
-    With ``keep``, a `<name>.keep` file is created before the index makes the pack visible:
+    With ``keep``, a `<name>.keep` file is created before the pack gets its name:
     `git repack -a -d` (and `git gc`) never delete a kept pack, so the objects of a commit
     not yet named by the branch survive a concurrent repack; the caller removes the file
-    once the ref has moved (`release_keep`)."""
+    once the ref has moved (`release_keep`). Before, not after, the `.pack` rename: Git 2.39's
+    repack lists the packs to delete by reading the folder for `*.pack` names and only then
+    looking for each one's `.keep`, so a `.pack` seen for a moment without its `.keep` was
+    deleted by a repack whose walk of the refs came before our ref moved (the commit lost)."""
     pack, index, name = encode_pack(entries)
     tmp_pack, tmp_idx = temporary_names(pack_dir)
     write_bytes(tmp_pack, pack, mode=0o444, sync=True)
     write_bytes(tmp_idx, index, mode=0o444, sync=True)
-    replace(tmp_pack, pack_dir / f"{name}.pack")
     if keep:
         write_bytes(pack_dir / f"{name}.keep", PENDING_KEEP)
+    replace(tmp_pack, pack_dir / f"{name}.pack")
     replace(tmp_idx, pack_dir / f"{name}.idx")
     fsync_dir(pack_dir)
     return name
