@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 from dulwich.object_store import DiskObjectStore
+from dulwich.objects import Blob
 
 from conftest import CORPUS, TLDR, assert_consistent, git, run_openkb
 from openkb_git.git import packs
@@ -206,6 +207,47 @@ def test_a_pending_pack_is_never_listed_without_its_keep(kb, tmp_path):
         out, _ = lister.communicate(timeout=70)
         handle.close()
     assert out.strip() == "0", f"{out.strip()} pending packs were listed without their .keep first"
+
+
+PRUNER = """
+import os, sys, time
+# What `git prune-packed` (run by `git repack -d` and `git gc`) does once it has deleted the
+# loose objects a pack holds: rmdir every fan-out folder, which fails unless it is empty.
+objects_dir, stop = sys.argv[1], sys.argv[2]
+rounds = 0
+end = time.monotonic() + 60
+while not os.path.exists(stop) and time.monotonic() < end:
+    for n in range(256):
+        try:
+            os.rmdir(os.path.join(objects_dir, "%02x" % n))
+        except OSError:
+            pass
+    rounds += 1
+print(rounds)
+"""
+
+
+def test_a_large_object_is_written_while_prune_packed_removes_empty_folders(kb, tmp_path):
+    # Seen in a stress run: "No such file or directory (.git/objects/0a)" from a loose write,
+    # the fan-out folder made for it removed by `git prune-packed` before the rename into it.
+    handle = KB(kb)
+    stop = tmp_path / "stop"
+    pruner = subprocess.Popen([sys.executable, "-c", PRUNER, str(kb / ".git" / "objects"), str(stop)],
+                              stdout=subprocess.PIPE, text=True)
+    ids = []
+    try:
+        time.sleep(0.3)  # the pruner is running
+        for n in range(60):
+            blob = Blob.from_string(os.urandom(40 * 1024))  # over LOOSE_BYTES: written loose
+            handle.objects.write_durably([blob])
+            ids.append(blob.id.decode())
+    finally:
+        stop.write_bytes(b"")
+        out, _ = pruner.communicate(timeout=70)
+        handle.close()
+    assert int(out) > 0  # the pruner ran beside the writes
+    for sha in ids:
+        assert (kb / ".git" / "objects" / sha[:2] / sha[2:]).is_file()
 
 
 REPUBLISHER = """

@@ -27,6 +27,7 @@ from . import packs
 FILE_MODE = 0o100644
 TREE_CACHE = 256  # parsed trees kept (LRU)
 LOOSE_BYTES = 32 * 1024  # objects this large are written loose, not into a commit's small pack
+_FANOUT_TRIES = 50  # renames of a loose object into a fan-out folder `git prune-packed` keeps removing
 LOOSE_TMP_PREFIX = "openkb_obj_"  # temporaries of loose objects, in objects/ (git prunes `tmp_*` there)
 ENCODED_CACHE = 16  # encodings of large trees kept for splicing (LRU)
 TREE_MODE = 0o040000
@@ -578,18 +579,32 @@ class ObjectStore:
         for obj in objects:
             hexsha = obj.id.decode("ascii")
             directory = self.objects_dir / hexsha[:2]
-            if not directory.exists():
-                makedirs(directory, sync=False)
-                new_fanout = True
             # Not `tmp_obj_*`: `git prune` (in `git gc --prune=now`) deletes those at any age.
             tmp = self.objects_dir / f"{LOOSE_TMP_PREFIX}{hexsha[:12]}_{os.getpid()}{TMP_SUFFIX}"
             write_bytes(tmp, b"".join(obj.as_legacy_object_chunks()), mode=0o444, sync=True)
-            replace(tmp, directory / hexsha[2:])
+            # `git prune-packed` (run by `git repack -d` and `git gc`) removes every empty fan-out
+            # folder at any moment: the folder is made just before the rename, and again when it
+            # went in between (bounded: each round the folder exists for microseconds only).
+            for attempt in range(_FANOUT_TRIES):
+                if not directory.exists():
+                    makedirs(directory, sync=False)
+                    new_fanout = True
+                try:
+                    replace(tmp, directory / hexsha[2:])
+                    break
+                except FileNotFoundError:
+                    if attempt == _FANOUT_TRIES - 1 or not tmp.exists():
+                        raise
             touched_dirs.add(directory)
         if new_fanout:
             fsync_dir(self.objects_dir)
         for directory in touched_dirs:
-            fsync_dir(directory)
+            try:
+                fsync_dir(directory)
+            except FileNotFoundError:
+                # Removed by `git prune-packed`, which removes only empty folders and deletes a
+                # loose object only when a pack holds it: what we wrote there is in a pack.
+                continue
 
     def _present(self, hexsha: bytes) -> bool:
         text = hexsha.decode("ascii")
