@@ -1,7 +1,7 @@
 """Latency of history reads and revert on a KB of many ingests.
 
 Builds (or reuses) a KB with N ingests of tldr pages (default 5,000), then times the
-real commands — `openkb log`, `openkb show`, `openkb blame`, `openkb revert` — as a
+real commands — `openkb log` (also `--path`), `openkb show`, `openkb blame`, `openkb revert` — as a
 user runs them (a fresh process each time, medians over several runs), next to plain
 `git log` / `git show` / `git blame` on the same repository as a reference.
 
@@ -89,6 +89,8 @@ def main() -> None:
          "git show <same>", timed(["git", "-C", str(kb), "show", middle["short"]], args.runs)),
         ("openkb show --stat HEAD", timed(py + ["show", "--stat", "HEAD"], args.runs),
          "git show --stat HEAD", timed(["git", "-C", str(kb), "show", "--stat", "HEAD"], args.runs)),
+        (f"openkb log --path {page.name}", timed(py + ["log", "--path", page_rel], args.runs),
+         "git log -- same", timed(["git", "-C", str(kb), "log", "--oneline", "--", page_rel], args.runs)),
         ("openkb blame index.md", timed(py + ["blame", "wiki/index.md"], max(1, args.runs // 2)),
          "git blame index.md", timed(["git", "-C", str(kb), "blame", "wiki/index.md"], max(1, args.runs // 2))),
         (f"openkb blame {page.name} (largest concept)", timed(py + ["blame", page_rel], args.runs),

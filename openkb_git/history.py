@@ -97,6 +97,17 @@ def commit_memo(kb: KB) -> CommitMemo:
     return memo
 
 
+def tree_of(kb: KB, sha: str) -> bytes:
+    """The tree id (hex, bytes) of commit ``sha``, from the memo's bytes (a commit's first line
+    is `tree <id>`), without a parse of the commit."""
+    memo = commit_memo(kb)
+    memo.row(kb, sha)  # loads (and memoizes) the commit when it is not there yet
+    raw = memo.raw[sha.encode("ascii")]
+    if not raw.startswith(b"tree ") or raw[45:46] != b"\n":
+        raise kb.objects.damaged(sha, ValueError("a commit whose first line is not its tree"))
+    return raw[5:45]
+
+
 def check_memo(kb: KB) -> str | None:
     """What is wrong with the commit memo (a part that is not whole entries matching their ids,
     which readers ignore), or None (fsck)."""

@@ -10,7 +10,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, TypeVar
 
-from ..history import Entry, iter_entries
+from ..git.objects import PathFollower
+from ..history import Entry, iter_entries, tree_of
 from ..kb import KB
 from ..registry import Registry
 
@@ -34,6 +35,7 @@ def log_entries(kb: KB, *, doc: str | None = None, op: str | None = None, path: 
         from .select import resolve_range
 
         head, exclude = resolve_range(kb, revisions)
+    touches = _path_filter(kb, path) if path is not None else None
     out: list[tuple[int | None, Entry]] = []
     for position, entry in enumerate(iter_entries(kb, head)):
         if exclude is not None and entry.sha in exclude:
@@ -42,7 +44,7 @@ def log_entries(kb: KB, *, doc: str | None = None, op: str | None = None, path: 
             continue
         if op is not None and entry.op != op:
             continue
-        if path is not None and not _touches(kb, entry, path):
+        if touches is not None and not touches(entry):
             continue
         out.append((None if revisions is not None else position, entry))
         if limit is not None and len(out) >= limit:
@@ -50,15 +52,28 @@ def log_entries(kb: KB, *, doc: str | None = None, op: str | None = None, path: 
     return out
 
 
-def _touches(kb: KB, entry: Entry, path: str) -> bool:
-    """Whether the operation changed ``path``. A merge counts when its version differs from
+def _path_filter(kb: KB, path: str):
+    """Whether an operation changed ``path``. A merge counts when its version differs from
     every parent's (it combined both sides' changes); otherwise the operations it brought in
-    are listed themselves."""
-    path = path.strip("/")
-    mine = kb.objects.lookup(kb.objects.get(entry.sha.encode()).tree, path)
-    if not entry.parents:
-        return mine is not None
-    return all(mine != kb.objects.lookup(kb.objects.get(parent.encode()).tree, path) for parent in entry.parents)
+    are listed themselves. Each commit's version is looked up once (a commit's parent is the
+    next entry, mostly), through a PathFollower: a comparison of bytes per commit, not a
+    decoding of the page's folder of N entries (what `git log -- path` does, in effect)."""
+    follower = PathFollower(kb.objects, path.strip("/"))
+    versions: dict[str, tuple | None] = {}
+
+    def version(sha: str) -> tuple | None:
+        found = versions.get(sha, versions)
+        if found is versions:
+            found = versions[sha] = follower.lookup(tree_of(kb, sha))
+        return found
+
+    def touches(entry: Entry) -> bool:
+        mine = version(entry.sha)
+        if not entry.parents:
+            return mine is not None
+        return all(mine != version(parent) for parent in entry.parents)
+
+    return touches
 
 
 T = TypeVar("T")

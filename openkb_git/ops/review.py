@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from ..errors import EXIT_USAGE, OpenKBError
 from ..frontmatter import load_yaml, split as split_frontmatter
 from ..git.objects import PathFollower, common_prefix, common_suffix
-from ..history import Entry, entry_of
+from ..history import Entry, entry_of, tree_of
 from ..kb import KB
 from .select import BadSelectorError, resolve
 
@@ -434,7 +434,7 @@ def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
 
     def version(sha: str) -> tuple | None:
         if sha not in versions:
-            versions[sha] = follower.lookup(kb.objects.get(sha.encode()).tree)
+            versions[sha] = follower.lookup(tree_of(kb, sha))
         return versions[sha]
 
     def text_of(found: tuple | None) -> list[str]:
