@@ -122,6 +122,7 @@ class Index:
             makedirs(self.where.parent, sync=False)
             db = sqlite3.connect(self.where, timeout=30, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=OFF")  # a cache: a torn file is found damaged and rebuilt
             self._check(db)
             return db
         except sqlite3.DatabaseError:  # damaged or not SQLite at all: a cache, made again
@@ -131,6 +132,7 @@ class Index:
         try:
             db = sqlite3.connect(self.where, timeout=30, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=OFF")  # a cache: a torn file is found damaged and rebuilt
             self._check(db)
             return db
         except (sqlite3.DatabaseError, OSError):
@@ -200,20 +202,25 @@ class Index:
             else:
                 changes = kb.objects.changed_files(old_tree, new_tree)
                 self._forget_last(old, want)
-            updated = 0
-            for path, (_, blob) in changes.items():
-                if not _is_page(path):
-                    continue
-                row = self.db.execute("SELECT id FROM pages WHERE path=?", (path,)).fetchone()
-                if row is not None:
-                    self.db.execute("DELETE FROM text WHERE rowid=?", (row[0],))
-                    self.db.execute("DELETE FROM pages WHERE id=?", (row[0],))
-                if blob is None:
-                    continue
-                title, body = page_text(path, kb.objects.blob_bytes(blob))
-                cur = self.db.execute("INSERT INTO pages (path, blob) VALUES (?, ?)", (path, blob.decode()))
-                self.db.execute("INSERT INTO text (rowid, title, body) VALUES (?, ?, ?)", (cur.lastrowid, title, body))
-                updated += 1
+            pages = {path: blob for path, (_, blob) in changes.items() if _is_page(path)}
+            if not rebuilt:
+                for path in pages:
+                    row = self.db.execute("SELECT id FROM pages WHERE path=?", (path,)).fetchone()
+                    if row is not None:
+                        self.db.execute("DELETE FROM text WHERE rowid=?", (row[0],))
+                        self.db.execute("DELETE FROM pages WHERE id=?", (row[0],))
+            wanted = {path: blob for path, blob in pages.items() if blob is not None}
+            contents = _read_blobs(kb, wanted)
+            rows = []
+            for n, (path, blob) in enumerate(sorted(wanted.items())):
+                title, body = page_text(path, contents[blob])
+                rows.append((path, blob.decode(), title, body))
+            start = self.db.execute("SELECT coalesce(max(id), 0) FROM pages").fetchone()[0] + 1
+            self.db.executemany("INSERT INTO pages (id, path, blob) VALUES (?, ?, ?)",
+                                [(start + i, r[0], r[1]) for i, r in enumerate(rows)])
+            self.db.executemany("INSERT INTO text (rowid, title, body) VALUES (?, ?, ?)",
+                                [(start + i, r[2], r[3]) for i, r in enumerate(rows)])
+            updated = len(pages)
             self.db.execute("UPDATE meta SET value=? WHERE key='commit'", (want,))
             self.db.execute("COMMIT")
         except BaseException:
@@ -240,6 +247,43 @@ class Index:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _read_blobs(kb: KB, blobs: dict[str, bytes]) -> dict[bytes, bytes]:
+    """{blob id: content}; many at once through one `git cat-file --batch` (C, no per-object
+    Python), a few through the object store."""
+    ids = sorted(set(blobs.values()))
+    if len(ids) < 200:
+        return {sha: kb.objects.blob_bytes(sha) for sha in ids}
+    import threading
+
+    proc = subprocess.Popen(["git", "-C", str(kb.root), "cat-file", "--batch"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    def feed():
+        try:
+            proc.stdin.write(b"".join(sha + b"\n" for sha in ids))
+            proc.stdin.close()
+        except OSError:
+            pass
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    out: dict[bytes, bytes] = {}
+    try:
+        for sha in ids:
+            header = proc.stdout.readline().split()
+            if len(header) != 3 or header[1] != b"blob" or header[0] != sha:
+                raise OpenKBError(f"git cat-file could not read blob {sha.decode()} ({b' '.join(header).decode()}); "
+                                  "run `openkb fsck`")
+            size = int(header[2])
+            out[sha] = proc.stdout.read(size)
+            proc.stdout.read(1)
+    finally:
+        proc.stdout.close()
+        proc.wait()
+        feeder.join()
+    return out
 
 
 def _git(kb: KB, *args: str, check: bool = True) -> subprocess.CompletedProcess:
