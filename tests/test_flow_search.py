@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 from conftest import TLDR, assert_consistent, copy_tldr, git, run_openkb
 
@@ -122,3 +123,150 @@ def test_search_history_names_the_ingests_that_introduced_and_removed_a_phrase(k
 def test_search_refuses_text_without_words(kb):
     proc = run_openkb("--kb-dir", kb, "search", "--", "***")
     assert proc.returncode != 0 and "nothing to search for" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# -- a file dropped into raw/ ---------------------------------------------------------------
+
+
+def test_a_file_dropped_into_raw_and_added_is_one_add_not_an_edit_and_reverts_whole(kb):
+    (kb / "raw").mkdir(exist_ok=True)
+    shutil.copy(TLDR / "common" / "tar.md", kb / "raw" / "mydrop.md")
+    proc = run_openkb("add", "raw/mydrop.md", cwd=kb, check=True)
+    assert "(edit)" not in proc.stderr
+    log = git(kb, "log", "--format=%s").splitlines()
+    assert log == ["add: mydrop.md", "init: new knowledge base"], log
+    assert "raw/mydrop.md" in git(kb, "show", "--name-only", "--format=", "HEAD").split()
+    assert_consistent(kb)
+    run_openkb("--kb-dir", kb, "revert", "mydrop", check=True)
+    assert not (kb / "raw" / "mydrop.md").exists()
+    assert "raw/mydrop.md" not in git(kb, "ls-files").split()
+    assert_consistent(kb)
+
+
+# -- openkb watch ----------------------------------------------------------------------------
+
+
+class Watcher:
+    """A real `openkb watch` process, its output read line by line."""
+
+    def __init__(self, kb, *args, cwd=None):
+        import os
+        import subprocess
+        import sys
+        import threading
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "openkb_git", "--kb-dir", str(kb), "watch", "--json",
+                                      *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     cwd=cwd, env=dict(os.environ))
+        self.lines: list[dict] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(json.loads(line))
+
+    def wait_for(self, predicate, timeout=60.0):
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [line for line in self.lines if predicate(line)]
+            if found:
+                return found
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"not seen within {timeout} s; output so far: {self.lines}; "
+                             f"stderr: {self.proc.stderr.read() if self.proc.poll() is not None else ''}")
+
+    def files(self, status=None):
+        return [line for line in self.lines if "status" in line and (status is None or line["status"] == status)]
+
+    def interrupt(self, timeout=30.0):
+        import signal
+
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(timeout=timeout)
+        self.reader.join(timeout=5)
+        return code, self.proc.stderr.read()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_watch_adds_files_as_they_arrive_one_commit_each_and_stops_cleanly_on_ctrl_c(kb, tmp_path):
+    import threading
+    import time
+
+    watcher = Watcher(kb, "--settle", "1.0")
+    try:
+        watcher.wait_for(lambda line: "watching" in line)
+        assert (kb / "raw").is_dir()
+        raw = kb / "raw"
+        shutil.copy(TLDR / "common" / "tar.md", raw / "tar.md")
+        shutil.copy(TLDR / "common" / "gzip.md", raw / "gzip.md")
+        (raw / "notes.xyz").write_text("not a document\n")  # fails: reported, watching goes on
+        (raw / ".hidden.md").write_text("# hidden\n")  # never taken
+        (raw / "partial.md.part").write_text("# half a download\n")  # never taken
+        # a file written slowly, in chunks 0.4 s apart: taken once, whole
+        chunks = [f"# slow\n\n> Written in chunks.\n\n"] + [f"- Chunk number {i} of the slow file: `slow {i}`\n"
+                                                             for i in range(1, 7)]
+
+        def write_slowly():
+            with open(raw / "slow.md", "w") as fh:
+                for chunk in chunks:
+                    fh.write(chunk)
+                    fh.flush()
+                    time.sleep(0.4)
+
+        writer = threading.Thread(target=write_slowly)
+        writer.start()
+        writer.join(timeout=30)
+        watcher.wait_for(lambda line: line.get("path", "").endswith("slow.md"), timeout=90)
+        watcher.wait_for(lambda line: line.get("path", "").endswith("gzip.md"), timeout=90)
+        watcher.wait_for(lambda line: line.get("path", "").endswith("tar.md"), timeout=90)
+        watcher.wait_for(lambda line: line.get("path", "").endswith("notes.xyz"), timeout=90)
+        # after the failure, a new file is still taken
+        shutil.copy(TLDR / "common" / "ls.md", raw / "ls.md")
+        watcher.wait_for(lambda line: line.get("path", "").endswith("ls.md"), timeout=90)
+        time.sleep(2.5)  # our own projection of raw/ files must not come back as news
+        code, stderr = watcher.interrupt()
+    finally:
+        watcher.kill()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    added = {Path(line["path"]).name: line for line in watcher.files("added")}
+    assert sorted(added) == ["gzip.md", "ls.md", "slow.md", "tar.md"], watcher.lines
+    failed = watcher.files("failed")
+    assert [Path(line["path"]).name for line in failed] == ["notes.xyz"] and "unsupported" in failed[0]["reason"]
+    assert not watcher.files("skipped"), watcher.lines  # nothing taken twice
+    assert watcher.lines[-1] == {"summary": {"added": 4, "skipped": 0, "failed": 1}}
+    # one `add` commit per file, no `edit`
+    ops = git(kb, "log", "--format=%(trailers:key=OpenKB-Op,valueonly)").split()
+    assert ops == ["add"] * 4 + ["init"], ops
+    assert (kb / "wiki" / "sources" / "slow.md").read_text().count("slow 6") == 1  # the whole file
+    git(kb, "clean", "-fq", "raw/")  # the failed and ignored files are the user's, left untracked
+    assert_consistent(kb)
+
+
+def test_watch_a_folder_outside_the_kb_and_its_errors(kb, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    proc = run_openkb("--kb-dir", kb, "watch", tmp_path / "nowhere")
+    assert proc.returncode != 0 and "not a folder" in proc.stderr and "Traceback" not in proc.stderr
+    watcher = Watcher(kb, "--settle", "0.5", inbox)
+    try:
+        watcher.wait_for(lambda line: "watching" in line)
+        (inbox / "sub").mkdir()
+        shutil.copy(TLDR / "common" / "zip.md", inbox / "sub" / "zip.md")
+        line = watcher.wait_for(lambda line: line.get("status") == "added", timeout=90)[0]
+        code, _ = watcher.interrupt()
+    finally:
+        watcher.kill()
+    assert code == 0 and line["doc"] == "zip"
+    record = json.loads((kb / ".openkb" / "registry" / "zip.json").read_text())
+    assert not record["path"].startswith("/")  # no absolute local path in a record
+    assert_consistent(kb)

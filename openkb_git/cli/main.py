@@ -20,7 +20,7 @@ COMMAND_MODULES = {
     "hooks": "hooks",
     "sync": "sync", "pull": "sync", "push": "sync",
     "clone": "team", "git-hook": "team",
-    "search": "search",
+    "search": "search", "watch": "search",
 }
 
 

@@ -69,3 +69,75 @@ def search(ctx: click.Context, text: tuple[str, ...], limit: int, history: bool,
         if hit.last:
             last = hit.last
             click.echo(f"    last changed by {last['op']} {last['doc'] or last['subject']} ({last['commit'][:7]})")
+
+
+@cli.command()
+@click.argument("dirs", nargs=-1, type=click.Path(file_okay=False))
+@click.option("--settle", type=click.FloatRange(min=0.1, max=3600), default=2.0, show_default=True,
+              help="Seconds a file's size and modification time must stay the same before it is added.")
+@click.option("--wait", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds to wait for the KB lock (another openkb or OpenKB writing) before that file fails.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file as it is done, "
+                                                      "and the summary as the last one.")
+@click.pass_context
+def watch(ctx: click.Context, dirs: tuple[str, ...], settle: float, wait: float, as_json: bool) -> None:
+    """Add new and changed files of DIRs as they arrive (default: the KB's raw/).
+
+    Each file is taken once it has stopped changing for --settle seconds (a
+    download or a copy still being written is waited for), then added as
+    `openkb add FILE` would: one commit each, duplicates skipped, hooks run. A
+    file dropped into raw/ becomes an `add` of that file. A file that fails is
+    reported and watching goes on. Hidden files and partial downloads (*.part,
+    *.crdownload, *.tmp, *~) are left alone. Ctrl-C (or SIGTERM) stops after
+    the file being added, with a summary; the exit code is then 0.
+    """
+    import json
+    import signal
+    import threading
+    from pathlib import Path
+
+    from ..ops.add import ADDED, FAILED, SKIPPED
+    from ..ops.watch import watch as run_watch, watch_dirs
+
+    kb = open_kb(ctx)
+    root = kb.root
+    kb.close()
+    folders = [Path(d).absolute() for d in dirs] if dirs else watch_dirs(root)
+    stop = threading.Event()
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
+
+    def on_ready(watched):
+        if as_json:
+            click.echo(json.dumps({"watching": [str(f) for f in watched]}), nl=True)
+        else:
+            click.echo(f"Watching {', '.join(str(f) for f in watched)} for new files. Press Ctrl-C to stop.")
+
+    def on_result(r):
+        if as_json:
+            click.echo(json.dumps({"path": r.path, "status": r.status, "doc": r.doc, "commit": r.commit,
+                                   "reason": r.reason, "warnings": r.warnings}, ensure_ascii=False))
+        elif r.status == ADDED:
+            click.echo(f"added    {r.path} -> {r.doc} ({(r.commit or '')[:7]})")
+            for warning in r.warnings:
+                click.echo(f"         warning: {warning}")
+        elif r.status == SKIPPED:
+            click.echo(f"skipped  {r.path}: {r.reason}")
+        else:
+            click.echo(f"failed   {r.path}: {r.reason}")
+
+    def on_error(message):
+        click.echo(message, err=True)
+
+    try:
+        report = run_watch(root, folders, settle=settle, wait=wait, on_result=on_result, on_error=on_error,
+                           on_ready=on_ready, stop=stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if as_json:
+        click.echo(json.dumps({"summary": {k: v for k, v in report.to_json().items() if k != "files"}}))
+    else:
+        click.echo(f"stopped watching: {report.count(ADDED)} added, {report.count(SKIPPED)} skipped, "
+                   f"{report.count(FAILED)} failed")
