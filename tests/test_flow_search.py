@@ -270,3 +270,70 @@ def test_watch_a_folder_outside_the_kb_and_its_errors(kb, tmp_path):
     record = json.loads((kb / ".openkb" / "registry" / "zip.json").read_text())
     assert not record["path"].startswith("/")  # no absolute local path in a record
     assert_consistent(kb)
+
+
+# -- openkb use ------------------------------------------------------------------------------
+
+
+def test_use_sets_the_default_kb_shared_with_openkb_and_shows_it(kb, tmp_path):
+    import os
+    import yaml
+
+    home = Path(os.environ["HOME"])  # a temp dir of the test (conftest)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = run_openkb("log", cwd=elsewhere)
+    assert proc.returncode == 4 and "openkb use PATH" in proc.stderr
+    assert "No default knowledge base" in run_openkb("use", cwd=elsewhere, check=True).stdout
+    # OpenKB's global config with settings of its own: kept
+    config = home / ".config" / "openkb" / "global.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text(yaml.safe_dump({"known_kbs": ["/some/other/kb"], "model": "gpt-x"}))
+    proc = run_openkb("use", kb, cwd=elsewhere, check=True)
+    assert str(kb.resolve()) in proc.stdout
+    data = yaml.safe_load(config.read_text())
+    assert data == {"default_kb": str(kb.resolve()), "known_kbs": ["/some/other/kb", str(kb.resolve())],
+                    "model": "gpt-x"}
+    shown = json.loads(run_openkb("use", "--json", cwd=elsewhere, check=True).stdout)
+    assert shown["default_kb"] == str(kb.resolve()) and shown["valid"] is True
+    # used when no --kb-dir and no KB in the cwd or its parents
+    log = run_openkb("log", cwd=elsewhere, check=True).stdout
+    assert "init" in log
+    # a KB in the cwd wins over the default; --kb-dir wins over both
+    other = tmp_path / "other"
+    run_openkb("init", other, check=True)
+    assert json.loads(run_openkb("status", "--json", cwd=other, check=True).stdout)["root"] == str(other.resolve())
+    assert json.loads(run_openkb("--kb-dir", other, "status", "--json", cwd=elsewhere,
+                                 check=True).stdout)["root"] == str(other.resolve())
+    assert json.loads(run_openkb("status", "--json", cwd=elsewhere, check=True).stdout)["root"] == str(kb.resolve())
+    # OpenKB's own `use` writes the default we read (its file format, by hand as OpenKB 0.4.5 writes it)
+    config.write_text(yaml.safe_dump({"default_kb": str(other.resolve()), "known_kbs": [str(other.resolve())]},
+                                     sort_keys=True))
+    assert json.loads(run_openkb("status", "--json", cwd=elsewhere, check=True).stdout)["root"] == str(other.resolve())
+    # refused: not a KB; a default that is gone is named
+    proc = run_openkb("use", elsewhere)
+    assert proc.returncode == 4 and "not a knowledge base" in proc.stderr and "Traceback" not in proc.stderr
+    shutil.rmtree(other)
+    proc = run_openkb("log", cwd=elsewhere)
+    assert proc.returncode == 4 and str(other.resolve()) in proc.stderr and "openkb use" in proc.stderr
+    config.write_text("default_kb: [unclosed\n")
+    proc = run_openkb("log", cwd=elsewhere)
+    assert proc.returncode != 0 and "not valid YAML" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_openkb_itself_opens_the_default_kb_set_by_our_use(kb, tmp_path):
+    import os
+    import subprocess
+
+    openkb045 = Path("/work/openkb045/bin/python")
+    if not openkb045.exists():
+        import pytest
+        pytest.skip("OpenKB 0.4.5 is not installed in /work/openkb045")
+    run_openkb("--kb-dir", kb, "add", copy_tldr(tmp_path / "in", ["tar.md"]), check=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run_openkb("use", kb, check=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([str(openkb045), "-m", "openkb", "list"], cwd=elsewhere, capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0 and "tar" in proc.stdout, proc.stdout + proc.stderr

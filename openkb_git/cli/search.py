@@ -141,3 +141,34 @@ def watch(ctx: click.Context, dirs: tuple[str, ...], settle: float, wait: float,
     else:
         click.echo(f"stopped watching: {report.count(ADDED)} added, {report.count(SKIPPED)} skipped, "
                    f"{report.count(FAILED)} failed")
+
+
+@cli.command()
+@click.argument("path", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def use(path: str | None, as_json: bool) -> None:
+    """Set the default knowledge base to PATH, or show it (no PATH).
+
+    The default is used when neither --kb-dir / OPENKB_DIR nor a KB in the
+    current directory or its parents is found. It is kept in OpenKB's own
+    global config, ~/.config/openkb/global.yaml (`default_kb`, also added to
+    `known_kbs`), so OpenKB and openkb-git open the same default KB; its other
+    settings are kept.
+    """
+    from ..ops.use import set_default_kb, show_default_kb
+
+    if path is not None:
+        root = set_default_kb(path)
+        if as_json:
+            echo_json(show_default_kb())
+        else:
+            click.echo(f"Default knowledge base: {root}")
+        return
+    shown = show_default_kb()
+    if as_json:
+        echo_json(shown)
+    elif shown["default_kb"] is None:
+        click.echo(f"No default knowledge base (set one with `openkb use PATH`; kept in {shown['config']}).")
+    else:
+        note = "" if shown["valid"] else "  (not a knowledge base now: run `openkb use PATH` to choose another)"
+        click.echo(f"Default knowledge base: {shown['default_kb']}{note}")
