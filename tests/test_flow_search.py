@@ -101,6 +101,13 @@ def test_a_damaged_or_lying_index_is_rebuilt_from_the_tree(kb, tmp_path):
     for leftover in index.parent.glob("search.sqlite*"):
         leftover.unlink()
     assert _paths(_search(kb, "compress")) == _paths(good)
+    # damaged inside: the header is intact (it opens), the pages after it are zeros (a query fails)
+    data = index.read_bytes()
+    index.write_bytes(data[:4096] + b"\0" * (len(data) - 4096))
+    for leftover in index.parent.glob("search.sqlite-*"):
+        leftover.unlink()
+    torn = _search(kb, "compress")
+    assert torn["index"]["rebuilt"] is True and _paths(torn) == _paths(good)
 
 
 def test_search_history_names_the_ingests_that_introduced_and_removed_a_phrase(kb, tmp_path):
@@ -337,3 +344,27 @@ def test_openkb_itself_opens_the_default_kb_set_by_our_use(kb, tmp_path):
     proc = subprocess.run([str(openkb045), "-m", "openkb", "list"], cwd=elsewhere, capture_output=True, text=True,
                           env=env, timeout=120)
     assert proc.returncode == 0 and "tar" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_watch_does_not_take_the_files_its_own_adds_write(kb, tmp_path):
+    import time
+
+    run_openkb("--kb-dir", kb, "add", copy_tldr(tmp_path / "in", ["tar.md"]), check=True)  # doc `tar`, elsewhere
+    watcher = Watcher(kb, "--settle", "0.5")
+    try:
+        watcher.wait_for(lambda line: "watching" in line)
+        # another file named tar.md dropped into raw/sub/: its doc name clashes, so the add writes
+        # raw/tar-<hash>.md — a file of the KB as HEAD holds it, not a new one
+        (kb / "raw" / "sub").mkdir()
+        shutil.copy(TLDR / "common" / "gzip.md", kb / "raw" / "sub" / "tar.md")
+        line = watcher.wait_for(lambda line: line.get("status") == "added", timeout=90)[0]
+        time.sleep(3)
+        code, stderr = watcher.interrupt()
+    finally:
+        watcher.kill()
+    assert code == 0, stderr
+    assert line["doc"].startswith("tar-"), line
+    assert watcher.files() == [line], watcher.lines  # nothing else taken, not even as a duplicate
+    assert (kb / "raw" / f"{line['doc']}.md").exists()
+    shutil.rmtree(kb / "raw" / "sub")  # the dropped file itself stays the user's, untracked
+    assert_consistent(kb)

@@ -118,25 +118,36 @@ class Index:
         self.db = self._open()
 
     def _open(self) -> sqlite3.Connection:
+        for attempt in (1, 2):
+            try:
+                makedirs(self.where.parent, sync=False)
+                db = sqlite3.connect(self.where, timeout=30, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=OFF")  # a cache: a torn file is found damaged and rebuilt
+                self._check(db)
+                return db
+            except sqlite3.DatabaseError:  # damaged, not SQLite at all, or read-only: a cache, made again
+                if attempt == 1 and self.discard():
+                    continue
+                break
+            except OSError:
+                break
+        return self.in_memory()
+
+    def in_memory(self) -> sqlite3.Connection:
+        """Where `.openkb/` cannot be written (a read-only KB): an index for this command only."""
+        self.where = None
+        return self._fresh(sqlite3.connect(":memory:", isolation_level=None))
+
+    def discard(self) -> bool:
+        """Delete the index file; False when it cannot be deleted."""
+        if self.where is None:
+            return False
         try:
-            makedirs(self.where.parent, sync=False)
-            db = sqlite3.connect(self.where, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=OFF")  # a cache: a torn file is found damaged and rebuilt
-            self._check(db)
-            return db
-        except sqlite3.DatabaseError:  # damaged or not SQLite at all: a cache, made again
             self._discard()
-        except OSError:  # read-only KB: the index lives for this command only
-            return self._fresh(sqlite3.connect(":memory:", isolation_level=None))
-        try:
-            db = sqlite3.connect(self.where, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=OFF")  # a cache: a torn file is found damaged and rebuilt
-            self._check(db)
-            return db
-        except (sqlite3.DatabaseError, OSError):
-            return self._fresh(sqlite3.connect(":memory:", isolation_level=None))
+            return True
+        except OSError:
+            return False
 
     def _discard(self) -> None:
         for suffix in ("", "-wal", "-shm"):
@@ -325,27 +336,47 @@ def search(kb: KB, text: str, *, limit: int = 10) -> SearchResult:
     head = kb.head()
     index = Index(kb)
     try:
-        state = index.bring_to(head)
-        hits, total = _query(index, query, limit)
-        if not _hits_agree(kb, head, index, hits):  # the cache lied: the tree wins
-            state = index.bring_to(head, full=True)
-            hits, total = _query(index, query, limit)
-        _name_last_changes(kb, head, index, hits)
+        try:
+            state, hits, total = _run(kb, head, index, query, limit)
+        except sqlite3.DatabaseError:  # damaged under us, or not writable: once more, from HEAD's tree
+            index.close()
+            index = Index(kb) if index.discard() else _memory_index(kb)
+            try:
+                state, hits, total = _run(kb, head, index, query, limit)
+            except sqlite3.DatabaseError:
+                index.close()
+                index = _memory_index(kb)
+                state, hits, total = _run(kb, head, index, query, limit)
     finally:
         index.close()
     return SearchResult(query=text, commit=head.decode() if head else None, hits=hits, total=total, index=state)
 
 
+def _memory_index(kb: KB) -> Index:
+    index = Index.__new__(Index)
+    index.kb = kb
+    index.db = index.in_memory()
+    return index
+
+
+def _run(kb: KB, head: bytes | None, index: Index, query: str, limit: int) -> tuple[dict, list[Hit], int]:
+    state = index.bring_to(head)
+    hits, total = _query(index, query, limit)
+    if not _hits_agree(kb, head, index, hits):  # the cache lied: the tree wins
+        state = index.bring_to(head, full=True)
+        hits, total = _query(index, query, limit)
+    _name_last_changes(kb, head, index, hits)
+    return state, hits, total
+
+
 def _query(index: Index, query: str, limit: int) -> tuple[list[Hit], int]:
     db = index.db
-    try:
-        total = db.execute("SELECT count(*) FROM text WHERE text MATCH ?", (query,)).fetchone()[0]
-        rows = db.execute(
-            "SELECT p.path, text.title, snippet(text, 1, '**', '**', '…', 16), bm25(text, 5.0, 1.0), p.blob, p.last "
-            "FROM text JOIN pages p ON p.id = text.rowid WHERE text MATCH ? ORDER BY bm25(text, 5.0, 1.0), p.path "
-            "LIMIT ?", (query, limit)).fetchall()
-    except sqlite3.OperationalError as exc:
-        raise SearchQueryError(f"cannot search for {query!r}: {exc}; search for plain words") from None
+    # A DatabaseError here is damage: search() rebuilds the index and asks again.
+    total = db.execute("SELECT count(*) FROM text WHERE text MATCH ?", (query,)).fetchone()[0]
+    rows = db.execute(
+        "SELECT p.path, text.title, snippet(text, 1, '**', '**', '…', 16), bm25(text, 5.0, 1.0), p.blob, p.last "
+        "FROM text JOIN pages p ON p.id = text.rowid WHERE text MATCH ? ORDER BY bm25(text, 5.0, 1.0), p.path "
+        "LIMIT ?", (query, limit)).fetchall()
     hits = []
     for path, title, snippet, score, blob, last in rows:
         hit = Hit(path=path, title=title, snippet=" ".join(snippet.split()), score=-score)
