@@ -19,6 +19,7 @@ from typing import Callable
 
 from ..errors import OpenKBError
 from ..fsutil import makedirs
+from ..git.objects import blob_id
 from ..kb import KB
 from .add import ADDED, FAILED, SKIPPED, FileResult, add_paths
 
@@ -57,6 +58,17 @@ def ignored(path: Path, kb: KB) -> bool:
     except ValueError:
         return False
     return rel.parts[:1] in (("wiki",), (".git",), (".openkb",)) or any(p.startswith(".") for p in rel.parts)
+
+
+def committed_as_is(kb: KB, path: Path) -> bool:
+    """Is ``path`` a file of the KB whose content is the one HEAD holds (e.g. a raw/ file an add
+    just wrote under a suffixed name)?"""
+    try:
+        rel = path.resolve().relative_to(kb.root)
+    except ValueError:
+        return False
+    entry = kb.objects.lookup(kb.head_tree(), rel.as_posix())
+    return entry is not None and blob_id(path.read_bytes()) == entry[1]
 
 
 def watch_dirs(root: Path) -> list[Path]:
@@ -154,8 +166,8 @@ def watch(root: Path, dirs: list[Path], *, settle: float = 2.0, wait: float = 30
                     break
                 try:
                     st = os.stat(path)
-                    if taken.get(path) == (st.st_size, st.st_mtime_ns):
-                        continue
+                    if taken.get(path) == (st.st_size, st.st_mtime_ns) or committed_as_is(kb, Path(path)):
+                        continue  # our own projection of a KB file, not a new or changed one
                 except OSError:
                     continue
                 _take(kb, Path(path), wait, report, emit, warn, stop)
