@@ -174,7 +174,57 @@ def find_kb_root(override: str | os.PathLike | None = None, start: Path | None =
     for candidate in (current, *current.parents):
         if (candidate / ".openkb").is_dir():
             return candidate
-    raise NotAKnowledgeBaseError("no knowledge base here or in any parent directory; run `openkb init` or pass --kb-dir")
+    default = default_kb()
+    if default is not None:
+        if not (default / ".openkb").is_dir():
+            raise NotAKnowledgeBaseError(
+                f"no knowledge base here or in any parent directory, and the default one, {default} (set by "
+                f"`openkb use` in {user_config_path()}), is not a knowledge base (no .openkb/); run `openkb use "
+                "PATH` to choose another, or pass --kb-dir")
+        return default
+    raise NotAKnowledgeBaseError("no knowledge base here or in any parent directory, and no default one; run "
+                                 "`openkb init`, pass --kb-dir, or choose a default with `openkb use PATH`")
+
+
+class UserConfigError(OpenKBError):
+    """The user's global config (shared with OpenKB) cannot be read."""
+
+
+def user_config_path() -> Path:
+    """`~/.config/openkb/global.yaml`: OpenKB's global config, where its `use` (and ours) keeps
+    `default_kb` and `known_kbs`; one file, so both tools open the same default KB."""
+    return Path.home() / ".config" / "openkb" / "global.yaml"
+
+
+def read_user_config() -> dict:
+    import yaml
+
+    path = user_config_path()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise UserConfigError(f"cannot read {path}: {exc.strerror}; fix its permissions or delete it") from None
+    try:
+        loaded = yaml.safe_load(data) if data.strip() else {}
+    except yaml.YAMLError as exc:
+        raise UserConfigError(f"{path} is not valid YAML ({str(exc).splitlines()[0]}); fix it or delete it, "
+                              "then run `openkb use PATH` again") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise UserConfigError(f"{path} is not a mapping of settings; fix it or delete it, then run "
+                              "`openkb use PATH` again")
+    return loaded
+
+
+def default_kb() -> Path | None:
+    """The default KB of `openkb use` (or OpenKB's `use`), None when none is set."""
+    value = read_user_config().get("default_kb")
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return Path(value).expanduser()
 
 
 @dataclass

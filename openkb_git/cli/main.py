@@ -20,6 +20,7 @@ COMMAND_MODULES = {
     "hooks": "hooks",
     "sync": "sync", "pull": "sync", "push": "sync",
     "clone": "team", "git-hook": "team",
+    "search": "search", "watch": "search", "use": "search",
 }
 
 
@@ -85,7 +86,8 @@ def os_error_message(exc: OSError) -> str:
 @click.version_option(__version__, prog_name="openkb-git")
 @click.option("--kb-dir", envvar="OPENKB_DIR", type=click.Path(file_okay=False), default=None,
               help="The knowledge base to use (also OPENKB_DIR). Default: the nearest parent "
-                   "directory of the current one that holds .openkb/.")
+                   "directory of the current one that holds .openkb/, else the default set by "
+                   "`openkb use`.")
 @click.pass_context
 def cli(ctx: click.Context, kb_dir: str | None) -> None:
     """openkb-git: a versioned knowledge base where every ingest is a Git commit.

@@ -645,6 +645,9 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
         except UnsafePathError as exc:  # the old record of this doc is unsafe: this file is out, not the run
             return FileResult(task.display, FAILED, doc=doc, reason=str(exc))
         edits = find_edits(kb, tree, sorted(changes), refresh=True)
+        for path in [p for p, data in edits.items() if data is not None and data == changes.get(p)]:
+            if kb.objects.lookup(tree, path) is None:  # a file dropped into raw/ and added from there:
+                del edits[path]                        # the add's own input, not a hand edit
         if edits:
             edited = commit_edits(kb, writer.registry, edits, allow=allow_edit_commits)
             report.edit_commits.append(edited.sha.decode())
