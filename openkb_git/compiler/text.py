@@ -165,7 +165,7 @@ def is_code_line(line: str) -> bool:
     return symbols >= 3 and symbols >= 0.12 * len(chars)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def _units(text: str) -> tuple[tuple[str, str], ...]:
     """The document as (kind, text) units in order: kind is "heading", "quote" (a `> `
     description line), "item" (a list item) or "para" (lines of a paragraph joined, words
@@ -264,7 +264,7 @@ def _split_sentences(paragraph: str) -> list[str]:
     return out
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def _all_sentences(text: str) -> tuple[str, ...]:
     out: list[str] = []
     seen: set[str] = set()
@@ -302,7 +302,7 @@ def is_complete(sentence: str, min_words: int = 4, max_words: int = 60) -> bool:
     if is_boilerplate(sentence) or is_code_line(sentence):
         return False
     first = sentence[0]
-    if not (first.isupper() or first.isdigit() or first in "\"'“‘(" or (first.isalpha() and not first.islower()
+    if not (first.isupper() or first.isdigit() or first in "\"“" or (first.isalpha() and not first.islower()
                                                                        and not first.isupper())):
         return False
     if not re.search(r"[.!?。！？][\"'”’)]*$", sentence) or re.search(r"[,;:(\-–]\s*[.!?]$|\s[.!?]$|\.\.\.$|…$",
@@ -373,6 +373,7 @@ basic modern separate original stable simple advanced custom various available a
 fast faster lightweight powerful free based related similar alternative physical minimum maximum insensitive
 optimize upgrade init follow ignore clean explore interact collect forget resemble deploy reload unload cleanup
 specified optional optionally automatic automatically manual manually temporary permanent
+method feature kind sort case step amount purpose detail basis manner aspect approach
 """.split())
 
 
@@ -406,6 +407,7 @@ def _identifier():
 
 
 LANGUAGE_SAMPLE = 6000
+_ENGLISH = frozenset("the of and to a in is for on with that this as by are be it or from an at".split())
 
 
 def _language_of(units: tuple[tuple[str, str], ...]) -> str:
@@ -413,6 +415,10 @@ def _language_of(units: tuple[tuple[str, str], ...]) -> str:
     letters = sum(1 for c in sample if c.isalpha())
     if letters < 60:
         return "en"
+    tokens = _WORD.findall(sample.lower())
+    if sum(1 for t in tokens if t in _ENGLISH) >= 0.12 * len(tokens) and sum(
+            1 for c in sample if c.isalpha() and not c.isascii()) < 0.01 * letters:
+        return "en"  # plainly English: no need to load the language model (~2 s)
     language, probability = _identifier().classify(sample)
     if probability < 0.8 or not _stopwords(language):
         return "en"
@@ -427,8 +433,8 @@ def detect_language(text: str) -> str:
 
 # -- keyphrases ------------------------------------------------------------------------------
 
-YAKE_CHARS = 12_000  # YAKE reads the first 12 kB of prose and the headings (~0.3 s at most)
-MAX_TEXT_CHARS = 300_000  # the text read at all: its first 300 kB
+YAKE_CHARS = 8_000  # YAKE reads the first 8 kB of prose and its first 100 headings (~0.2 s at most)
+MAX_TEXT_CHARS = 200_000  # the text read at all: its first 200 kB
 MAX_SENTENCES = 5000
 SUMMARY_POOL = 600  # a summary is taken from the first 600 sentences
 ENTITY_POOL = 1500
@@ -478,6 +484,9 @@ def acceptable_phrase(phrase: str, language: str = "en", raw: str = "") -> bool:
     lower = [w.lower() for w in words]
     own = _stopwords(language)
     for word in lower:
+        elided = re.split(r"['’]", word)
+        if len(elided) > 1 and (elided[0] in any_stopwords() or len(elided[0]) <= 2):
+            return False  # "dell’uomo", "l’image": an article glued on
         for part in re.split(r"['’-]", word):
             if len(part) < 3 and not (part.isdigit() and "-" in word) or part in LOREM_IPSUM or part in CODE_WORDS \
                     or _jumble(part):
@@ -561,7 +570,7 @@ def _yake_input(units: tuple[tuple[str, str], ...]) -> str:
         parts.append(piece)
         size += len(piece) + 1
     if size >= YAKE_CHARS:
-        parts += [h + "." for h in headings[-200:] if h + "." not in parts]
+        parts += [h + "." for h in headings[:100] if h + "." not in parts]
     return "\n".join(parts)
 
 
@@ -742,7 +751,7 @@ def _phrase_forms(phrase: str) -> list[list[str]]:
         return []
     forms = [words]
     last = words[-1]
-    for variant in {last + "s", last + "es", _singular(last), last[:-1] + "ies" if last.endswith("y") else last}:
+    for variant in sorted({last + "s", last + "es", _singular(last), last[:-1] + "ies" if last.endswith("y") else last}):
         if variant != last:
             forms.append(words[:-1] + [variant])
     return forms
