@@ -297,22 +297,21 @@ def test_plain_git_revert_merges_the_index_as_openkb_revert_does(tmp_path):
     decides without a driver, docs/revert.md), but index.md, which the driver merges, is the
     index `openkb revert` writes: the concepts the later ingest shares keep their lines (the
     driver used to drop them, as a line-by-line merge of the index does)."""
-    names = [("git-am.md", 0), ("git-apply.md", 0), ("git-add.md", 0)]  # am and apply share apply, patch
+    names = [("git-add.md", 0), ("git-am.md", 0), ("git-apply.md", 0)]  # add, am and apply share git, commit
     for root in (tmp_path / "a", tmp_path / "b"):
         build(root, tmp_path / f"src-{root.name}", names)
     by_git = tmp_path / "a"
     assert "wiki/index.md merge=openkb-index" in (by_git / ".gitattributes").read_text()
     assert "merge-driver" in git(by_git, "config", "merge.openkb-index.driver")
-    proc = subprocess.run(["git", "-C", str(by_git), "revert", "--no-edit", resolve_sha(by_git, "git-am")],
+    proc = subprocess.run(["git", "-C", str(by_git), "revert", "--no-edit", resolve_sha(by_git, "git-add")],
                           capture_output=True, text=True)
     assert proc.returncode != 0
     status = dict((line[3:], line[:2]) for line in git(by_git, "status", "--porcelain").splitlines())
-    assert {path for path, code in status.items() if code == "UD"} == {
-        "wiki/concepts/apply.md", "wiki/concepts/commit.md", "wiki/concepts/patch.md"}
+    assert {path for path, code in status.items() if code == "UD"} == {"wiki/concepts/commit.md", "wiki/concepts/git.md"}
     assert status["wiki/index.md"] == "M "  # merged by the driver, no conflict
-    assert run_openkb("revert", "git-am", cwd=tmp_path / "b").returncode == 0
+    assert run_openkb("revert", "git-add", cwd=tmp_path / "b").returncode == 0
     expected = tree_files(tmp_path / "b")["wiki/index.md"]
-    assert "[[concepts/apply]]" in expected.decode() and "[[concepts/changes]]" not in expected.decode()
+    assert "[[concepts/git]]" in expected.decode() and "[[concepts/stage]]" not in expected.decode()
     assert (by_git / "wiki" / "index.md").read_bytes() == expected
     git(by_git, "revert", "--abort")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import assert_consistent, copy_tldr, git, run_openkb
 
-AM = ["git-am.md", "git-apply.md", "git-add.md"]  # am and apply share the pages apply, patch, commit
+AM = ["git-am.md", "git-apply.md", "git-add.md"]  # am and apply share the pages git, patch, commit
 
 
 def kb_with(tmp_path: Path, name: str, docs: list[str]) -> Path:
@@ -66,7 +66,7 @@ def test_git_revert_kept_pages_by_hand_fsck_reports_rebuild_fixes_keeping_hand_t
     `rebuild` commit, the pages then equal `openkb revert`'s, and a hand note stays."""
     kb = kb_with(tmp_path, "kb", AM)
     conflicted = git_revert_of_git_am(kb)
-    assert conflicted == ["wiki/concepts/apply.md", "wiki/concepts/commit.md", "wiki/concepts/patch.md"]
+    assert conflicted == ["wiki/concepts/commit.md", "wiki/concepts/git.md", "wiki/concepts/patch.md"]
     for path in conflicted:
         git(kb, "checkout", "--ours", "--", path)
     note = kb / "wiki" / "concepts" / "patch.md"
@@ -131,7 +131,7 @@ def test_git_revert_pages_deleted_by_hand_fsck_repair_compiles_them_again(tmp_pa
 
 def test_each_side_reverts_one_of_a_pages_two_sources_plain_git_pull(tmp_path):
     """Alice reverts git-commit, Bob git-reset; Bob merges with a plain `git pull` and the
-    drivers `openkb init` configured in his clone. The pages `staged` and `commit` lose both
+    drivers `openkb init` configured in his clone. The pages `git` and `commit` lose both
     sources: the driver says "delete it (git rm)". The index driver used to keep their lines
     (it merged concept lines by key), so after `git rm` the index pointed at missing pages;
     now it merges the concept pages of both sides itself and drops them."""
@@ -153,12 +153,12 @@ def test_each_side_reverts_one_of_a_pages_two_sources_plain_git_pull(tmp_path):
     assert pull.returncode != 0
     status = dict((line[3:], line[:2]) for line in git(bob, "status", "--porcelain").splitlines())
     emptied = sorted(path for path, code in status.items() if code == "UU")
-    assert emptied == ["wiki/concepts/commit.md", "wiki/concepts/staged.md"]
+    assert emptied == ["wiki/concepts/commit.md", "wiki/concepts/git.md"]
     assert status["wiki/index.md"] == "M "
     git(bob, "rm", "-q", *emptied)
     git(bob, "commit", "-q", "--no-edit")
     index = (bob / "wiki" / "index.md").read_text()
-    assert "[[concepts/staged]]" not in index and "[[concepts/commit]]" not in index
+    assert "[[concepts/git]]" not in index and "[[concepts/commit]]" not in index
     assert fsck(bob) == (0, [])
     one = kb_with(tmp_path, "one", ["git-commit.md", "git-reset.md"])
     run_openkb("--kb-dir", one, "revert", "git-commit", check=True)

@@ -171,7 +171,7 @@ def test_uncommitted_hand_edits_are_committed_first_as_an_edit_and_replayed(tmp_
 
 @pytest.mark.parametrize("first_to_sync", ["reverter", "ingester"])
 def test_revert_of_an_ingest_on_one_side_and_an_ingest_adding_to_its_page_on_the_other(tmp_path, first_to_sync):
-    # git-commit created the pages `staged`, `editor`, ...; git-reset adds to `staged` and `commit`.
+    # git-commit created the pages `git`, `editor`, ...; git-reset adds to `git` and `commit`.
     inputs = tmp_path / "in"
     url, _first = make_remote(tmp_path, ["git-commit.md"], inputs)
     alice, bob = clone(url, tmp_path / "alice"), clone(url, tmp_path / "bob")
@@ -189,10 +189,10 @@ def test_revert_of_an_ingest_on_one_side_and_an_ingest_adding_to_its_page_on_the
     order = ["reverter", "ingester"] if first_to_sync == "reverter" else ["ingester", "reverter"]
     expected = one_kb(tmp_path, "one", steps + [ops[side] for side in order])
     assert listing(alice) == listing(expected)
-    staged = (alice / "wiki" / "concepts" / "staged.md").read_text()
-    assert "git-reset" in staged and "git-commit" not in staged
+    shared = (alice / "wiki" / "concepts" / "git.md").read_text()
+    assert "git-reset" in shared and "git-commit" not in shared
     assert not (alice / "wiki" / "concepts" / "editor.md").exists()
-    assert "[[concepts/staged]]" in (alice / "wiki" / "index.md").read_text()
+    assert "[[concepts/git]]" in (alice / "wiki" / "index.md").read_text()
     assert "[[concepts/editor]]" not in (alice / "wiki" / "index.md").read_text()
     for kb in (alice, bob):
         assert_clean(kb)
@@ -233,7 +233,7 @@ def test_revert_on_one_side_and_a_reingest_of_the_same_document_on_the_other(tmp
 
 
 def test_each_side_reverts_one_of_a_pages_only_two_sources(tmp_path):
-    # `staged` and `commit` have exactly two sources, git-commit and git-reset.
+    # `git` and `commit` have exactly two sources, git-commit and git-reset.
     inputs = tmp_path / "in"
     url, _first = make_remote(tmp_path, ["git-commit.md", "git-reset.md"], inputs)
     alice, bob = clone(url, tmp_path / "alice"), clone(url, tmp_path / "bob")
@@ -246,9 +246,9 @@ def test_each_side_reverts_one_of_a_pages_only_two_sources(tmp_path):
     expected = one_kb(tmp_path, "one", [("add", inputs / "git-commit.md", inputs / "git-reset.md"),
                                         ("revert", "git-commit"), ("revert", "git-reset")])
     assert listing(alice) == listing(expected)
-    assert not (alice / "wiki" / "concepts" / "staged.md").exists()
+    assert not (alice / "wiki" / "concepts" / "git.md").exists()
     index = (alice / "wiki" / "index.md").read_text()
-    assert "[[concepts/staged]]" not in index and "[[concepts/commit]]" not in index
+    assert "[[concepts/git]]" not in index and "[[concepts/commit]]" not in index
     for kb in (alice, bob):
         assert_clean(kb)
 

@@ -173,14 +173,149 @@ def _headings_by_font(document) -> list[tuple[int, str, int]]:
     return out
 
 
+# Headings that name a part of a document, never the document itself.
+GENERIC_TITLES = frozenset("""
+abstract acknowledgement acknowledgements acknowledgment acknowledgments appendix appendices background
+bibliography chapter conclusion conclusions contents content contributors copyright cover dedication
+disclaimer document executive summary foreword glossary index introduction news notes overview page part
+preface prologue references related work section summary table of contents title toc untitled
+abbreviations acronyms abbreviations and acronyms glossary of terms list of figures list of tables
+""".split("\n")) | frozenset(w for w in """abstract acknowledgement acknowledgements acknowledgment acknowledgments
+appendix appendices background bibliography chapter conclusion conclusions contents contributors copyright cover
+dedication disclaimer document foreword glossary index introduction news notes overview page part preface
+prologue references section summary title toc untitled""".split())
+_GENERIC_PHRASES = frozenset({"table of contents", "executive summary", "related work", "list of figures",
+                              "list of tables", "abbreviations and acronyms", "glossary of terms", "about this document",
+                              "about this book", "front matter", "title page"})
+_FILE_NAME = re.compile(r"\.(indd|pdf|docx?|pptx?|xlsx?|eps|ps|qxd|tex|dvi|txt|rtf|odt|pages|html?|md)$", re.I)
+_JOINERS = frozenset("a an and as at by for from in into of on or the to with".split())
+TITLE_SCAN_PAGES = 2
+MAX_TITLE_CHARS = 250
+
+
+def is_generic_title(text: str, stem: str = "") -> bool:
+    """True for a title that names no document: a section name (Introduction, Preface,
+    Contents …), a bare or numbered section ("1", "2.1 collapsed", "IV"), a file name, the
+    file's own stem, text with too few letters."""
+    text = " ".join(text.split())
+    low = text.lower().strip(" .:;-–—")
+    if len(re.findall(r"[^\W\d_]", text)) < 3 or _FILE_NAME.search(low):
+        return True
+    if re.match(r"^(?:\d{1,3}(?:\.\d+)*|[ivxlc]+)\.?(?:\s|$)|^(?:table|figure|fig\.?)\s+\d", low):  # "1", "2.1 collapsed", "IV. Results"
+        return True
+    words = re.sub(r"^(?:chapter|part|section|appendix)\s+\w+\.?\s*", "", low)
+    if low in GENERIC_TITLES or low in _GENERIC_PHRASES or words in _GENERIC_PHRASES or (words != low and (
+            not words or words in GENERIC_TITLES)):
+        return True
+    if low.startswith(("microsoft word", "microsoft powerpoint", "microsoft excel", "untitled", "slide ")) \
+            or low in ("none", "null", "unknown", "title", "document", "doc"):
+        return True
+    squash = re.sub(r"[\W_]+", "", low)
+    if stem and squash == re.sub(r"[\W_]+", "", stem.lower()):
+        return True
+    if " " not in text and (text.count("_") >= 1 or re.search(r"\d", text)):  # RUBRIK_Editorial_01-06
+        return True
+    return text.count("_") >= 2  # Dossier III_Appendix A_BOZ1-1_…: a file name
+
+
+def _is_sentence(text: str) -> bool:
+    """A line of running text (a notice, a caption), not a title."""
+    return len(text.split()) > 20 or (text.endswith(".") and len(text.split()) > 8)
+
+
+def _plausible_line(text: str, strict: bool = True) -> bool:
+    if not text or len(text) > MAX_TITLE_CHARS or re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ue000-\uf8ff\ufffd]", text):
+        return False
+    if re.match(r"(?i)^arxiv:\S+", text) or "@" in text or re.match(r"(?i)^(?:https?://|www\.)", text):
+        return False
+    letters = re.findall(r"[^\W\d_]", text)
+    if not strict:
+        return len(letters) >= 3
+    words = re.findall(r"[^\W\d_]{2,}", text)
+    return (len(letters) >= 3 and len(letters) >= 0.4 * len(text.replace(" ", ""))
+            and (len(words) >= 2 or any(len(w) >= 4 for w in words)))
+
+
+def _first_page_lines(document) -> list[tuple[float, bool, float, str]]:
+    """(size, bold, top, text) of the horizontal text lines of the first page with text."""
+    for number in range(min(document.page_count, TITLE_SCAN_PAGES)):
+        try:
+            blocks = document[number].get_text("dict")["blocks"]
+        except Exception:
+            continue
+        out = []
+        for block in blocks:
+            for line in block.get("lines", []):
+                direction = line.get("dir", (1.0, 0.0))
+                spans = [s for s in line.get("spans", []) if s.get("text")]
+                if abs(direction[1]) > 0.01 or not spans:
+                    continue  # rotated text: an arXiv stamp, a margin note
+                text = " ".join("".join(s["text"] for s in spans).split())
+                if not text:
+                    continue
+                size = round(max(s["size"] for s in spans if s["text"].strip()), 1)
+                bold = all(s.get("flags", 0) & 16 for s in spans if s["text"].strip())
+                out.append((size, bold, float(line["bbox"][1]), text))
+        if out:
+            return out
+    return []
+
+
+def _largest_text(document, headings: list[tuple[int, str]], stem: str) -> str | None:
+    """The first page's title: its largest text (consecutive lines of that size joined),
+    not a section name; a lead line ending in "on", "of" … joins it."""
+    lines = _first_page_lines(document)
+    groups: list[list] = []  # [size, bold, first index, texts, bottom]
+    for index, (size, bold, top, text) in enumerate(lines):
+        last = groups[-1] if groups else None
+        if last and abs(last[0] - size) <= 0.3 and 0.5 * size <= top - last[4] <= 2.2 * size and len(last[3]) < 6:
+            last[3].append(text)
+            last[4] = top
+        else:
+            groups.append([size, bold, index, [text], top])
+    candidates = []
+    for group in groups:
+        text = " ".join(group[3])
+        if _plausible_line(text) and not is_generic_title(text) and not _is_sentence(text) \
+                and (len(group[3]) == 1 or group[4] - lines[group[2]][2] >= 0.5 * group[0] * (len(group[3]) - 1)):
+            candidates.append((group, text))
+    if not candidates:
+        return None
+    body = max(((size, sum(len(t) for s, _b, _t, t in lines if s == size)) for size, *_ in lines),
+               key=lambda item: item[1])[0]
+    biggest = max(group[0] for group, _text in candidates)
+    group, text = next((g, t) for g, t in candidates if g[0] == biggest)
+    heading_texts = {" ".join(h.split()).lower() for _level, h in headings}
+    if text.lower() in heading_texts and group[2] > 0:
+        # The largest text is one of the document's section headings ("Pixmap"); a bold,
+        # title-like first line above it is the title.
+        first = next(((g, t) for g, t in candidates if g[2] == 0), None)
+        if first and first[0][1] and len(first[1].split()) <= 16 and not first[1].endswith((".", ":")):
+            return first[1]
+    if biggest <= body and not group[1]:
+        return None  # nothing set larger or bolder than the body text
+    at = groups.index(group)
+    if at > 0:
+        lead = groups[at - 1]
+        lead_text = " ".join(lead[3])
+        if lead[0] >= 0.5 * biggest and lines[group[2]][2] - lead[4] <= 2.5 * biggest and _plausible_line(lead_text) \
+                and lead_text.split()[-1].lower() in _JOINERS:
+            text = lead_text + " " + text
+    return text
+
+
 def _title(document, headings: list[tuple[int, str]], stem: str) -> str:
+    """The document's title: its metadata title when meaningful, else the largest text on
+    its first page, else its first heading that is no section name, else the file's stem."""
     meta = " ".join(str((document.metadata or {}).get("title") or "").split())
-    junk = meta.lower() in ("none", "untitled", "title") or meta.lower().startswith(("microsoft word", "untitled")) \
-        or re.search(r"\.(indd|pdf|docx?|eps|ps|qxd|tex|dvi|txt|rtf)$", meta.lower())
-    if len(re.findall(r"[^\W\d_]", meta)) >= 3 and not junk:
+    if _plausible_line(meta, strict=False) and not is_generic_title(meta, stem):
         return meta
-    if headings:
-        return headings[0][1]
+    found = _largest_text(document, headings, stem)
+    if found:
+        return found
+    for _level, heading in headings:
+        if _plausible_line(heading, strict=False) and not is_generic_title(heading, stem):
+            return " ".join(heading.split())
     return stem
 
 
