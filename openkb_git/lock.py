@@ -20,6 +20,7 @@ from .errors import EXIT_LOCKED, OpenKBError
 
 LOCK_NAME = "ingest.lock"
 HOLDER_NAME = "ingest.lock.holder"
+HOLDER_ATTEMPTS = 4  # reads of the holder file before a flock holder it does not name is taken as not ours
 
 
 class LockBusyError(OpenKBError):
@@ -127,15 +128,18 @@ class KBLock:
         same file (openkb/locks.py `kb_lock`, exclusive for a write, shared for a read) and writes
         nothing in it, so the holder file may name our last writer, long gone. ``ours``: the holder
         is the openkb-git process the holder file names."""
-        info = self.holder() or {}
-        ours_pid = info.get("pid") if not info.get("released") else None
-        pids = flock_holders(self.path)
-        if pids is None:  # no /proc/locks: the holder file, unless it says it let go
-            return {} if ours_pid is None else {**info, "ours": True}
-        if not pids:
-            return {}
-        if ours_pid in pids:
-            return {**info, "ours": True}
+        for attempt in range(HOLDER_ATTEMPTS):
+            if attempt:
+                time.sleep(0.05)  # a writer of ours writes the holder file just after it takes the lock
+            info = self.holder() or {}
+            ours_pid = info.get("pid") if not info.get("released") else None
+            pids = flock_holders(self.path)
+            if pids is None:  # no /proc/locks: the holder file, unless it says it let go
+                return {} if ours_pid is None else {**info, "ours": True}
+            if not pids:
+                return {}
+            if ours_pid in pids:
+                return {**info, "ours": True}
         pid = sorted(pids)[0]
         return {"pid": pid, "command": process_command(pid) or "unknown command", "ours": False}
 
