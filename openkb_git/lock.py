@@ -20,6 +20,7 @@ from .errors import EXIT_LOCKED, OpenKBError
 
 LOCK_NAME = "ingest.lock"
 HOLDER_NAME = "ingest.lock.holder"
+HOLDER_ATTEMPTS = 4  # reads of the holder file before a flock holder it does not name is taken as not ours
 
 
 class LockBusyError(OpenKBError):
@@ -116,13 +117,69 @@ class KBLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return self.holder() or {}
+            return self.current_holder()
         finally:
             os.close(fd)
         return None
 
+    def current_holder(self) -> dict:
+        """Who holds the lock, as {pid, command, ours} ({} when unknown), asked of the kernel
+        (/proc/locks, Linux) rather than believed from the holder file alone: OpenKB flocks the
+        same file (openkb/locks.py `kb_lock`, exclusive for a write, shared for a read) and writes
+        nothing in it, so the holder file may name our last writer, long gone. ``ours``: the holder
+        is the openkb-git process the holder file names."""
+        for attempt in range(HOLDER_ATTEMPTS):
+            if attempt:
+                time.sleep(0.05)  # a writer of ours writes the holder file just after it takes the lock
+            info = self.holder() or {}
+            ours_pid = info.get("pid") if not info.get("released") else None
+            pids = flock_holders(self.path)
+            if pids is None:  # no /proc/locks: the holder file, unless it says it let go
+                return {} if ours_pid is None else {**info, "ours": True}
+            if not pids:
+                return {}
+            if ours_pid in pids:
+                return {**info, "ours": True}
+        pid = sorted(pids)[0]
+        return {"pid": pid, "command": process_command(pid) or "unknown command", "ours": False}
+
     def _busy_message(self, wait: float) -> str:
-        info = self.holder() or {}
-        who = f"another openkb process (pid {info.get('pid', '?')}, `{info.get('command', 'unknown command')}`)"
+        info = self.current_holder()
         waited = f" after waiting {wait:g} s" if wait > 0 else ""
+        if info.get("ours", True) is False:
+            who = (f"a process that is not openkb-git (pid {info['pid']}, `{info['command']}`; OpenKB itself takes "
+                   "this lock, for its writes and its reads)")
+        elif not info:
+            who = "another process (not an openkb-git writer; OpenKB itself takes this lock)"
+        else:
+            who = f"another openkb process (pid {info.get('pid', '?')}, `{info.get('command', 'unknown command')}`)"
         return f"{who} holds the knowledge-base lock{waited}; wait for it to finish or pass --wait SECONDS"
+
+
+def flock_holders(path: Path) -> set[int] | None:
+    """The pids holding a flock on ``path`` (from /proc/locks; waiters excluded), or None when
+    the kernel does not say (no /proc/locks, or ``path`` is gone)."""
+    try:
+        st = os.stat(path)
+        text = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    pids: set[int] = set()
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 6 or fields[1] == "->" or fields[1] != "FLOCK":
+            continue
+        if fields[5] == want and fields[4].isdigit():
+            pids.add(int(fields[4]))
+    return pids
+
+
+def process_command(pid: int) -> str | None:
+    """The command line of process ``pid`` (Linux /proc), shortened, or None."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    text = " ".join(" ".join(part.decode("utf-8", "replace").split()) for part in raw.split(b"\0") if part)
+    return text if len(text) <= 200 else text[:199] + "…"

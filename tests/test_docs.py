@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,9 +40,10 @@ def test_command_map_names_every_command_once():
         assert command.callback.__module__ == f"openkb_git.cli.{COMMAND_MODULES[name]}", name
 
 
-def run_console(text: str, cwd: Path) -> str:
+def run_console(text: str, cwd: Path, *, corpus: bool = True) -> str:
     """Run every `$ ` line of the ```console blocks of ``text`` in one bash (set -e) in ``cwd``,
-    with this interpreter's `openkb` first on PATH and $CORPUS set; returns the output."""
+    with this interpreter's `openkb` first on PATH and $CORPUS set (unless not ``corpus``: the
+    text sets it itself); returns the output."""
     commands = []
     in_console = False
     for line in text.splitlines():
@@ -52,7 +54,10 @@ def run_console(text: str, cwd: Path) -> str:
             commands.append(line[2:])
     script = "set -e\n" + "\n".join(f"echo '>>> {c.replace(chr(39), '')}'\n{c}" for c in commands)
     bindir = Path(sys.executable).parent
-    env = {**os.environ, "CORPUS": str(CORPUS), "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("CORPUS", None)
+    if corpus:
+        env["CORPUS"] = str(CORPUS)
     proc = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count(">>> ") == len(commands)
@@ -60,9 +65,19 @@ def run_console(text: str, cwd: Path) -> str:
 
 
 def test_tutorial_commands_run(tmp_path):
+    """The tutorial as written, relative paths included, from the repository's root of a fresh
+    copy of the layout it assumes (the repository, and the corpus beside it in shared/corpus):
+    nothing set for it, and the KB it makes lands beside the repository, not inside it."""
     text = (ROOT / "docs" / "tutorial.md").read_text()
     assert text.count("\n$ ") >= 15
-    out = run_console(text, tmp_path)
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "corpus").symlink_to(CORPUS, target_is_directory=True)
+    repo = tmp_path / "openkb-git"
+    shutil.copytree(ROOT / "docs", repo / "docs")
+    shutil.copy2(ROOT / "README.md", repo / "README.md")
+    out = run_console(text, repo, corpus=False)
+    assert (tmp_path / "mykb" / ".openkb").is_dir()
+    assert sorted(p.name for p in repo.iterdir()) == ["README.md", "docs"]  # nothing made inside the repository
     assert "reverted " in out and "would revert" in out and "duplicate of tar" in out
     assert re.search(r"Documents \(3\)", out)
 

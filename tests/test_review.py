@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import example, given, settings, strategies as st
@@ -41,8 +42,11 @@ def test_show_text_stat_json(history):
     stat = run_openkb("show", "--stat", "git-add", cwd=history, check=True).stdout
     for path, f in files.items():
         assert path in stat
-        if not f["binary"]:
+        if f["fields"] and not (f["added"] or f["removed"]):  # a record: its fields, never "+0 -0"
+            assert re.search(rf"{re.escape(path)} +{len(f['fields'])} field\(s\)\n", stat), stat
+        elif not f["binary"]:
             assert f"+{f['added']} -{f['removed']}" in stat
+    assert "+0 -0" not in stat
     assert "document: git-add" in stat and "op:       add" in stat
     assert "@@" not in stat
 

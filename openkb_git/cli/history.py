@@ -6,14 +6,15 @@ import time
 
 import click
 
-from ..ops.read import entry_json, list_documents, log_entries, status as kb_status, writer_message
+from ..ops.read import LOG_OPS, entry_json, list_documents, log_entries, status as kb_status, writer_message
 from .main import cli, echo_json, open_kb
 
 
 @cli.command()
 @click.argument("doc", required=False, metavar="[DOC | A..B]")
-@click.option("--op", help="Only operations of this kind (add, remove, revert, edit, init, merge).")
-@click.option("--path", "path", help="Only operations that changed this path.")
+@click.option("--op", type=click.Choice(LOG_OPS), help="Only operations of this kind.")
+@click.option("--path", "path", help="Only operations that changed this path (relative to the current directory "
+                                     "inside the KB, as in git).")
 @click.option("-n", "--max-count", type=click.IntRange(min=1), help="At most this many lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.pass_context
@@ -25,7 +26,7 @@ def log(ctx: click.Context, doc: str | None, op: str | None, path: str | None, m
     operation, document. Operations brought in by merges (`git pull`, `git merge`
     of a branch) are listed too, newest first, never before one they build on; a
     merge commit itself is an operation `merge` with its parents. Give DOC to see
-    only that document's operations.
+    only that document's operations (a name no operation has is an error, exit 2).
 
     A range A..B lists the operations on B that A does not have, as `git log A..B`:
     `openkb log main..try-papers` reviews a branch before merging it, `openkb log
@@ -36,6 +37,10 @@ def log(ctx: click.Context, doc: str | None, op: str | None, path: str | None, m
     kb = open_kb(ctx)
     try:
         revisions = doc if doc is not None and ".." in doc else None
+        if path is not None:
+            from ..ops.review import kb_path
+
+            path = kb_path(kb, path)
         entries = log_entries(kb, doc=None if revisions else doc, op=op, path=path, limit=max_count,
                               revisions=revisions)
     finally:
@@ -104,7 +109,11 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         echo_json(docs)
         return
+    if not docs:
+        click.echo("no documents yet; add some with `openkb add PATH`")
+        return
     click.echo(f"Documents ({len(docs)}):")
+    click.echo(f"  {'DOC':<40} {'TYPE':<9} {'PAGES':>5}  SOURCE FILE")
     for d in docs:
         pages = str(d["pages"]) if d["pages"] else ""
         click.echo(f"  {d['doc']:<40} {d['type'] or '':<9} {pages:>5}  {d['name']}")

@@ -30,7 +30,9 @@ def init(directory: str, as_json: bool) -> None:
     clone up instead: declares the merge drivers in .git/config, installs the Git
     hooks that refresh the views after git pull/rebase/checkout, rebuilds the
     views, and commits `raw/** -diff` to an older .gitattributes (docs/team.md).
-    Another Git repository is refused (exit 1).
+    Another Git repository is refused (exit 1). A folder inside a project's
+    repository (`openkb init kb`) works: the KB is its own repository there, an
+    untracked folder for the project's (a note says how to ignore it).
     """
     result = init_kb(Path(directory))
     for warning in result.warnings:
@@ -38,7 +40,8 @@ def init(directory: str, as_json: bool) -> None:
     if as_json:
         echo_json({"root": str(result.root), "commit": result.commit,
                    "adopted_documents": result.adopted_documents, "adopted_files": result.adopted_files,
-                   "existing": result.existing, "done": result.done, "warnings": result.warnings})
+                   "existing": result.existing, "done": result.done, "warnings": result.warnings,
+                   "notes": result.notes})
         return
     if result.existing:
         click.echo(f"Set up the knowledge base in {result.root} (HEAD {result.commit[:7]}):")
@@ -49,6 +52,8 @@ def init(directory: str, as_json: bool) -> None:
                    f"{result.adopted_files} file(s) in commit {result.commit[:7]}")
     else:
         click.echo(f"Initialized empty knowledge base in {result.root} (commit {result.commit[:7]})")
+    for note in result.notes:
+        click.echo(f"note: {note}")
 
 
 @cli.command()
@@ -141,7 +146,8 @@ def _shown(path: str) -> str:
 
 def _result_line(result: FileResult) -> str:
     if result.status == ADDED:
-        line = f"added    {_shown(result.path)} -> {result.doc} ({result.commit[:7]})"
+        verb = "updated " if result.updated else "added   "
+        line = f"{verb} {_shown(result.path)} -> {result.doc} ({result.commit[:7]})"
         for warning in result.warnings:
             line += f"\n         warning: {warning}"
         return line

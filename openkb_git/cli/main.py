@@ -116,7 +116,25 @@ def echo_json(data) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=None) -> None:
+    """A warning class with ``user_note = True`` (e.g. ops/select.py's ambiguous selector) is a
+    note for the user: one line on stderr, `openkb: warning: ...`; others as Python shows them."""
+    if getattr(category, "user_note", False):
+        click.echo(f"openkb: warning: {message}", err=True)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main() -> None:
     """Console entry point."""
-    cli.main(prog_name="openkb")
+    import warnings
+
+    import functools
+
+    warnings.showwarning = functools.partial(_show_warning, _default=warnings.showwarning)
+    import os
+    import sys
+
+    # `openkb-git` (the second name, beside OpenKB's own `openkb`) says so in its usage lines.
+    cli.main(prog_name="openkb-git" if os.path.basename(sys.argv[0]) == "openkb-git" else "openkb")
 

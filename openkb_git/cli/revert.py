@@ -48,7 +48,7 @@ def revert(ctx: click.Context, ingests: tuple[str, ...], dry_run: bool, wait: fl
             results = kb_revert(kb, entries, wait=wait, dry_run=dry_run, allow_edit_commits=not no_commit_edits,
                                 mainline=mainline)
         except RevertConflictError as exc:
-            _report_conflicts(exc.conflicts, as_json)
+            _report_conflicts(exc, as_json)
             ctx.exit(EXIT_FAILED)
     finally:
         kb.close()
@@ -117,12 +117,13 @@ def rebuild(ctx: click.Context, dry_run: bool, wait: float, no_commit_edits: boo
         ctx.exit(EXIT_FAILED)
 
 
-def _report_conflicts(conflicts: list[MergeConflict], as_json: bool) -> None:
+def _report_conflicts(exc: RevertConflictError, as_json: bool) -> None:
+    conflicts: list[MergeConflict] = exc.conflicts
     if as_json:
         echo_json({"conflicts": [{"path": c.path, "reason": c.reason, "ours": c.ours, "theirs": c.theirs}
-                                 for c in conflicts]})
+                                 for c in conflicts], "edit_commit": exc.edit_commit, "message": str(exc)})
         return
-    click.echo(f"openkb: error: revert would conflict in {len(conflicts)} path(s); nothing was changed", err=True)
+    click.echo(f"openkb: error: {exc}", err=True)
     for c in conflicts:
         click.echo(f"  {c.path}: {c.reason}", err=True)
         click.echo(f"    now (HEAD):   {c.ours}", err=True)

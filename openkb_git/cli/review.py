@@ -8,8 +8,8 @@ import time
 import click
 
 from ..history import Entry
-from ..ops.read import entry_json
-from ..ops.review import Change, FileChange, blame as kb_blame, compare, diff_points, show as kb_show
+from ..ops.read import entry_json, position_of
+from ..ops.review import Change, FileChange, blame as kb_blame, compare, diff_points, kb_path, show as kb_show
 from ..ops.select import resolve
 from .main import cli, echo_json, open_kb
 
@@ -39,7 +39,7 @@ def _echo_change(change: Change, *, stat: bool, name_only: bool, color: bool) ->
         return
     width = max((len(f.path) for f in change.files), default=0)
     for f in change.files:
-        counts = "binary" if f.binary else f"+{f.added} -{f.removed}"
+        counts = _counts(f)
         click.echo(f" {f.status:<8} {f.path:<{width}}  {counts}")
     total_add = sum(f.added for f in change.files)
     total_del = sum(f.removed for f in change.files)
@@ -48,6 +48,16 @@ def _echo_change(change: Change, *, stat: bool, name_only: bool, color: bool) ->
         return
     for f in change.files:
         _echo_file(f, color)
+
+
+def _counts(f: FileChange) -> str:
+    """`+A -R` for the lines of text; `N field(s)` when only data changed (a registry record,
+    the config, a page's frontmatter: listed field by field, not as lines)."""
+    if f.binary:
+        return "binary"
+    if f.fields and not (f.added or f.removed):
+        return f"{len(f.fields)} field(s)"
+    return f"+{f.added} -{f.removed}"
 
 
 def _echo_file(f: FileChange, color: bool) -> None:
@@ -96,10 +106,11 @@ def show(ctx: click.Context, ingest: str, stat: bool, name_only: bool, color: bo
     kb = open_kb(ctx)
     try:
         entry, change = kb_show(kb, resolve(kb, ingest), with_text=not (stat or name_only))
+        position = position_of(kb, entry) if as_json else None
     finally:
         kb.close()
     if as_json:
-        echo_json({"operation": entry_json(entry), **change.to_json()})
+        echo_json({"operation": entry_json(entry, position), **change.to_json()})
         return
     if not name_only:
         for line in _header(entry):
@@ -133,7 +144,8 @@ def diff(ctx: click.Context, points: tuple[str, ...], stat: bool, name_only: boo
     """Show the changes between two points of the history: A [B] [-- PATH...].
 
     A and B are selectors as for `openkb show`; B defaults to HEAD. Paths (files or
-    folders) limit the output: `openkb diff HEAD~5 HEAD -- wiki/concepts`. Before `--`,
+    folders, relative to the current directory inside the KB, as in git) limit the
+    output: `openkb diff HEAD~5 HEAD -- wiki/concepts`. Before `--`,
     an argument that is neither a selector nor a path the KB has is an error (exit 2),
     as in git.
     """
@@ -158,11 +170,15 @@ def blame(ctx: click.Context, page: str, at: str | None, as_json: bool) -> None:
     """For each line of PAGE (a path in the KB, e.g. wiki/concepts/x.md), the
     operation that last wrote it: short commit id and document. Lines a merge
     brought in are credited to the operation that wrote them on its side, as
-    `git blame` does; a merge is named only for lines written while merging."""
+    `git blame` does; a merge is named only for lines written while merging.
+
+    PAGE is taken relative to the current directory, as in git (`openkb blame
+    archive.md` in wiki/concepts; an absolute path inside the KB works too); run
+    from outside the KB (--kb-dir), relative to the KB's root."""
     kb = open_kb(ctx)
     try:
         start = resolve(kb, at) if at else None
-        lines = kb_blame(kb, page, start)
+        lines = kb_blame(kb, kb_path(kb, page), start)
     finally:
         kb.close()
     if as_json:

@@ -21,6 +21,16 @@ from .text import TEXT_SUFFIXES, convert_text
 SUPPORTED_SUFFIXES = frozenset(PYMUPDF_SUFFIXES | TEXT_SUFFIXES)
 
 
+def unsupported_reason(path: Path) -> str:
+    """Why ``path`` is not converted: its type (`.xyz`), or that its name has no extension
+    (`README`), naming the types that are."""
+    suffix = path.suffix.lower()
+    if not suffix:
+        return (f"no file extension, so no known type (supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}); "
+                f"rename it, e.g. {path.name}.md for Markdown or {path.name}.txt for plain text")
+    return f"unsupported file type '{suffix}'"
+
+
 def convert_file(path: Path, doc_name: str, *, pageindex_threshold: int = 20, data: bytes | None = None,
                  limits: Limits | None = None) -> Converted:
     """Convert ``path`` (or ``data``, its bytes, when given) for document ``doc_name``,
@@ -32,7 +42,7 @@ def convert_file(path: Path, doc_name: str, *, pageindex_threshold: int = 20, da
     suffix = path.suffix.lower()
     limits = limits or Limits()
     if suffix not in SUPPORTED_SUFFIXES:
-        raise ConversionError(f"unsupported file type '{suffix or path.name}'")
+        raise ConversionError(unsupported_reason(path))
     if data is None:
         limits.check_input(suffix, path.stat().st_size)
         data = path.read_bytes()

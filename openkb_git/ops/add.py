@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..compiler import Contribution, compile_document
-from ..convert import SUPPORTED_SUFFIXES, ConversionError, Limits, convert_file, memory_limit
+from ..convert import SUPPORTED_SUFFIXES, ConversionError, Limits, convert_file, memory_limit, unsupported_reason
 from ..errors import EXIT_FAILED, DamageError, OpenKBError, RefusedStateError
 from ..faults import checkpoint
 from ..fsutil import decoded_stem, makedirs, os_error_text, readable
@@ -55,6 +55,7 @@ class FileResult:
     reason: str = ""
     commit: str | None = None
     warnings: list[str] = field(default_factory=list)
+    updated: bool = False  # added over an existing document of that name (its commit says `update:`)
 
 
 NOT_TRIED = "not tried: "  # reason prefix of the files a run that stopped early never reached
@@ -155,7 +156,7 @@ def scan(kb: KB, inputs: list[Path]) -> tuple[list[tuple[Path, str, str, str]], 
             return
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             refused.append(FileResult(readable(display), FAILED if explicit else SKIPPED,
-                                      reason=f"unsupported file type '{readable(path.suffix or path.name)}'"))
+                                      reason=unsupported_reason(path)))
             return
         if str(resolved) in seen:
             return
@@ -666,10 +667,12 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
             committed = commit_mutation(kb, writer.registry, head, mutation)
         except CommittedButIncomplete as exc:  # the file IS added; recovery finishes the working tree
             report.unfinished.append(exc.sha)
-            return FileResult(task.display, ADDED, doc=doc, commit=exc.sha, warnings=[*warnings, exc.warning()])
+            return FileResult(task.display, ADDED, doc=doc, commit=exc.sha, warnings=[*warnings, exc.warning()],
+                              updated=replacing)
     if committed is None:
         return FileResult(task.display, SKIPPED, doc=doc, reason="unchanged")
-    return FileResult(task.display, ADDED, doc=doc, commit=committed.sha.decode(), warnings=warnings)
+    return FileResult(task.display, ADDED, doc=doc, commit=committed.sha.decode(), warnings=warnings,
+                      updated=replacing)
 
 
 def _final_name(view: RegistryView, task: Task) -> str:

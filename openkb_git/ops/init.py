@@ -63,6 +63,24 @@ class InitResult:
     existing: bool = False  # an existing openkb repository (a clone) was set up, nothing created
     done: list[str] = field(default_factory=list)  # what was set up, one line each
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # things to know (a KB inside another repository)
+
+
+def enclosing_repository(root: Path) -> Path | None:
+    """The work tree of the Git repository ``root`` lies inside (a project holding its KB in
+    `kb/`), or None."""
+    for parent in root.parents:
+        if (parent / ".git").exists():
+            return parent
+    return None
+
+
+def nested_note(root: Path, outer: Path) -> str:
+    rel = root.relative_to(outer).as_posix()
+    return (f"{root} is inside the Git repository {outer}: the knowledge base is its own repository (its own "
+            f"history, branch main), which that one sees as an untracked folder `{rel}/` and never commits "
+            f"(`git add` there would only add it as an embedded repository); add `/{rel}/` to "
+            f"{outer / '.gitignore'} to hide it there, or share it as a submodule (docs/layout.md)")
 
 
 def init_kb(directory: Path) -> InitResult:
@@ -83,7 +101,9 @@ def init_kb(directory: Path) -> InitResult:
             return result
         raise AlreadyInitializedError(f"{root} already holds a Git repository that is not an openkb knowledge base "
                                       f"(no {CONFIG_PATH} at HEAD); openkb init only creates new ones and sets up "
-                                      "clones of existing ones: run it in an empty or new directory")
+                                      "clones of existing ones: run it in an empty or new directory, e.g. a folder "
+                                      f"of that project (`openkb init {root / 'kb'}`: the knowledge base is then its "
+                                      "own repository inside the project; see docs/layout.md)")
     makedirs(root, sync=True)
     adopting = (root / ".openkb" / "hashes.json").is_file()
     Repo.init(str(root), default_branch=b"main").close()
@@ -133,9 +153,11 @@ def init_kb(directory: Path) -> InitResult:
             committed = commit_mutation(kb, writer.registry, None,
                                         Mutation(op="init", subject=subject, body=body, changes=files, project=False))
         hooks = install_git_hooks(root)
+        outer = enclosing_repository(root)
         return InitResult(root=root, commit=committed.sha.decode(), adopted_documents=documents,
                           adopted_files=len(files) if adopting else 0,
-                          warnings=hooks.warnings + driver_problems(root))
+                          warnings=hooks.warnings + driver_problems(root),
+                          notes=[nested_note(root, outer)] if outer is not None else [])
     finally:
         kb.close()
 

@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, TypeVar
 
+from ..errors import EXIT_USAGE, OpenKBError
 from ..git.objects import PathFollower
 from ..history import Entry, iter_entries, tree_of
 from ..kb import KB
@@ -22,6 +23,17 @@ def entry_json(entry: Entry, position: int | None = None) -> dict:
             "op": entry.op, "doc": entry.doc, "subject": entry.subject,
             "source": entry.trailers.get("OpenKB-Source"), "parents": list(entry.parents),
             "trailers": entry.trailers}
+
+
+# The kinds of operation a commit can be (history.py: the OpenKB-Op trailer; `merge` for a
+# merge commit, `commit` for a plain `git commit` without trailers): `openkb log --op` takes these.
+LOG_OPS = ("add", "remove", "revert", "edit", "init", "merge", "rebuild", "sync", "commit")
+
+
+class NoSuchDocumentError(OpenKBError):
+    """`openkb log DOC` for a name no operation of the history has."""
+
+    exit_code = EXIT_USAGE
 
 
 def log_entries(kb: KB, *, doc: str | None = None, op: str | None = None, path: str | None = None,
@@ -49,7 +61,21 @@ def log_entries(kb: KB, *, doc: str | None = None, op: str | None = None, path: 
         out.append((None if revisions is not None else position, entry))
         if limit is not None and len(out) >= limit:
             break
+    if doc is not None and not out and not any(entry.doc == doc for entry in iter_entries(kb, head)):
+        raise NoSuchDocumentError(f"no document {doc!r} in the history: see `openkb list` for the documents, "
+                                  "`openkb log` for every operation")
     return out
+
+
+def position_of(kb: KB, entry: Entry, limit: int = 1000) -> int | None:
+    """``entry``'s position in `openkb log` (0 is HEAD), or None when it is not among the first
+    ``limit`` lines (selectors name positions below 1000) or not in HEAD's history."""
+    for position, found in enumerate(iter_entries(kb)):
+        if position >= limit:
+            return None
+        if found.sha == entry.sha:
+            return position
+    return None
 
 
 def _path_filter(kb: KB, path: str):

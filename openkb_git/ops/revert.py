@@ -28,11 +28,22 @@ INGEST_OPS = {"add", "remove", "revert"}
 
 
 class RevertConflictError(OpenKBError):
-    """The revert would conflict with later changes; nothing was changed."""
+    """The revert would conflict with later changes; nothing was reverted. ``edit_commit``: the
+    `edit` commit of the hand edits committed first (they are kept), or None."""
 
-    def __init__(self, message: str, conflicts: list[MergeConflict]):
+    def __init__(self, message: str, conflicts: list[MergeConflict], edit_commit: str | None = None):
         super().__init__(message)
         self.conflicts = conflicts
+        self.edit_commit = edit_commit
+
+
+def conflict_summary(count: int, edit_commit: str | None) -> str:
+    """The first line of a revert conflict report: what happened to the KB, truthfully."""
+    if edit_commit is None:
+        return f"revert would conflict in {count} path(s); nothing was changed"
+    return (f"revert would conflict in {count} path(s); nothing was reverted. Your hand edits were committed "
+            f"first as {edit_commit[:7]} (`edit`, kept); resolve the conflict below by hand, or "
+            f"`openkb revert {edit_commit[:7]}` to take those edits back, then revert again")
 
 
 class NothingToRevertError(OpenKBError):
@@ -159,7 +170,9 @@ def revert(kb: KB, entries: list[Entry], *, wait: float = 0.0, dry_run: bool = F
     check_mainline(entries, mainline)
     writer = Writer(kb, wait)
     with writer.locked():
-        commit_edits(kb, writer.registry, find_edits(kb, kb.head_tree(), refresh=True), allow=allow_edit_commits)
+        edited = commit_edits(kb, writer.registry, find_edits(kb, kb.head_tree(), refresh=True),
+                              allow=allow_edit_commits)
+        edit_commit = edited.sha.decode() if edited is not None else None
         tree = kb.head_tree()
         plans: list[RevertPlan] = []
         for entry in entries:
@@ -170,8 +183,7 @@ def revert(kb: KB, entries: list[Entry], *, wait: float = 0.0, dry_run: bool = F
                 kb.objects.write_durably(objects)  # unreferenced until committed; gc-able if we stop
         conflicts = [c for p in plans for c in p.conflicts]
         if conflicts:
-            raise RevertConflictError(
-                f"revert would conflict in {len(conflicts)} path(s); nothing was changed", conflicts)
+            raise RevertConflictError(conflict_summary(len(conflicts), edit_commit), conflicts, edit_commit)
         results = []
         for plan in plans:
             if plan.superseded_by or not plan.changes:

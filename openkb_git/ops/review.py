@@ -13,6 +13,7 @@ import json
 import re
 import stat as statmod
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from ..errors import EXIT_USAGE, OpenKBError
 from ..frontmatter import load_yaml, split as split_frontmatter
@@ -76,6 +77,41 @@ def changed_paths(kb: KB, old_tree: bytes | None, new_tree: bytes | None) -> dic
     return kb.objects.changed_files(old_tree, new_tree)
 
 
+class PathOutsideKBError(OpenKBError):
+    """A path argument (blame, diff, log --path) that is not inside the knowledge base."""
+
+    exit_code = EXIT_USAGE
+
+
+def kb_path(kb: KB, arg: str, cwd: Path | None = None) -> str:
+    """The KB-relative path (`wiki/index.md`; "" for the KB's root) a path argument names, as
+    git reads one: relative to the current directory when that is inside the KB (`archive.md`
+    from wiki/concepts, `./wiki/index.md`, `../index.md`), else relative to the KB's root
+    (`openkb --kb-dir kb blame wiki/index.md` from outside it); an absolute path must be inside
+    the KB. Symbolic links in the current directory are resolved, as for the KB's root. Raises
+    PathOutsideKBError for a path outside the KB."""
+    import os
+
+    root = str(kb.root)
+    here = os.path.realpath(cwd if cwd is not None else os.getcwd())
+    inside = here == root or here.startswith(root.rstrip(os.sep) + os.sep)
+    if os.path.isabs(arg):
+        base = ""
+    else:
+        base = here if inside else root
+    full = os.path.normpath(os.path.join(base, arg) if base else arg)
+    if full != root and not full.startswith(root.rstrip(os.sep) + os.sep):
+        real = os.path.realpath(full)  # /tmp/kb given where /tmp is a link: the same place
+        if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+            full = real
+        else:
+            raise PathOutsideKBError(
+                f"{arg!r} is outside the knowledge base {root}: give a path inside it (relative to the current "
+                f"directory, or to the KB's root when you are outside it, e.g. wiki/index.md)")
+    rel = os.path.relpath(full, root)
+    return "" if rel == "." else rel.replace(os.sep, "/")
+
+
 class AmbiguousArgumentError(OpenKBError):
     """A `diff` argument before `--` that is neither a point of the history nor a path."""
 
@@ -100,14 +136,20 @@ def diff_points(kb: KB, points: list[str], after_dashes: list[str]) -> tuple[Ent
         new = resolve(kb, "HEAD")
     trees = [kb.objects.get(entry.sha.encode()).tree for entry in (old, new)]
     used = " ".join(points[:len(points) - len(rest)])
+    paths = []
     for at, arg in enumerate(rest):
-        name = arg.strip("/")
-        if not (name and ((kb.root / name).exists() or any(kb.objects.lookup(t, name) for t in trees))):
+        try:
+            name = kb_path(kb, arg)
+        except PathOutsideKBError:
+            name = None
+        paths.append(name)
+        if not (name is not None and (name == "" or (kb.root / name).exists()
+                                      or any(kb.objects.lookup(t, name) for t in trees))):
             why = f" ({not_a_point})" if at == 0 and not_a_point else ""
             raise AmbiguousArgumentError(
                 f"ambiguous argument {arg!r}: neither a point of the history{why} nor a path in the knowledge "
                 f"base; check the spelling, or put paths after `--` (`openkb diff {used} -- {arg}`)")
-    return old, new, rest + list(after_dashes)
+    return old, new, paths + [kb_path(kb, arg) for arg in after_dashes]
 
 
 def compare(kb: KB, old: str | None, new: str, paths: list[str] | None = None, *, with_text: bool = True) -> Change:
@@ -116,6 +158,8 @@ def compare(kb: KB, old: str | None, new: str, paths: list[str] | None = None, *
     old_tree = kb.objects.get(old.encode()).tree if old else None
     new_tree = kb.objects.get(new.encode()).tree
     files = []
+    if paths and any(not p.strip("/") for p in paths):
+        paths = None  # the KB's root (`.`): every path
     for path, (a, b) in sorted(changed_paths(kb, old_tree, new_tree).items()):
         if paths and not any(path == p.strip("/") or path.startswith(p.strip("/") + "/") for p in paths):
             continue
@@ -425,7 +469,8 @@ def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
     if data is None:
         from ..errors import OpenKBError
 
-        raise OpenKBError(f"{path} is not in {start.short}")
+        raise OpenKBError(f"{path or '.'} (a path from the KB's root) is not a file in {start.short}; "
+                          "give a page's path, e.g. wiki/index.md (`openkb show --name-only` lists paths)")
     lines = data.decode("utf-8", "replace").splitlines()
     owners: list[Entry | None] = [None] * len(lines)
     follower = PathFollower(kb.objects, path)

@@ -21,6 +21,32 @@ class BadSelectorError(OpenKBError):
     """A selector that names no commit, or more than one."""
 
 
+class AmbiguousSelectorWarning(UserWarning):
+    """A selector that is both a log position and a document name (a document `2`, from 2.pdf):
+    the document was taken; `#N` names the position, `doc:NAME` the document (docs/selectors.md).
+    The CLI prints it on stderr as `openkb: warning: ...`."""
+
+    user_note = True
+
+
+def _doc_exists(kb: KB, doc: str) -> bool:
+    """Whether HEAD has a registry record for ``doc`` (a cheap look-up in HEAD's tree)."""
+    from ..paths import path_problem
+    from ..registry import record_path
+
+    if path_problem(doc) is not None or "/" in doc:
+        return False
+    tree = kb.head_tree()
+    return tree is not None and kb.objects.lookup(tree, record_path(doc)) is not None
+
+
+def _latest_of_doc(kb: KB, doc: str, selector: str) -> Entry:
+    for entry in iter_entries(kb):
+        if entry.doc == doc and entry.op in ("add", "init", "remove"):
+            return entry
+    raise BadSelectorError(f"{selector!r}: no document {doc!r} in the history (see `openkb list`, `openkb log`)")
+
+
 def resolve(kb: KB, selector: str) -> Entry:
     """The operation ``selector`` names.
 
@@ -28,8 +54,21 @@ def resolve(kb: KB, selector: str) -> Entry:
     by `openkb log` (a number below 1000, optionally written `#N`); a commit id prefix (4+ hex
     digits); a doc name (its latest add); a branch, remote-tracking branch or tag, optionally
     `~N`. Raises BadSelectorError naming what was tried.
+
+    A number that is also a document's name (a document `2`, from 2.pdf) names the document,
+    with an AmbiguousSelectorWarning naming both; `#N` always names the position and
+    `doc:NAME` always the document (docs/selectors.md).
     """
     text = selector.strip()
+    if text.startswith("doc:"):
+        return _latest_of_doc(kb, text[4:], selector)
+    if re.fullmatch(r"\d{1,3}", text) and _doc_exists(kb, text):
+        import warnings
+
+        warnings.warn(AmbiguousSelectorWarning(
+            f"{text!r} is both a document name and a position in `openkb log`: taking the document {text!r}; "
+            f"write `#{text}` for the position, `doc:{text}` to say the document"), stacklevel=2)
+        return _latest_of_doc(kb, text, selector)
     match = _HEAD_N.match(text)
     if match:
         return _back(kb, kb.head(), 0 if match.group(1) is None else int(match.group(2) or 1), selector)
