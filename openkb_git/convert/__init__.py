@@ -3,7 +3,10 @@
     conv = convert_file(path, doc_name, pageindex_threshold=20, limits=Limits.from_config(kb.config))
 
 PDF, EPUB, XPS, MOBI, FB2 and SVG go through PyMuPDF (`pdf.py`); Markdown, text and
-HTML are read directly (`text.py`; text not in UTF-8 is decoded by detection). Output is
+HTML are read directly (`text.py`; text not in UTF-8 is decoded by detection); Word,
+PowerPoint and Excel files go through markitdown (`office.py`, the optional `office` extra),
+CSV through the csv module. A web page fetched by `openkb add URL` is made Markdown first
+(`web.py`, trafilatura). Output is
 deterministic: the same bytes always give the same result. Anything that cannot be
 converted raises ConversionError with the reason (the caller names the file); a file that
 would expand past a limit (`limits.py`) raises LimitError, naming the limit.
@@ -15,10 +18,21 @@ from pathlib import Path
 
 from .base import ConversionError, Converted
 from .limits import LimitError, Limits, memory_limit
+from .office import OFFICE_SUFFIXES, convert_office
 from .pdf import PYMUPDF_SUFFIXES, convert_paged
 from .text import TEXT_SUFFIXES, convert_text
 
-SUPPORTED_SUFFIXES = frozenset(PYMUPDF_SUFFIXES | TEXT_SUFFIXES)
+SUPPORTED_SUFFIXES = frozenset(PYMUPDF_SUFFIXES | TEXT_SUFFIXES | OFFICE_SUFFIXES)
+# What "unsupported file type" lists: the types by name, as the user knows them.
+SUPPORTED_TYPES = ("PDF, EPUB, XPS, MOBI, FB2, SVG, Markdown (.md, .markdown), text (.txt), HTML (.html, .htm), "
+                   "Word (.docx), PowerPoint (.pptx), Excel (.xlsx, .xls), CSV (.csv), and http(s) URLs")
+
+
+def unsupported_message(suffix: str, name: str) -> str:
+    """"unsupported file type '.xyz'", or "'README' has no file type" for a name without a
+    suffix, followed by the supported types."""
+    what = f"unsupported file type '{suffix}'" if suffix else f"'{name}' has no file type (no extension)"
+    return f"{what}; supported: {SUPPORTED_TYPES}"
 
 
 def convert_file(path: Path, doc_name: str, *, pageindex_threshold: int = 20, data: bytes | None = None,
@@ -32,7 +46,7 @@ def convert_file(path: Path, doc_name: str, *, pageindex_threshold: int = 20, da
     suffix = path.suffix.lower()
     limits = limits or Limits()
     if suffix not in SUPPORTED_SUFFIXES:
-        raise ConversionError(f"unsupported file type '{suffix or path.name}'")
+        raise ConversionError(unsupported_message(suffix, path.name))
     if data is None:
         limits.check_input(suffix, path.stat().st_size)
         data = path.read_bytes()
@@ -41,8 +55,10 @@ def convert_file(path: Path, doc_name: str, *, pageindex_threshold: int = 20, da
     limits.check_input(suffix, len(data))
     if suffix in TEXT_SUFFIXES:
         return convert_text(data, suffix, path.stem, doc_name, limits)
+    if suffix in OFFICE_SUFFIXES:
+        return convert_office(data, suffix, path.stem, doc_name, limits)
     return convert_paged(data, suffix, path.stem, doc_name, pageindex_threshold, limits)
 
 
-__all__ = ["ConversionError", "Converted", "LimitError", "Limits", "SUPPORTED_SUFFIXES", "convert_file",
-           "memory_limit"]
+__all__ = ["ConversionError", "Converted", "LimitError", "Limits", "SUPPORTED_SUFFIXES", "SUPPORTED_TYPES",
+           "convert_file", "memory_limit", "unsupported_message"]
