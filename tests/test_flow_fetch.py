@@ -302,10 +302,12 @@ def test_unreachable_and_malformed_urls(kb):
     free.bind(("127.0.0.1", 0))
     port = free.getsockname()[1]
     free.close()  # nothing listens there now
-    proc = run_openkb("add", f"http://127.0.0.1:{port}/x.pdf", "http://127.0.0.1:99999/x", "https:///nohost", cwd=kb)
+    proc = run_openkb("add", f"http://127.0.0.1:{port}/x.pdf", "http://127.0.0.1:99999/x", "https:///nohost",
+                      "ftp://127.0.0.1/paper.pdf", cwd=kb)
     assert proc.returncode == 1
     assert f"connection refused by 127.0.0.1:{port}" in proc.stdout, proc.stdout
-    assert "0 added, 0 skipped, 3 failed" in proc.stdout
+    assert "failed   ftp://127.0.0.1/paper.pdf: not an http(s) URL (ftp:)" in proc.stdout
+    assert "0 added, 0 skipped, 4 failed" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
     assert_consistent(kb)
 

@@ -10,7 +10,7 @@ import click
 
 from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED
 from ..ops.add import ADDED, FAILED, SKIPPED, FileResult, add_paths
-from ..ops.fetch import is_url
+from ..ops.fetch import looks_like_url
 from ..ops.init import init_kb
 from ..ops.session import Writer
 from .main import cli, echo_json, open_kb
@@ -112,7 +112,7 @@ def add(ctx: click.Context, paths: tuple[str, ...], jobs: int | None, wait: floa
         click.echo(_result_line(result))
 
     try:
-        report = add_paths(kb, [p if is_url(p) else Path(p) for p in paths], jobs=jobs, wait=wait,
+        report = add_paths(kb, [p if looks_like_url(p) else Path(p) for p in paths], jobs=jobs, wait=wait,
                            allow_edit_commits=not no_commit_edits, verify=not no_verify, on_result=on_result,
                            on_progress=progress.update)
     finally:

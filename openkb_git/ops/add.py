@@ -39,7 +39,7 @@ from ..paths import UnsafePathError
 from ..tether import die_with_parent
 from .contribution import Footprint, document_changes, summary_path
 from .edits import commit_edits, find_edits
-from .fetch import FetchError, Fetched, FetchSettings, fetch_url, is_url
+from .fetch import FetchError, Fetched, FetchSettings, fetch_url, is_url, looks_like_url
 from .gc import AutoGC, collect
 from .session import Writer
 
@@ -386,8 +386,8 @@ def add_paths(kb: KB, inputs: list[Path | str], *, jobs: int | None = None, wait
               allow_edit_commits: bool = True, verify: bool = True,
               on_result: Callable[[FileResult], None] | None = None,
               on_progress: Callable[[int, int, str], None] | None = None) -> AddReport:
-    """Add files, directories and http(s) URLs (given as str) to the KB, one commit per new
-    or changed file.
+    """Add files, directories and http(s) URLs (given as str; other URLs fail) to the KB, one
+    commit per new or changed file.
 
     Returns an AddReport; per-file failures are reported in it, not raised. Raises
     LockBusyError when the lock is held past ``wait``, UncommittedEditsError when edits
@@ -430,6 +430,11 @@ def fetch_urls(inputs: list[Path | str], run_dir: Path, settings: FetchSettings)
             seen[given] = None
             failed.append(FileResult(readable(given), FAILED, reason=f"I/O error while fetching: {_os_error(exc)}"))
             continue
+        except Exception as exc:  # a bug (or a library's surprise): this URL fails, the run goes on
+            seen[given] = None
+            failed.append(FileResult(readable(given), FAILED,
+                                     reason=f"internal error while fetching: {type(exc).__name__}: {exc}"))
+            continue
         seen[given] = fetched
         out.append(fetched)
     return out, failed
@@ -445,8 +450,14 @@ def _add(kb: KB, inputs: list[Path | str], config, run_id: str, staging: tuple[P
     progress = on_progress or (lambda done, total, what: None)
 
     fetch_failed: list[FileResult] = []
+    for given in [g for g in inputs if looks_like_url(g) and not is_url(g)]:
+        fetch_failed.append(FileResult(readable(given), FAILED, reason=(
+            f"not an http(s) URL ({given.split(':', 1)[0]}:); openkb fetches http:// and https:// URLs only: "
+            "download it and add the file")))
+        inputs = [g for g in inputs if g is not given]
     if staging is not None:
-        inputs, fetch_failed = fetch_urls(inputs, staging[0], FetchSettings.from_config(config))
+        inputs, not_fetched = fetch_urls(inputs, staging[0], FetchSettings.from_config(config))
+        fetch_failed += not_fetched
     else:
         inputs = [Path(given) for given in inputs]
     fetched = {given.url: given for given in inputs if isinstance(given, Fetched)}

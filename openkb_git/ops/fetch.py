@@ -44,9 +44,17 @@ _MARKDOWN_SUFFIXES = (".md", ".markdown")
 _MD_SIGNS = re.compile(r"^(?:#{1,6}\s+\S|```|\* \S|- \S|\d+\. \S|> \S)|\]\([^)\s]+\)", re.M)
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def is_url(text: str) -> bool:
     """True for an http(s) URL (as `openkb add` takes it instead of a path)."""
     return isinstance(text, str) and text[:8].lower().startswith(URL_PREFIXES)
+
+
+def looks_like_url(text: str) -> bool:
+    """True for anything written as a URL (``scheme://``), http(s) or not: not a path."""
+    return isinstance(text, str) and _SCHEME.match(text) is not None
 
 
 class FetchError(OpenKBError):
@@ -90,7 +98,7 @@ def fetch_url(url: str, dest: Path, settings: FetchSettings | None = None) -> Fe
     """Download ``url`` into the folder ``dest`` (created) as one file named for the document.
     Raises FetchError with the reason."""
     settings = settings or FetchSettings()
-    where = _host(url)
+    where = _checked_host(url)
     data, final_url, content_type, disposition = _download(url, settings, where)
     kind = sniff(data[:_SNIFF], content_type, final_url)
     if kind is None:
@@ -157,10 +165,10 @@ def _download(url: str, settings: FetchSettings, where: str) -> tuple[bytes, str
     import urllib.request
 
     opener = _opener(settings)
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT, "Accept": "*/*",
-                                                   "Accept-Encoding": "identity"})
     limit = settings.max_mb * MB if settings.max_mb else None
     try:
+        request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT, "Accept": "*/*",
+                                                       "Accept-Encoding": "identity"})
         response = opener.open(request, timeout=settings.timeout)
     except _TooManyRedirects as exc:
         raise FetchError(str(exc)) from None
@@ -301,14 +309,18 @@ def _status_hint(code: int) -> str:
     return ""
 
 
-def _host(url: str) -> str:
+def _checked_host(url: str) -> str:
+    """"host[:port]" of ``url``; FetchError when it is not a valid http(s) URL."""
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError:
-        return _shown(url)
-    host = parts.hostname or "?"
-    return f"{host}:{port}" if port else host
+    except ValueError as exc:
+        raise FetchError(f"not a valid URL ({exc}); check it") from None
+    if not parts.hostname:
+        raise FetchError("not a valid URL (no host name); check it")
+    if any(not c.isprintable() or c.isspace() for c in url):
+        raise FetchError("not a valid URL (it contains spaces or control characters; write them %-escaped)")
+    return f"{parts.hostname}:{port}" if port else parts.hostname
 
 
 def _charset(content_type: str) -> str | None:
