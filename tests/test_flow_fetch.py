@@ -433,3 +433,13 @@ def test_unsupported_type_lists_the_supported_ones(kb, tmp_path):
     assert proc.returncode == 1
     assert "unsupported file type '.xyz'; supported: PDF," in proc.stdout
     assert "Word (.docx)" in proc.stdout and "CSV (.csv)" in proc.stdout and "http(s) URLs" in proc.stdout
+
+
+def test_pdf_named_by_content_disposition(kb, server):
+    """A download endpoint without a file name in its path: the name is the one the server gives."""
+    serve(server, "/download", PDF.read_bytes(), "application/pdf",
+          headers=[("Content-Disposition", 'attachment; filename="Attention Is All You Need.pdf"')])
+    out = json.loads(run_openkb("add", f"{server.base}/download?id=7", "--json", cwd=kb, check=True).stdout)
+    assert out["files"][0]["doc"] == "Attention-Is-All-You-Need"
+    assert (kb / "raw" / "Attention-Is-All-You-Need.pdf").read_bytes() == PDF.read_bytes()
+    assert_consistent(kb)
