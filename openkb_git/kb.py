@@ -23,6 +23,8 @@ DEFAULT_CONFIG = {
     "jobs": None,
     "concepts_per_doc": 5,
     "gc_auto_commits": 1000,
+    "max_fetch_mb": 100,
+    "fetch_timeout": 30,
 }
 
 CONFIG_PATH = ".openkb/config.yaml"
@@ -60,6 +62,8 @@ CONFIG_KEYS = {
     "jobs": (_INT, 1, 1024),  # null: one per CPU; at most one per CPU unless --jobs says more
     "concepts_per_doc": (_INT, 0, 100),  # concept pages one document contributes to, at most
     "gc_auto_commits": (_INT, 0, 1_000_000_000),
+    "max_fetch_mb": (_NUMBER, 0, 10_240),  # `add URL`: a larger answer is refused while it arrives; 0: no limit
+    "fetch_timeout": (_NUMBER, 0.1, 3600),  # `add URL`: seconds to connect, and to wait for each part of the answer
 }
 
 
@@ -77,6 +81,8 @@ class Config:
     jobs: int | None = None
     concepts_per_doc: int = 5
     gc_auto_commits: int = 1000
+    max_fetch_mb: float = 100
+    fetch_timeout: float = 30
     extra: tuple = ()  # (key, value) of the keys openkb-git does not use, as read
 
     def workers(self, requested: int | None = None) -> int:

@@ -84,10 +84,10 @@ def test_bad_files_are_named_and_the_rest_committed(kb, tmp_path):
 
 def test_unsupported_files_in_a_directory_are_skipped_with_reason(kb, tmp_path):
     src = copy_tldr(tmp_path / "src", ["tar.md"])
-    (src / "notes.docx").write_bytes(b"PK\x03\x04")
+    (src / "notes.xyz").write_bytes(b"PK\x03\x04")
     proc = run_openkb("add", src, cwd=kb)
     assert proc.returncode == 0, proc.stderr
-    assert "skipped  " in proc.stdout and "unsupported file type '.docx'" in proc.stdout
+    assert "skipped  " in proc.stdout and "unsupported file type '.xyz'" in proc.stdout
 
 
 def test_user_edit_of_concept_page_survives_as_edit_commit(kb, tmp_path):

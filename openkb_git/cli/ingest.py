@@ -10,6 +10,7 @@ import click
 
 from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED
 from ..ops.add import ADDED, FAILED, SKIPPED, FileResult, add_paths
+from ..ops.fetch import looks_like_url
 from ..ops.init import init_kb
 from ..ops.session import Writer
 from .main import cli, echo_json, open_kb
@@ -57,7 +58,7 @@ def init(directory: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=click.Path(), metavar="PATH_OR_URL...")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Worker processes preparing files in parallel (default: config `jobs`, else CPU count).")
 @click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
@@ -70,7 +71,7 @@ def init(directory: str, as_json: bool) -> None:
 @click.pass_context
 def add(ctx: click.Context, paths: tuple[str, ...], jobs: int | None, wait: float, no_commit_edits: bool,
         no_verify: bool, as_json: bool, quiet: bool) -> None:
-    """Add files and directories (recursively) to the knowledge base.
+    """Add files, directories (recursively) and http(s) URLs to the knowledge base.
 
     Each new or changed file becomes one commit, in the order files are found
     (sorted). Files are converted in parallel outside the live KB, then committed
@@ -87,7 +88,20 @@ def add(ctx: click.Context, paths: tuple[str, ...], jobs: int | None, wait: floa
     that document, from any folder or clone: add the same folder again to re-ingest
     (see docs/layout.md, "Source paths").
 
-    Supported: PDF, EPUB, XPS, MOBI, FB2, SVG, Markdown, text, HTML.
+    A URL is downloaded into staging (never into the KB itself) and its type is
+    read from the content: a PDF is added as a PDF, an HTML page as Markdown of
+    its main text (trafilatura), Markdown and text as they are. The URL is the
+    document's source (recorded as `url`), so adding it again updates it. A URL
+    that cannot be fetched (timeout, too many redirects, larger than
+    `max_fetch_mb`, an HTTP error) fails with the reason; the others go on.
+
+    Supported: PDF, EPUB, XPS, MOBI, FB2, SVG, Markdown, text, HTML, Word
+    (.docx), PowerPoint (.pptx), Excel (.xlsx, .xls), CSV.
+
+    \b
+    Word, PowerPoint and Excel files need the office extra (markitdown):
+      pip install 'openkb-git[office]'
+
     Hooks: `.openkb/hooks/pre-ingest` may reject a file (skipped with its message);
     `post-ingest` runs after each commit (see `openkb hooks --help`).
     """
@@ -103,7 +117,7 @@ def add(ctx: click.Context, paths: tuple[str, ...], jobs: int | None, wait: floa
         click.echo(_result_line(result))
 
     try:
-        report = add_paths(kb, [Path(p) for p in paths], jobs=jobs, wait=wait,
+        report = add_paths(kb, [p if looks_like_url(p) else Path(p) for p in paths], jobs=jobs, wait=wait,
                            allow_edit_commits=not no_commit_edits, verify=not no_verify, on_result=on_result,
                            on_progress=progress.update)
     finally:

@@ -3,7 +3,10 @@
     conv = convert_file(path, doc_name, pageindex_threshold=20, limits=Limits.from_config(kb.config))
 
 PDF, EPUB, XPS, MOBI, FB2 and SVG go through PyMuPDF (`pdf.py`); Markdown, text and
-HTML are read directly (`text.py`; text not in UTF-8 is decoded by detection). Output is
+HTML are read directly (`text.py`; text not in UTF-8 is decoded by detection); Word,
+PowerPoint and Excel files go through markitdown (`office.py`, the optional `office` extra),
+CSV through the csv module. A web page fetched by `openkb add URL` is made Markdown first
+(`web.py`, trafilatura). Output is
 deterministic: the same bytes always give the same result. Anything that cannot be
 converted raises ConversionError with the reason (the caller names the file); a file that
 would expand past a limit (`limits.py`) raises LimitError, naming the limit.
@@ -15,20 +18,26 @@ from pathlib import Path
 
 from .base import ConversionError, Converted
 from .limits import LimitError, Limits, memory_limit
+from .office import OFFICE_SUFFIXES, convert_office
 from .pdf import PYMUPDF_SUFFIXES, convert_paged
 from .text import TEXT_SUFFIXES, convert_text
 
-SUPPORTED_SUFFIXES = frozenset(PYMUPDF_SUFFIXES | TEXT_SUFFIXES)
+SUPPORTED_SUFFIXES = frozenset(PYMUPDF_SUFFIXES | TEXT_SUFFIXES | OFFICE_SUFFIXES)
+# What "unsupported file type" lists: the types by name, as the user knows them.
+SUPPORTED_TYPES = ("PDF, EPUB, XPS, MOBI, FB2, SVG, Markdown (.md, .markdown), text (.txt), HTML (.html, .htm), "
+                   "Word (.docx), PowerPoint (.pptx), Excel (.xlsx, .xls), CSV (.csv), and http(s) URLs")
 
 
-def unsupported_reason(path: Path) -> str:
+def unsupported_reason(path: Path, *, listed: bool = True) -> str:
     """Why ``path`` is not converted: its type (`.xyz`), or that its name has no extension
-    (`README`), naming the types that are."""
+    (`README`); with ``listed``, followed by the types that are."""
     suffix = path.suffix.lower()
     if not suffix:
-        return (f"no file extension, so no known type (supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}); "
-                f"rename it, e.g. {path.name}.md for Markdown or {path.name}.txt for plain text")
-    return f"unsupported file type '{suffix}'"
+        what = "no file extension, so no known type"
+        return (f"{what} (supported: {SUPPORTED_TYPES}); rename it, e.g. {path.name}.md for Markdown or "
+                f"{path.name}.txt for plain text") if listed else what
+    what = f"unsupported file type '{suffix}'"
+    return f"{what}; supported: {SUPPORTED_TYPES}" if listed else what
 
 
 def convert_file(path: Path, doc_name: str, *, pageindex_threshold: int = 20, data: bytes | None = None,
@@ -51,8 +60,10 @@ def convert_file(path: Path, doc_name: str, *, pageindex_threshold: int = 20, da
     limits.check_input(suffix, len(data))
     if suffix in TEXT_SUFFIXES:
         return convert_text(data, suffix, path.stem, doc_name, limits)
+    if suffix in OFFICE_SUFFIXES:
+        return convert_office(data, suffix, path.stem, doc_name, limits)
     return convert_paged(data, suffix, path.stem, doc_name, pageindex_threshold, limits)
 
 
-__all__ = ["ConversionError", "Converted", "LimitError", "Limits", "SUPPORTED_SUFFIXES", "convert_file",
-           "memory_limit"]
+__all__ = ["ConversionError", "Converted", "LimitError", "Limits", "SUPPORTED_SUFFIXES", "SUPPORTED_TYPES",
+           "convert_file", "memory_limit", "unsupported_reason"]

@@ -172,6 +172,10 @@ def memory_limit(max_mb: float | None, suffix: str | None = None) -> Iterator[No
 
         if suffix in PYMUPDF_SUFFIXES:
             _pymupdf()
+        from .office import MARKITDOWN_SUFFIXES, preload
+
+        if suffix in MARKITDOWN_SUFFIXES:
+            preload()  # markitdown's imports (onnxruntime, pandas) map far more than they use
     if max_mb:
         current = _address_space_mb()
         if current is not None:

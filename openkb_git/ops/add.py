@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -39,6 +39,7 @@ from ..paths import UnsafePathError
 from ..tether import die_with_parent
 from .contribution import Footprint, document_changes, summary_path
 from .edits import commit_edits, find_edits
+from .fetch import FetchError, Fetched, FetchSettings, fetch_url, is_url, looks_like_url
 from .gc import AutoGC, collect
 from .session import Writer
 
@@ -105,6 +106,8 @@ class Task:
     doc: str
     legacy: str = ""  # the absolute key an older KB may hold for this file (looked up, never recorded)
     twin: str = ""  # an earlier file of this run with the same key (see `scan`)
+    origin: dict = field(default_factory=dict)  # a fetched URL's record keys (`Fetched.origin`)
+    notes: tuple[str, ...] = ()  # warnings from fetching it
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -115,8 +118,9 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # ---------------------------------------------------------------------------
 
 
-def scan(kb: KB, inputs: list[Path]) -> tuple[list[tuple[Path, str, str, str]], list[FileResult]]:
-    """Expand files and directories (recursively, sorted, hidden entries skipped) into files.
+def scan(kb: KB, inputs: list[Path | Fetched]) -> tuple[list[tuple[Path, str, str, str]], list[FileResult]]:
+    """Expand files and directories (recursively, sorted, hidden entries skipped) into files;
+    a fetched URL (`Fetched`, its file in staging) is one file whose key is the URL.
 
     Returns (files as (path, display name, source key, twin), results for entries skipped
     or refused at scan). The source key (`source_key`, docs/layout.md) is the file's path
@@ -155,8 +159,9 @@ def scan(kb: KB, inputs: list[Path]) -> tuple[list[tuple[Path, str, str, str]], 
             refused.append(FileResult(readable(display), SKIPPED, reason="already a document's raw copy (tracked in raw/)"))
             return
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            # Given by name: the supported types are listed; skipped in a folder: the type only.
             refused.append(FileResult(readable(display), FAILED if explicit else SKIPPED,
-                                      reason=unsupported_reason(path)))
+                                      reason=unsupported_reason(path, listed=explicit)))
             return
         if str(resolved) in seen:
             return
@@ -167,6 +172,11 @@ def scan(kb: KB, inputs: list[Path]) -> tuple[list[tuple[Path, str, str, str]], 
         files.append((path, readable(display), key, twin))
 
     for given in inputs:
+        if isinstance(given, Fetched):  # staged by this run (inside .openkb/, which `consider` refuses)
+            if given.url not in keyed:
+                keyed[given.url] = given.url
+                files.append((given.path, given.url, given.url, ""))
+            continue
         path = Path(os.path.abspath(given))
         if path.is_dir() and any(path.resolve() == p or p in path.resolve().parents for p in protected):
             refused.append(FileResult(readable(str(given)), FAILED, reason=why_protected))
@@ -199,7 +209,7 @@ def reserve(view: RegistryView, kb: KB, files: list[tuple[Path, str, str, str]])
     reserved: dict[str, str] = {}
     tasks = []
     for n, (path, display, key, twin) in enumerate(files):
-        legacy = readable(legacy_source_key(path, kb.root))
+        legacy = readable(legacy_source_key(path, kb.root)) if not is_url(key) else key
         legacy = legacy if legacy != key else ""
         doc = view.name_for(key, decoded_stem(path.stem), reserved, (legacy,))
         reserved.setdefault(doc, key)
@@ -330,6 +340,7 @@ def build_footprint(task: Task, src: Path, data: bytes, sha: str, shaping: Shapi
         "title": conv.title,
         "concepts": sorted(compiled.concepts),
         "files": sorted(files),
+        **task.origin,
     }
     if conv.pages:
         record["pages"] = conv.pages
@@ -339,9 +350,10 @@ def build_footprint(task: Task, src: Path, data: bytes, sha: str, shaping: Shapi
         record["encoding"] = conv.encoding
     footprint = Footprint(doc=doc, files=files, record=record, concepts=dict(compiled.concepts),
                           index_line=compiled.index_line)
+    warnings = [*task.notes, *conv.warnings]
     if out is not None:
-        write_staged(out, footprint, list(conv.warnings))
-    return footprint, list(conv.warnings)
+        write_staged(out, footprint, warnings)
+    return footprint, warnings
 
 
 def write_staged(out: Path, footprint: Footprint, warnings: list[str]) -> None:
@@ -370,23 +382,87 @@ def read_staged(out: Path) -> tuple[Footprint, list[str]]:
 # ---------------------------------------------------------------------------
 
 
-def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: float = 0.0,
+def add_paths(kb: KB, inputs: list[Path | str], *, jobs: int | None = None, wait: float = 0.0,
               allow_edit_commits: bool = True, verify: bool = True,
               on_result: Callable[[FileResult], None] | None = None,
               on_progress: Callable[[int, int, str], None] | None = None) -> AddReport:
-    """Add files and directories to the KB, one commit per new or changed file.
+    """Add files, directories and http(s) URLs (given as str; other URLs fail) to the KB, one
+    commit per new or changed file.
 
     Returns an AddReport; per-file failures are reported in it, not raised. Raises
     LockBusyError when the lock is held past ``wait``, UncommittedEditsError when edits
     exist and ``allow_edit_commits`` is False.
     """
+    config = kb.config  # validated before anything is committed: a bad value is an error, not an edit
+    run_id = uuid.uuid4().hex[:12]
+    staging: tuple[Path, int] | None = None
+    if any(is_url(str(given)) for given in inputs if isinstance(given, str)):
+        staging = staging_run_dir(kb.staging_dir, run_id)  # URLs are fetched into it, before any lock
+    try:
+        return _add(kb, inputs, config, run_id, staging, jobs=jobs, wait=wait, allow_edit_commits=allow_edit_commits,
+                    verify=verify, on_result=on_result, on_progress=on_progress)
+    finally:
+        if staging is not None:
+            release_staging(kb.staging_dir, run_id, staging[1])
+
+
+def fetch_urls(inputs: list[Path | str], run_dir: Path, settings: FetchSettings) -> tuple[list[Path | Fetched], list[FileResult]]:
+    """The inputs with each http(s) URL (a str) fetched into ``run_dir/fetched/<n>/``, in
+    order; (inputs, a failed result for each URL that could not be fetched)."""
+    out: list[Path | Fetched] = []
+    failed: list[FileResult] = []
+    seen: dict[str, Fetched | None] = {}
+    for n, given in enumerate(inputs):
+        if not (isinstance(given, str) and is_url(given)):
+            out.append(Path(given))
+            continue
+        if given in seen:  # the same URL twice: fetched once
+            if seen[given] is not None:
+                out.append(seen[given])
+            continue
+        try:
+            fetched = fetch_url(given, run_dir / "fetched" / str(n), settings)
+        except FetchError as exc:
+            seen[given] = None
+            failed.append(FileResult(readable(given), FAILED, reason=str(exc)))
+            continue
+        except OSError as exc:  # the staging could not be written
+            seen[given] = None
+            failed.append(FileResult(readable(given), FAILED, reason=f"I/O error while fetching: {_os_error(exc)}"))
+            continue
+        except Exception as exc:  # a bug (or a library's surprise): this URL fails, the run goes on
+            seen[given] = None
+            failed.append(FileResult(readable(given), FAILED,
+                                     reason=f"internal error while fetching: {type(exc).__name__}: {exc}"))
+            continue
+        seen[given] = fetched
+        out.append(fetched)
+    return out, failed
+
+
+def _add(kb: KB, inputs: list[Path | str], config, run_id: str, staging: tuple[Path, int] | None, *,
+         jobs: int | None, wait: float, allow_edit_commits: bool, verify: bool,
+         on_result: Callable[[FileResult], None] | None,
+         on_progress: Callable[[int, int, str], None] | None) -> AddReport:
     writer = Writer(kb, wait)
     report = AddReport()
     emit = on_result or (lambda r: None)
     progress = on_progress or (lambda done, total, what: None)
 
-    config = kb.config  # validated before anything is committed: a bad value is an error, not an edit
+    fetch_failed: list[FileResult] = []
+    for given in [g for g in inputs if looks_like_url(g) and not is_url(g)]:
+        fetch_failed.append(FileResult(readable(given), FAILED, reason=(
+            f"not an http(s) URL ({given.split(':', 1)[0]}:); openkb fetches http:// and https:// URLs only: "
+            "download it and add the file")))
+        inputs = [g for g in inputs if g is not given]
+    if staging is not None:
+        inputs, not_fetched = fetch_urls(inputs, staging[0], FetchSettings.from_config(config))
+        fetch_failed += not_fetched
+    else:
+        inputs = [Path(given) for given in inputs]
+    fetched = {given.url: given for given in inputs if isinstance(given, Fetched)}
     files, refused = scan(kb, inputs)
+    refused = fetch_failed + refused
     with writer.locked():
         tree = kb.head_tree()
         edited = commit_edits(kb, writer.registry, find_edits(kb, tree, refresh=True), allow=allow_edit_commits)
@@ -394,6 +470,9 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
             report.edit_commits.append(edited.sha.decode())
         view = writer.registry.view(kb.head_tree())
         tasks = reserve(view, kb, files)
+        for task in tasks:
+            if task.key in fetched:
+                task.origin, task.notes = fetched[task.key].origin(), tuple(fetched[task.key].warnings)
         known = frozenset(view.by_sha)
         auto_gc = AutoGC(kb)
     report.kept_edits = [f"{r.backup}/: {', '.join(r.kept)}" for r in writer.recoveries if r.kept]
@@ -406,8 +485,8 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
     shaping = Shaping(config.pageindex_threshold, config.concepts_per_doc)
     limits = Limits.from_config(config)  # max_file_mb, max_expanded_mb, max_pages, max_worker_memory_mb...
     jobs = config.workers(jobs)  # --jobs as given; the config's `jobs` at most one per CPU
-    run_id = uuid.uuid4().hex[:12]
-    run_dir, owner_fd = staging_run_dir(kb.staging_dir, run_id)
+    own_staging = staging is None
+    run_dir, owner_fd = staging if staging is not None else staging_run_dir(kb.staging_dir, run_id)
     interrupted = {"flag": False, "signum": 0, "fds": (owner_fd,)}
     previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
 
@@ -469,7 +548,8 @@ def add_paths(kb: KB, inputs: list[Path], *, jobs: int | None = None, wait: floa
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        release_staging(kb.staging_dir, run_id, owner_fd)
+        if own_staging:  # else add_paths releases it, with the fetched files
+            release_staging(kb.staging_dir, run_id, owner_fd)
     if report.unfinished:
         # Every later lock acquisition recovers first: no journal left means they were finished.
         report.finished_later = not list_journals(kb.journal_dir)
@@ -578,6 +658,10 @@ def _preload_converters(tasks: list[Task]) -> None:
 
     if any(Path(task.src).suffix.lower() in PYMUPDF_SUFFIXES for task in tasks):
         _pymupdf()
+    from ..convert.office import MARKITDOWN_SUFFIXES, preload
+
+    if any(Path(task.src).suffix.lower() in MARKITDOWN_SUFFIXES for task in tasks):
+        preload()  # markitdown's imports take seconds: once, not once per worker
 
 
 def _hook_env(task: Task, sha: str, doc: str | None = None) -> dict[str, str]:
@@ -636,7 +720,7 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
             # name and turned out a duplicate: convert again under the final name.
             data = footprint.files[footprint.record["raw_path"]]
             try:
-                footprint, warnings = build_footprint(Task(task.n, task.src, task.display, task.key, doc, task.legacy),
+                footprint, warnings = build_footprint(replace(task, doc=doc, twin=""),
                                                       Path(task.src), data, prepared.sha256, shaping, None,
                                                       Limits.unlimited())  # within the limits: it was converted
             except ConversionError as exc:
