@@ -36,8 +36,12 @@ def three(kb, tmp_path) -> Path:
 
 
 def test_revert_conflict_after_committing_hand_edits_says_what_was_committed(three):
-    page = three / "wiki" / "concepts" / "archive.md"
-    page.write_text(page.read_text().replace("create an archive and write", "MY OWN WORDS"))
+    # Rewrite tar's own line on a concept page it contributes to: the revert wants it gone.
+    page = next(p for p in sorted((three / "wiki" / "concepts").glob("*.md")) if "summaries/tar" in p.read_text())
+    lines = page.read_text().split("\n")
+    at = next(i for i, line in enumerate(lines) if "summaries/tar" in line)
+    lines[at] = lines[at] + " MY OWN WORDS"
+    page.write_text("\n".join(lines))
     proc = run_openkb("--kb-dir", three, "revert", "tar")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     head = git(three, "log", "-1", "--format=%h %s").split()
