@@ -12,7 +12,7 @@ from .main import cli, echo_json, open_kb
 
 @cli.command()
 @click.argument("doc", required=False, metavar="[DOC | A..B]")
-@click.option("--op", help="Only operations of this kind (add, remove, revert, edit, init, merge).")
+@click.option("--op", help="Only operations of this kind (add, recompile, remove, revert, edit, init, merge).")
 @click.option("--path", "path", help="Only operations that changed this path.")
 @click.option("-n", "--max-count", type=click.IntRange(min=1), help="At most this many lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")

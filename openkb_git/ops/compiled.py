@@ -94,14 +94,18 @@ class HandMerge:
     conflicts: list[MergeConflict] = field(default_factory=list)
 
 
-def merge_hand_edits(kb: KB, base_tree: bytes | None, ours_tree: bytes | None, changes: ChangeSet) -> HandMerge:
+def merge_hand_edits(kb: KB, base_tree: bytes | None, ours_tree: bytes | None, changes: ChangeSet, *,
+                     ours=None) -> HandMerge:
     """Merge ``changes`` (the compiler's new output for one document, computed against
     ``ours_tree``) with the hand edits ``ours_tree`` holds since ``base_tree`` (the tree of the
     document's last compile; None when the history has none: nothing counts as a hand edit).
+    ``ours``: what to read "ours" from instead of the object store (an object with
+    `read_path(tree, path)`, e.g. ops/recompile.py's Overlay).
 
     The index is merged last, its `## Concepts` lines following the concept pages that exist
     after the merge, as in a revert."""
     result = HandMerge(pure=dict(changes))
+    reader = ours
     if base_tree is None:
         return result
     finals: dict[str, bytes | None] = {}
@@ -109,7 +113,7 @@ def merge_hand_edits(kb: KB, base_tree: bytes | None, ours_tree: bytes | None, c
     paths = sorted(p for p in changes if merged_path(p))
     for path in [p for p in paths if p != INDEX_PATH] + [p for p in paths if p == INDEX_PATH]:
         theirs = changes[path]
-        ours = kb.objects.read_path(ours_tree, path)
+        ours = (reader or kb.objects).read_path(ours_tree, path)
         base = kb.objects.read_path(base_tree, path)
         if ours == base or ours == theirs:
             merged = theirs
