@@ -87,3 +87,209 @@ def test_a_conflicting_hand_edit_fails_that_document_only(tmp_path):
     [tar] = [f for f in report["files"] if f["doc"] == "tar"]
     assert tar["status"] == "failed" and tar["conflicts"][0]["path"] == "wiki/summaries/tar.md"
     assert_consistent(root)
+
+
+# -- openkb recompile, the migration ----------------------------------------------------------
+
+DOCS = ["git-add.md", "git-commit.md", "gzip.md", "tar.md", "zip.md"]
+
+
+def tree_files(root: Path) -> dict[str, bytes]:
+    """Tracked content at HEAD (the views are untracked, so not in it)."""
+    from openkb_git.kb import KB
+
+    kb = KB(root)
+    try:
+        return {p: kb.objects.blob_bytes(s) for p, _m, s in kb.objects.walk_files(kb.head_tree())}
+    finally:
+        kb.close()
+
+
+def set_concepts_per_doc(root: Path, k: int) -> None:
+    config = root / ".openkb" / "config.yaml"
+    text = config.read_text()
+    assert "concepts_per_doc: 5" in text
+    config.write_text(text.replace("concepts_per_doc: 5", f"concepts_per_doc: {k}"))
+
+
+def build_kb(base: Path, names: list[str], k: int | None) -> Path:
+    """A KB of ``names`` (one `openkb add` of their folder `src`), made with concepts_per_doc ``k``
+    from the start (None: the default, 5)."""
+    root, src = base / "kb", base / "src"
+    run_openkb("init", root, check=True)
+    if k is not None:
+        set_concepts_per_doc(root, k)
+        git(root, "commit", "-qam", "config")
+    src.mkdir()
+    for name in names:
+        shutil.copy(TLDR / "common" / name, src / name)
+    run_openkb("add", src, cwd=root, check=True)
+    return root
+
+
+def test_recompile_without_a_change_changes_nothing(tmp_path):
+    """Same compiler, same config: the raw copy compiles to the very pages `openkb add` wrote."""
+    root = build_kb(tmp_path, DOCS, None)
+    head = git(root, "rev-parse", "HEAD")
+    dry = run_openkb("recompile", "--all", "--dry-run", cwd=root, check=True)
+    assert "0 of 5 document(s) would change" in dry.stdout
+    report = json.loads(run_openkb("recompile", "--all", "--json", cwd=root, check=True).stdout)
+    assert report["recompiled"] == 0 and report["unchanged"] == 5 and report["commit"] is None
+    run_openkb("recompile", "tar", "zip", cwd=root, check=True)
+    assert git(root, "rev-parse", "HEAD") == head
+    unknown = run_openkb("recompile", "nosuchdoc", cwd=root)
+    assert unknown.returncode == 2 and "no document named 'nosuchdoc'" in unknown.stderr
+    assert run_openkb("recompile", cwd=root).returncode == 2  # neither DOC nor --all
+    assert_consistent(root)
+
+
+def test_migration_by_recompile_all_then_reverts_of_old_ingests(tmp_path):
+    """A KB made under the old settings is brought to the new ones by one `recompile --all`
+    commit (the same tree as a KB made under them from the start); the recompile reverts
+    exactly; an ingest made before it still reverts, to the KB made without that document."""
+    root = build_kb(tmp_path / "old", DOCS, None)
+    set_concepts_per_doc(root, 2)  # the compiler's output changes: fewer concepts per document
+    before = git(root, "rev-parse", "HEAD")
+    dry = run_openkb("recompile", "--all", "--dry-run", cwd=root, check=True)
+    assert "of 5 document(s) would change" in dry.stdout and "would recompile tar:" in dry.stdout
+    assert git(root, "rev-parse", "HEAD") == before  # a dry run writes nothing (not even the config edit)
+    assert git(root, "status", "--porcelain") == " M .openkb/config.yaml\n"
+
+    proc = run_openkb("recompile", "--all", cwd=root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ops(root)[-2:] == ["edit", "recompile"]  # the config edit, then one recompile commit
+    assert "recompile" in run_openkb("log", "-n", "1", cwd=root, check=True).stdout
+    assert run_openkb("fsck", cwd=root).returncode == 0
+    assert_consistent(root)
+    assert tree_files(root) == tree_files(build_kb(tmp_path / "new", DOCS, 2))
+
+    recompiled = tree_files(root)
+    run_openkb("revert", "HEAD", cwd=root, check=True)  # the recompile, exactly
+    assert git(root, "diff", "HEAD~2", "HEAD", "--stat") == ""
+    run_openkb("revert", "HEAD", cwd=root, check=True)  # reverting the revert re-applies it
+    assert tree_files(root) == recompiled
+
+    proc = run_openkb("revert", "gzip", cwd=root)  # gzip's ingest, made before the recompile
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_consistent(root)
+    assert tree_files(root) == tree_files(build_kb(tmp_path / "without", [d for d in DOCS if d != "gzip.md"], 2))
+
+
+# -- the property: a hand edit outside the changed region survives; a conflicting one changes
+# nothing and is reported -----------------------------------------------------------------------
+
+import difflib  # noqa: E402
+
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st  # noqa: E402
+
+PROPERTY_DOCS = ["tar.md", "zip.md", "gzip.md"]
+
+
+def _kb_api(root: Path):
+    from openkb_git.kb import KB
+
+    return KB(root)
+
+
+def _operate(root: Path, src: Path, mode: str, name: str):
+    """Re-ingest ``name`` changed, or recompile it after a config change; returns the doc's result."""
+    from openkb_git.ops.add import add_paths
+    from openkb_git.ops.recompile import recompile
+
+    kb = _kb_api(root)
+    try:
+        if mode == "reingest":
+            report = add_paths(kb, [src / name], jobs=1)
+            return report.results[0].status, report.results[0].conflicts
+        report = recompile(kb, [name[:-3]])
+        [result] = report.results
+        return result.status, result.conflicts
+    finally:
+        kb.close()
+
+
+def _prepare(base: Path, mode: str, name: str) -> tuple[Path, Path]:
+    root, src = base / "kb", base / "src"
+    from openkb_git.ops.add import add_paths
+    from openkb_git.ops.init import init_kb
+
+    init_kb(root)
+    src.mkdir()
+    for doc in PROPERTY_DOCS:
+        shutil.copy(TLDR / "common" / doc, src / doc)
+    kb = _kb_api(root)
+    try:
+        assert not add_paths(kb, [src], jobs=1).failed
+    finally:
+        kb.close()
+    if mode == "reingest":  # a new title and a new first example
+        title, rest = (TLDR / "common" / name).read_text().split("\n", 1)
+        (src / name).write_text(f"{title}, revised\n{rest.replace(chr(10) + '- ', chr(10) + '- Show help:' + chr(10) * 2 + '`x --help`' + chr(10) * 2 + '- ', 1)}")
+    else:
+        set_concepts_per_doc(root, 1)
+    return root, src
+
+
+def _text_lines(text: str) -> list[str]:
+    return [line for line in text.split("\n") if line.strip()]
+
+
+def _body_start(lines: list[str]) -> int:
+    """The first line after the frontmatter."""
+    if lines and lines[0] == "---":
+        return lines.index("---", 1) + 1
+    return 0
+
+
+@settings(max_examples=6, deadline=None, phases=[Phase.explicit, Phase.generate], suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(mode=st.sampled_from(["reingest", "recompile"]), name=st.sampled_from(PROPERTY_DOCS),
+       conflicting=st.booleans(), where=st.integers(0, 10_000), data=st.data())
+def test_hand_edits_survive_outside_the_change_and_conflicts_change_nothing(tmp_path_factory, mode, name,
+                                                                             conflicting, where, data):
+    base = tmp_path_factory.mktemp("hand")
+    root, src = _prepare(base, mode, name)
+    page = f"wiki/summaries/{name[:-3]}.md" if mode == "recompile" else data.draw(
+        st.sampled_from([f"wiki/summaries/{name[:-3]}.md", f"wiki/sources/{name}"]))
+    # What the compiler writes without hand edits: the same operation on a copy.
+    shutil.copytree(root, base / "pure")
+    status, _ = _operate(base / "pure", src, mode, name)
+    assert status in ("added", "recompiled")
+    old = (root / page).read_text().split("\n")
+    new = (base / "pure" / page).read_text().split("\n")
+    start = _body_start(old)
+    equal = [(i1, i2) for tag, i1, i2, _j1, _j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
+             if tag == "equal"]
+    if conflicting:  # change a text line the compiler rewrites
+        changed = [i for i in range(start, len(old)) if old[i].strip() and not old[i].startswith("- ")
+                   and not any(i1 <= i < i2 for i1, i2 in equal)]
+        if not changed:
+            return  # nothing of that kind changes here (e.g. only the concept lists)
+        i = changed[where % len(changed)]
+        old[i] = old[i] + " (my own wording)"
+    else:  # a paragraph of one's own between two lines that stay, away from any change
+        spots = [i for i1, i2 in equal for i in range(max(i1 + 1, start), i2 - 2)
+                 if not old[i].startswith("- ") and not old[i + 1].startswith("- ")]
+        if not spots:
+            return
+        i = spots[where % len(spots)]
+        old[i + 1:i + 1] = ["", "A paragraph of my own, kept by hand.", ""]
+    edited = "\n".join(old)
+    before = tree_files(root)
+    (root / page).write_text(edited)
+    status, conflicts = _operate(root, src, mode, name)
+    after = tree_files(root)
+    after.pop(".openkb/config.yaml"), before.pop(".openkb/config.yaml")  # the config edit, committed
+    if conflicting:
+        assert status == "failed" and [c["path"] for c in conflicts] == [page]
+        assert after == {**before, page: edited.encode()}  # the hand edit committed; nothing else changed
+    else:
+        assert status in ("added", "recompiled")
+        kept = after[page].decode()
+        assert "A paragraph of my own, kept by hand." in kept
+        # The new output with the paragraph in it (blank lines aside: the drivers re-render those).
+        assert _text_lines(kept.replace("A paragraph of my own, kept by hand.", "", 1)) == _text_lines("\n".join(new))
+        pure = tree_files(base / "pure")
+        pure.pop(".openkb/config.yaml")
+        assert {p: v for p, v in after.items() if p != page} == {p: v for p, v in pure.items() if p != page}
+    assert_consistent(root)
