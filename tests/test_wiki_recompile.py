@@ -1,6 +1,6 @@
 """Hand edits merged, not overwritten, on re-ingest and `openkb recompile`; the recompile
 command; the migration of a KB by `openkb recompile --all` (issue #16, items 3-5;
-docs/recompile.md)."""
+docs/revert.md, "Recompile and hand edits")."""
 
 from __future__ import annotations
 

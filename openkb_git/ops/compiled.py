@@ -1,5 +1,5 @@
 """Hand edits of compiled pages, merged three-way when a document is compiled again
-(a re-ingest of a changed file, `openkb recompile`; docs/recompile.md).
+(a re-ingest of a changed file, `openkb recompile`; docs/revert.md, "Recompile and hand edits").
 
 For every compiled page the new compile rewrites (the summary, the source page, the
 document's contribution to concept pages, its index line):

@@ -1,5 +1,5 @@
 """`openkb recompile`: run the compiler again on the stored sources (after an upgrade or a
-config change), one `recompile` commit per document, or one for `--all` (docs/recompile.md).
+config change), one `recompile` commit per document, or one for `--all` (docs/revert.md, "Recompile and hand edits").
 
 A document is compiled from its raw copy (`raw/<doc>.<ext>`, the file as it was added) with
 the name and source path of its record, exactly as `openkb add` compiled it: with the same
@@ -286,7 +286,7 @@ def rebased_revert(kb: KB, entry: Entry, doc: str, head: bytes | None) -> tuple[
     R's tree with ``doc`` as it was before ``entry`` compiled as R compiled it (with the config
     R's tree holds): without the document when ``entry`` added it, else its earlier version. So
     reverting an ingest made before `openkb recompile --all` gives the KB that recompiling
-    every other document would have made (docs/recompile.md)."""
+    every other document would have made (docs/revert.md, "Recompile and hand edits")."""
     from ..registry import Registry
 
     later = next(iter(compiling_entries(kb, doc, head, stop=entry.sha)), None)

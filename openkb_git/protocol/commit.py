@@ -44,7 +44,7 @@ class Mutation:
     project: bool = True  # False for `edit` commits: the working tree already holds the content
     # A second commit made on top of this one in the same step (one journal, one move of the
     # branch): the re-ingest or recompile of a page with hand edits commits the compiler's output
-    # as such, then the hand edits merged back as an `edit` (docs/recompile.md).
+    # as such, then the hand edits merged back as an `edit` (docs/revert.md, "Recompile and hand edits").
     then: "Mutation | None" = None
 
     def message(self, journal_id: str) -> str:
