@@ -174,6 +174,17 @@ def test_migration_by_recompile_all_then_reverts_of_old_ingests(tmp_path):
     assert_consistent(root)
     assert tree_files(root) == tree_files(build_kb(tmp_path / "without", [d for d in DOCS if d != "gzip.md"], 2))
 
+    # The recompile reverted after that: every other document back to the old settings' pages;
+    # gzip, changed since (reverted), stays as it is now: gone.
+    recompile = git(root, "log", "--format=%H", "--grep=^OpenKB-Recompile: all$").split()[-1]
+    proc = run_openkb("revert", recompile, cwd=root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    old_settings = tree_files(build_kb(tmp_path / "old-without", [d for d in DOCS if d != "gzip.md"], None))
+    now = tree_files(root)
+    assert now.pop(".openkb/config.yaml") != old_settings.pop(".openkb/config.yaml")  # the config edit stays
+    assert now == old_settings
+    assert_consistent(root)
+
 
 # -- the property: a hand edit outside the changed region survives; a conflicting one changes
 # nothing and is reported -----------------------------------------------------------------------

@@ -191,7 +191,6 @@ def _run(kb: KB, writer: Writer | None, docs: list[str], all_docs: bool, shaping
             tree = kb.head_tree(head)
             view = registry.view(tree)
             pure, merged = Overlay(kb.objects, tree), Overlay(kb.objects, tree)
-            bases = last_compiles(kb, chosen[done:], head) if not dry_run else bases
         result = DocResult(doc, UNCHANGED)
         report.results.append(result)
         try:
@@ -312,3 +311,46 @@ def rebased_revert(kb: KB, entry: Entry, doc: str, head: bytes | None) -> tuple[
     theirs_tree, objects, _ids = kb.objects.build_tree(base_tree, changes)
     kb.objects.write_durably(objects)  # unreferenced until a revert commits it; gc-able otherwise
     return base_tree, theirs_tree
+
+
+def superseded_in_recompile(kb: KB, entry: Entry, head: bytes | None) -> tuple[str | None, bytes | None]:
+    """For the revert of ``entry``, a `recompile --all`: (the sha of a later `recompile --all`
+    that supersedes it, None) or (None, the tree to use as "theirs"), where the documents a later
+    operation re-ingested, removed, reverted or recompiled keep what that recompile made of them
+    (their contribution is no longer the recompile's: the revert leaves them alone), or (None,
+    None) when there are none."""
+    from ..registry import Registry
+
+    later_docs: set[str] = set()
+    for later in iter_entries(kb, head):
+        if later.sha == entry.sha:
+            break
+        if later.op == "recompile" and not later.doc and later.trailers.get(RECOMPILE_ALL) == "all":
+            return later.sha, None
+        if later.doc and later.op in ("add", "remove", "revert", "recompile"):
+            later_docs.add(later.doc)
+    if not later_docs or not entry.parent:
+        return None, None
+    base_tree = kb.objects.get(entry.sha.encode()).tree
+    theirs_tree = kb.objects.get(entry.parent.encode()).tree
+    registry = Registry.of(kb)
+    ours_view, theirs_view = registry.view(base_tree), registry.view(theirs_tree)
+    config = parse_config(kb.objects.read_path(base_tree, CONFIG_PATH) or b"")
+    shaping = Shaping(config.pageindex_threshold, config.concepts_per_doc)
+    changes: ChangeSet = {}
+    reader = Overlay(kb.objects, theirs_tree)
+    for doc in sorted(later_docs):
+        if doc not in ours_view.records or doc not in theirs_view.records or not compiles(kb, entry, doc):
+            continue
+        try:
+            footprint = compile_stored(kb, base_tree, ours_view.records[doc], doc, shaping, Limits.unlimited())
+        except ConversionError:
+            continue
+        doc_changes = document_changes(reader, theirs_tree, theirs_view, doc, footprint)
+        reader.update(doc_changes)
+        changes.update(doc_changes)
+    if not changes:
+        return None, None
+    tree, objects, _ids = kb.objects.build_tree(theirs_tree, changes)
+    kb.objects.write_durably(objects)  # unreferenced until a revert commits it; gc-able otherwise
+    return None, tree

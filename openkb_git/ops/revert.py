@@ -133,6 +133,16 @@ def plan_revert(kb: KB, entry: Entry, ours_tree: bytes | None, head: bytes | Non
         if later is not None:
             plan.superseded_by = later.sha
             return plan
+    if entry.op == "recompile" and not doc and not entry.is_merge:
+        # `recompile --all`: the documents changed again since keep what came later
+        from .recompile import superseded_in_recompile
+
+        superseded, tree = superseded_in_recompile(kb, entry, head)
+        if superseded is not None:
+            plan.superseded_by = superseded
+            return plan
+        if tree is not None:
+            theirs_tree = tree
     if entry.op == "add" and doc and not entry.is_merge:
         # Recompiled since (`openkb recompile`): the document's contribution is the newest
         # recompile's, so that is what comes out (ops/recompile.py `rebased_revert`).
@@ -188,7 +198,8 @@ def revert(kb: KB, entries: list[Entry], *, wait: float = 0.0, dry_run: bool = F
         results = []
         for plan in plans:
             if plan.superseded_by or not plan.changes:
-                note = (f"nothing to revert: {plan.entry.doc} was changed again by {plan.superseded_by[:7]}"
+                note = (f"nothing to revert: {plan.entry.doc or 'every document'} was changed again by "
+                        f"{plan.superseded_by[:7]}"
                         if plan.superseded_by else "nothing to revert: its changes are already undone")
                 results.append(RevertResult(plan.entry, None, [], note))
                 continue
