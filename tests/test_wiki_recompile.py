@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import TLDR, assert_consistent, git, run_openkb
 
 NOTE = "\nMy own note: prefer --zstd for speed.\n"
-EXTRA = "\n- List the contents of a tar file verbosely:\n\n`tar tvf {{path/to/source.tar}}`\n"
+EXTRA = "\n- List the contents of an archive, very verbosely:\n\n`tar tvvf {{path/to/source.tar}}`\n"
 
 
 def head_file(root: Path, path: str) -> str:
@@ -46,7 +46,7 @@ def test_hand_paragraph_on_a_summary_survives_a_reingest(tmp_path):
     proc = run_openkb("add", src / "tar.md", cwd=root)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "My own note" in head_file(root, "wiki/summaries/tar.md")
-    assert "tar tvf" in head_file(root, "wiki/sources/tar.md")  # the new version is in
+    assert "tar tvvf" in head_file(root, "wiki/sources/tar.md")  # the new version is in
     assert "hand edits of its pages were kept" in proc.stdout
     assert ops(root)[-3:] == ["edit", "add", "edit"]  # your edit, the compile as such, your edit kept
     assert_consistent(root)
@@ -304,3 +304,28 @@ def test_hand_edits_survive_outside_the_change_and_conflicts_change_nothing(tmp_
         pure.pop(".openkb/config.yaml")
         assert {p: v for p, v in after.items() if p != page} == {p: v for p, v in pure.items() if p != page}
     assert_consistent(root)
+
+
+def test_a_crash_never_leaves_the_compile_without_the_kept_hand_edits(tmp_path):
+    """The compile and the `edit` keeping hand edits are one step: killed before the branch moved
+    or after, recovery leaves the KB before both or after both, never between, and the hand
+    paragraph is in the working tree either way."""
+    for label in ("journal:durable", "ref:moved"):
+        root, src = setup_tar(tmp_path / label.replace(":", "-"))
+        summary = root / "wiki" / "summaries" / "tar.md"
+        summary.write_text(summary.read_text() + NOTE)
+        git(root, "commit", "-qam", "my note")  # committed by hand: the step killed is the re-ingest's
+        before = git(root, "rev-parse", "HEAD")
+        with (src / "tar.md").open("a") as fh:
+            fh.write(EXTRA)
+        proc = run_openkb("add", src / "tar.md", cwd=root, env={"OPENKB_FAULT_MODE": "kill", "OPENKB_FAULT_AT": label})
+        assert proc.returncode != 0, (label, proc.stdout, proc.stderr)
+        run_openkb("recover", cwd=root, check=True)
+        if label == "ref:moved":  # after the commit point: both commits
+            assert ops(root)[-2:] == ["add", "edit"] and git(root, "rev-parse", "HEAD~2") == before
+        else:
+            assert git(root, "rev-parse", "HEAD") == before, label
+        assert "My own note" in head_file(root, "wiki/summaries/tar.md"), label
+        assert "My own note" in summary.read_text(), label
+        assert ("tar tvvf" in head_file(root, "wiki/sources/tar.md")) == (label == "ref:moved"), label
+        assert_consistent(root)
