@@ -32,7 +32,7 @@ from ..registry import record_path
 
 RECOMPILE_ALL = "OpenKB-Recompile"  # trailer of `openkb recompile --all`: value "all"
 SKIPPED_TRAILER = "OpenKB-Recompile-Skipped"  # JSON list of the docs such a commit did not compile
-COMPILING_OPS = ("add", "recompile")
+COMPILING_OPS = ("add", "recompile", "init")
 
 # The pages a person may edit by hand (merged); every other path a compile writes (raw/,
 # images, the registry record) is the compiler's alone and takes its new content.
@@ -47,6 +47,8 @@ def compiles(kb: KB, entry: Entry, doc: str) -> bool:
     """Whether operation ``entry`` compiled ``doc`` (so its tree holds the compiler's output for it)."""
     if entry.op == "add" or (entry.op == "recompile" and entry.doc):
         return entry.doc == doc
+    if entry.op == "init":  # a KB OpenKB made, adopted: its pages are OpenKB's compiler's output
+        return kb.objects.lookup(kb.objects.get(entry.sha.encode()).tree, record_path(doc)) is not None
     if entry.op != "recompile" or entry.trailers.get(RECOMPILE_ALL) != "all" or not entry.parent:
         return False
     try:

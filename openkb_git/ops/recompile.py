@@ -129,7 +129,7 @@ def last_compiles(kb: KB, docs: list[str], head: bytes | None) -> dict[str, Entr
             if entry.doc in pending:
                 found[entry.doc] = entry
                 pending.discard(entry.doc)
-        elif entry.op == "recompile":
+        elif entry.op in ("recompile", "init"):
             for doc in sorted(pending):
                 if compiles(kb, entry, doc):
                     found[doc] = entry
