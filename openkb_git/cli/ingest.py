@@ -162,12 +162,23 @@ def _result_line(result: FileResult) -> str:
     if result.status == ADDED:
         verb = "updated " if result.updated else "added   "
         line = f"{verb} {_shown(result.path)} -> {result.doc} ({result.commit[:7]})"
+        if result.edit_commit:
+            line += f"\n         your hand edits of its pages were kept, as {result.edit_commit[:7]} (edit)"
         for warning in result.warnings:
             line += f"\n         warning: {warning}"
         return line
     if result.status == SKIPPED:
         return f"skipped  {_shown(result.path)}: {result.reason}"
-    return f"failed   {_shown(result.path)}: {result.reason}"
+    return f"failed   {_shown(result.path)}: {result.reason}" + conflict_lines(result.conflicts, "         ")
+
+
+def conflict_lines(conflicts: list[dict], indent: str) -> str:
+    """Each conflicting path with its reason and both sides, as `openkb revert` lists them."""
+    out = ""
+    for c in conflicts:
+        out += (f"\n{indent}{_shown(c['path'])}: {c['reason']}\n{indent}  now (HEAD):       {c['ours']}"
+                f"\n{indent}  compiler wants:   {c['theirs']}")
+    return out
 
 
 class _Progress:

@@ -13,6 +13,7 @@ from ..errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, OpenKBErro
 # quick read such as `openkb log` does not pay for the import of every other command.
 COMMAND_MODULES = {
     "init": "ingest", "add": "ingest", "recover": "ingest", "fsck": "ingest", "gc": "ingest",
+    "recompile": "recompile",
     "log": "history", "status": "history", "list": "history",
     "show": "review", "diff": "review", "blame": "review",
     "revert": "revert", "remove": "revert", "merge-driver": "revert",

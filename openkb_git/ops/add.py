@@ -37,6 +37,7 @@ from ..protocol.recovery import release_staging, staging_run_dir
 from ..registry import RegistryView, legacy_source_key, source_key
 from ..paths import UnsafePathError
 from ..tether import die_with_parent
+from .compiled import conflict_rows, edit_body, edit_subject, last_compile, merge_hand_edits
 from .contribution import Footprint, document_changes, summary_path
 from .edits import commit_edits, find_edits
 from .fetch import FetchError, Fetched, FetchSettings, fetch_url, is_url, looks_like_url
@@ -57,6 +58,8 @@ class FileResult:
     commit: str | None = None
     warnings: list[str] = field(default_factory=list)
     updated: bool = False  # added over an existing document of that name (its commit says `update:`)
+    conflicts: list[dict] = field(default_factory=list)  # {path, reason, ours, theirs}: hand edits in the way
+    edit_commit: str | None = None  # the `edit` commit that kept hand edits over the new compile
 
 
 NOT_TRIED = "not tried: "  # reason prefix of the files a run that stopped early never reached
@@ -742,9 +745,21 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
             changes = document_changes(kb.objects, tree, view, doc, footprint)
         replacing = doc in view.records
         verb = "update" if replacing else "add"
+        then = None
+        if replacing:  # hand edits of the pages it rewrites are merged, not overwritten (ops/compiled.py)
+            last = last_compile(kb, doc, head)
+            hand = merge_hand_edits(kb, kb.objects.get(last.sha.encode()).tree if last else None, tree, changes)
+            if hand.conflicts:
+                return FileResult(task.display, FAILED, doc=doc, conflicts=conflict_rows(hand.conflicts), reason=(
+                    f"hand edits conflict with the new compile in {len(hand.conflicts)} path(s); nothing of {doc} "
+                    "was changed: edit those pages (or revert your edit), then add it again"))
+            if hand.edits:
+                then = Mutation(op="edit", subject=edit_subject(doc, hand.edits), body=edit_body(hand.edits),
+                                changes=hand.edits)
         mutation = Mutation(
             op="add", subject=f"{verb}: {readable(Path(task.src).name)}", changes=changes,
             trailers={"OpenKB-Doc": doc, "OpenKB-Source": task.key, "OpenKB-Source-Sha256": prepared.sha256},
+            then=then,
         )
         checkpoint("add:commit")
         try:
@@ -755,8 +770,9 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
                               updated=replacing)
     if committed is None:
         return FileResult(task.display, SKIPPED, doc=doc, reason="unchanged")
-    return FileResult(task.display, ADDED, doc=doc, commit=committed.sha.decode(), warnings=warnings,
-                      updated=replacing)
+    kept = committed.chain[1].decode() if len(committed.chain) > 1 else None
+    return FileResult(task.display, ADDED, doc=doc, commit=committed.chain[0].decode(), warnings=warnings,
+                      updated=replacing, edit_commit=kept)
 
 
 def _final_name(view: RegistryView, task: Task) -> str:

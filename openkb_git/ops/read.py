@@ -27,7 +27,7 @@ def entry_json(entry: Entry, position: int | None = None) -> dict:
 
 # The kinds of operation a commit can be (history.py: the OpenKB-Op trailer; `merge` for a
 # merge commit, `commit` for a plain `git commit` without trailers): `openkb log --op` takes these.
-LOG_OPS = ("add", "remove", "revert", "edit", "init", "merge", "rebuild", "sync", "commit")
+LOG_OPS = ("add", "recompile", "remove", "revert", "edit", "init", "merge", "rebuild", "sync", "commit")
 
 
 class NoSuchDocumentError(OpenKBError):

@@ -24,7 +24,8 @@ from .edits import commit_edits, find_edits
 from .review import changed_paths
 from .session import Writer
 
-INGEST_OPS = {"add", "remove", "revert"}
+INGEST_OPS = {"add", "remove", "revert"}  # operations that replace a document's contribution
+STRUCTURED_OPS = INGEST_OPS | {"recompile"}  # ... and those whose paths are compiled pages throughout
 
 
 class RevertConflictError(OpenKBError):
@@ -132,13 +133,35 @@ def plan_revert(kb: KB, entry: Entry, ours_tree: bytes | None, head: bytes | Non
     parent = entry.parents[mainline - 1] if mainline else entry.parent
     theirs_tree = kb.objects.get(parent.encode()).tree
     plan = RevertPlan(entry)
-    structured = entry.op in INGEST_OPS or entry.is_merge  # a merge's paths are its operations'
+    structured = entry.op in STRUCTURED_OPS or entry.is_merge  # a merge's paths are its operations'
     doc = entry.doc
     if structured and doc:
         later = later_operation_on(kb, entry, doc, head)
+        if later is None and entry.op == "recompile":  # compiled again since: that compile stands
+            from .compiled import compiling_entries
+
+            later = next(iter(compiling_entries(kb, doc, head, stop=entry.sha)), None)
         if later is not None:
             plan.superseded_by = later.sha
             return plan
+    if entry.op == "recompile" and not doc and not entry.is_merge:
+        # `recompile --all`: the documents changed again since keep what came later
+        from .recompile import superseded_in_recompile
+
+        superseded, tree = superseded_in_recompile(kb, entry, head)
+        if superseded is not None:
+            plan.superseded_by = superseded
+            return plan
+        if tree is not None:
+            theirs_tree = tree
+    if entry.op == "add" and doc and not entry.is_merge:
+        # Recompiled since (`openkb recompile`): the document's contribution is the newest
+        # recompile's, so that is what comes out (ops/recompile.py `rebased_revert`).
+        from .recompile import rebased_revert  # here: add's imports are for writers that compile
+
+        rebased = rebased_revert(kb, entry, doc, head)
+        if rebased is not None:
+            base_tree, theirs_tree = rebased
     paths = sorted(changed_paths(kb, theirs_tree, base_tree))
     for path in paths:  # trees are data from the history: a crafted one is refused, never followed
         problem = path_problem(path)
@@ -187,7 +210,8 @@ def revert(kb: KB, entries: list[Entry], *, wait: float = 0.0, dry_run: bool = F
         results = []
         for plan in plans:
             if plan.superseded_by or not plan.changes:
-                note = (f"nothing to revert: {plan.entry.doc} was changed again by {plan.superseded_by[:7]}"
+                note = (f"nothing to revert: {plan.entry.doc or 'every document'} was changed again by "
+                        f"{plan.superseded_by[:7]}"
                         if plan.superseded_by else "nothing to revert: its changes are already undone")
                 results.append(RevertResult(plan.entry, None, [], note))
                 continue

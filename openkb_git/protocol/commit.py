@@ -42,6 +42,10 @@ class Mutation:
     trailers: dict[str, str] = field(default_factory=dict)
     body: str = ""
     project: bool = True  # False for `edit` commits: the working tree already holds the content
+    # A second commit made on top of this one in the same step (one journal, one move of the
+    # branch): the re-ingest or recompile of a page with hand edits commits the compiler's output
+    # as such, then the hand edits merged back as an `edit` (docs/revert.md, "Recompile and hand edits").
+    then: "Mutation | None" = None
 
     def message(self, journal_id: str) -> str:
         trailers = {"OpenKB-Op": self.op, **self.trailers, "OpenKB-Journal": journal_id}
@@ -80,9 +84,10 @@ def failure_reason(exc: BaseException) -> str:
 
 @dataclass
 class Committed:
-    sha: bytes
+    sha: bytes  # the commit the branch names now
     base: bytes | None
     paths: list[str]
+    chain: tuple[bytes, ...] = ()  # every commit made, oldest first (two with ``Mutation.then``)
 
 
 def effective_changes(kb: KB, base_tree: bytes | None, changes: ChangeSet) -> ChangeSet:
@@ -120,6 +125,21 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
     message = mutation.message(journal_id)
     commit = make_commit(tree, base, message, identity, now, local_tz_offset(now))
     objects.append(commit)
+    chain = (commit.id,)
+    follow = mutation.then
+    if follow is not None:
+        # Both trees are built from the base (the first is not readable before it is written);
+        # the working tree gets the second one's content.
+        final = effective_changes(kb, base_tree, {**changes, **follow.changes})
+        if final != changes:
+            tree2, objects2, blob_ids2 = kb.objects.build_tree(base_tree, final)
+            commit = make_commit(tree2, commit.id, follow.message(journal_id), identity, now, local_tz_offset(now))
+            objects += objects2 + [commit]
+            chain += (commit.id,)
+            changes, blob_ids = final, blob_ids2
+            paths = sorted(final)  # what the first commit alone changed is as in the base
+            for path in paths:
+                check_worktree_path(kb.root, path, where="a change to commit")
     written = kb.objects.write_durably(objects, pending=True)
     checkpoint("objects:durable")
 
@@ -156,7 +176,7 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
     except Exception as exc:  # the operation is committed: say so, and what is left (the journal)
         raise CommittedButIncomplete(commit.id.decode(), mutation.subject, paths, failure_reason(exc)) from exc
     checkpoint("journal:removed")
-    return Committed(sha=commit.id, base=base, paths=paths)
+    return Committed(sha=commit.id, base=base, paths=paths, chain=chain)
 
 
 def journal_blobs(kb: KB, base_tree: bytes | None, changes: ChangeSet, blob_ids: dict[str, bytes]) -> dict[str, list]:
