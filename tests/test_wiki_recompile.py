@@ -79,7 +79,7 @@ def test_a_conflicting_hand_edit_fails_that_document_only(tmp_path):
     assert "failed   " in proc.stdout and "nothing of tar was changed" in proc.stdout
     assert "wiki/summaries/tar.md: " in proc.stdout and "now (HEAD):" in proc.stdout
     assert "compiler wants:" in proc.stdout
-    assert "added    " in proc.stdout and "-> zip" in proc.stdout
+    assert "updated  " in proc.stdout and "-> zip" in proc.stdout  # zip changed: an update
     assert head_file(root, "wiki/summaries/tar.md") == edited  # the hand edit, committed, nothing else
     assert head_file(root, "wiki/sources/tar.md") == before_sources
     assert "Zip again" in head_file(root, "wiki/sources/zip.md")
