@@ -297,6 +297,37 @@ def _is_skeleton(frontmatter: dict, lines: list[str], kind: str, slug: str) -> b
     return [line for line in lines if line] == [line for line in skeleton_lines if line]
 
 
+def generated_description(page: bytes | None, kind: str, slug: str) -> str | None:
+    """The description ``page``'s lines give it (None: no page, or one that cannot be read)."""
+    if page is None:
+        return None
+    try:
+        _fm, body = split_frontmatter(page.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None
+    return derived_description(kind, slug, _mentions_of(body.split("\n")))
+
+
+def refresh_description(page: bytes | None, kind: str, slug: str, generated: set) -> bytes | None:
+    """``page`` with the description its lines give, where it holds one of ``generated`` (a
+    description the compiler wrote for another set of lines: left by a tool that took a line
+    out without knowing the rule, e.g. OpenKB's `remove`); else ``page`` as it is."""
+    if page is None:
+        return None
+    fm, body = split_frontmatter(page.decode("utf-8"))
+    if fm is None or fm.get("description") not in generated:
+        return page
+    wanted = derived_description(kind, slug, _mentions_of(body.split("\n")))
+    if fm.get("description") == wanted:
+        return page
+    fm = dict(fm)
+    if wanted:
+        fm["description"] = wanted
+    else:
+        fm.pop("description", None)
+    return (dump_frontmatter(fm) + body).encode("utf-8")
+
+
 def update_concept_page(existing: bytes | None, slug: str, doc: str, contribution) -> bytes | None:
     return update_shared_page(existing, "concepts", slug, doc, contribution)
 

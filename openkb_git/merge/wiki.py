@@ -19,8 +19,8 @@ import re
 
 from ..compiler import Contribution, update_index, update_shared_page
 from ..compiler.pages import (CONCEPTS, DOCUMENTS, ENTITIES, INDEX_SKELETON, KINDS, MENTIONS, concept_index_line,
-                              derived_description, dump_frontmatter, mention_text, phrase_of, shared_index_line,
-                              shared_skeleton)
+                              derived_description, dump_frontmatter, generated_description, mention_text, phrase_of,
+                              refresh_description, shared_index_line, shared_skeleton)
 from ..frontmatter import split as split_frontmatter
 from .core import MISSING, merge_text, merge_value
 
@@ -117,7 +117,8 @@ def merge_shared_page(kind: str, slug: str, base: bytes | None, ours: bytes | No
         if line is not None:
             contribution = Contribution(phrase=phrase_of(slug), snippet=mention_text(line, doc))
         page = update_shared_page(page, kind, slug, doc, contribution)
-    return page
+    generated = {generated_description(side, kind, slug) for side in (base, ours, theirs)} - {None, ""}
+    return refresh_description(page, kind, slug, generated)
 
 
 def merge_concept_page(slug: str, base: bytes | None, ours: bytes | None, theirs: bytes | None) -> bytes | None:

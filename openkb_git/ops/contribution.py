@@ -141,3 +141,63 @@ def orphan_changes(objects: ObjectStore, tree: bytes | None, view: RegistryView,
         changes[INDEX_PATH] = update_index(index, docs={doc: None}, concepts=index_updates["concepts"],
                                            entities=index_updates["entities"])
     return changes
+
+
+class _Overlay:
+    """``objects`` read through a change set (for `document_changes` run one after another)."""
+
+    def __init__(self, objects: ObjectStore, changes: ChangeSet):
+        self.objects, self.changes = objects, changes
+
+    def read_path(self, tree: bytes | None, path: str) -> bytes | None:
+        if path in self.changes:
+            return self.changes[path]
+        return self.objects.read_path(tree, path)
+
+
+def removed_by_hand(objects: ObjectStore, tree: bytes | None, view: RegistryView,
+                    edits: dict[str, bytes | None]) -> tuple[list[str], ChangeSet]:
+    """The documents ``edits`` take out whole — every file the record names deleted, the
+    record left: what OpenKB's own `openkb remove` does (it knows nothing of our records) — and
+    the change set that removes them as `openkb remove` would, merged with ``edits`` on every
+    shared page both touch (base = ``tree``, ours = the edit, theirs = our removal: the merge
+    drivers of revert), so the result is the compiler's pages for the documents left, with
+    any other hand edit kept. ([], {}) when there is none, or when a merge conflicts (then the
+    edits are committed as they are, and `openkb fsck` says what disagrees)."""
+    from ..merge import MergeConflict, merge_file
+
+    docs = []
+    for path, data in edits.items():
+        parts = path.split("/")
+        if data is not None or len(parts) != 3 or parts[:2] != ["wiki", "summaries"] or not path.endswith(".md"):
+            continue
+        doc = parts[2][:-3]
+        record = view.records.get(doc)
+        if record is None or record_path(doc) in edits or check_record_problems(record):
+            continue
+        files = record.get("files")
+        if isinstance(files, list) and files and all(p in edits and edits[p] is None for p in files):
+            docs.append(doc)
+    if not docs:
+        return [], {}
+    removal: ChangeSet = {}
+    reader = _Overlay(objects, removal)
+    for doc in sorted(docs):
+        removal.update(document_changes(reader, tree, view, doc, None))
+    changes: ChangeSet = {}
+    for path, theirs in sorted(removal.items()):
+        if path not in edits:
+            changes[path] = theirs
+            continue
+        ours, base = edits[path], objects.read_path(tree, path)
+        merged = ours if ours == theirs else merge_file(path, base, ours, theirs)
+        if isinstance(merged, MergeConflict):
+            return [], {}
+        changes[path] = merged
+    return sorted(docs), changes
+
+
+def check_record_problems(record: dict) -> bool:
+    from ..paths import record_path_problems
+
+    return bool(record_path_problems(record))
