@@ -44,7 +44,9 @@ KINDS = {"concepts": ("concepts", "Concept", CONCEPTS), "entities": ("entities",
 
 
 def one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    """``text`` on one line, a document's own `[[`/`]]` (e.g. bash's `[[ -d x ]]`) escaped: in a
+    page they would read as a wikilink (OpenKB's lint reports it broken)."""
+    return " ".join(str(text).split()).replace("[[", "\\[\\[").replace("]]", "\\]\\]")
 
 
 def display(phrase: str) -> str:
@@ -534,7 +536,7 @@ def render_summary(doc: str, *, title: str, doc_type: str, source_path: str, pag
     if language:
         frontmatter["language"] = language
     out = [f"# {one_line(title)}", "", "## Summary", ""]
-    out += [" ".join(summary) if summary else "(no text to summarize)", ""]
+    out += [one_line(" ".join(summary)) if summary else "(no text to summarize)", ""]
     outline = _outline(headings)
     if outline:
         out += ["## Outline", ""] + outline + [""]
