@@ -189,3 +189,15 @@ def test_openkbs_list_status_visualize_and_remove_then_our_writer_leaves_fsck_cl
         theirs = {p.name: p.read_bytes() for p in (other / folder).glob("*.md")}
         assert ours == theirs, folder
     assert (root / "wiki/index.md").read_bytes() == (other / "wiki/index.md").read_bytes()
+
+
+def test_a_documents_own_double_brackets_are_no_wikilinks():
+    """bash's `[[` page: its title and sentences hold `[[ … ]]`, which OpenKB's lint read as a
+    broken wikilink running into the page's first real link."""
+    summary = render_summary("document-797554ff", title="[[", doc_type="md", source_path="wiki/sources/x.md",
+                             pages=None, concepts=["directory-exists"], summary=["Test if [[ -d path ]] holds."],
+                             headings=[(1, "[[")], description="Test if [[ -d path ]] holds.").decode()
+    assert re.findall(r"\[\[([^\]]+)\]\]", summary) == ["concepts/directory-exists"]
+    assert split(summary)[0]["title"] == "\\[\\["  # (Markdown's escape: it reads as "[[")
+    page = update_concept_page(None, "test", "x", Contribution("test", "Use [[ -f file ]] for files.")).decode()
+    assert re.findall(r"\[\[([^\]]+)\]\]", page) == ["summaries/x"]
