@@ -1,43 +1,99 @@
 #!/usr/bin/env bash
-# Compatibility check against the real OpenKB (not run in CI: it installs OpenKB and its
-# dependencies into a separate virtual environment).
+# Compatibility check against the real OpenKB 0.4.5 (not run in CI: it installs OpenKB and its
+# dependencies into a separate virtual environment, and takes minutes).
 #
-# Builds a KB with this project's `openkb`, then runs OpenKB's own `openkb list` and
-# `openkb status` on it and checks that both succeed and list the same documents.
+# Builds a KB with this project's `openkb` from ../shared/corpus/pdf plus 200 tldr pages, then:
+#   1. OpenKB's `openkb lint`: every section of its structural report must count 0;
+#   2. OpenKB's `openkb list` and `openkb status`: they must list our documents;
+#   3. OpenKB's `openkb visualize --no-open`: it must write the graph;
+#   4. OpenKB's `openkb remove -y <doc>`, then one of our writers (`openkb add` of another
+#      page): it commits OpenKB's removal, and our `openkb fsck` must find the KB clean.
 #
-# Usage: scripts/check_openkb_compat.sh [VENV_DIR]   (default: /tmp/openkb-compat-venv)
+# Usage: scripts/check_openkb_compat.sh [VENV_DIR]   (default: /tmp/openkb-compat-venv; a venv
+# that already holds OpenKB 0.4.5's `bin/openkb` is used as it is)
+# Our `openkb`: $here/.venv/bin/openkb, else `$PYTHON -m openkb_git` with this checkout first
+# on PYTHONPATH (PYTHON defaults to python3).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${1:-/tmp/openkb-compat-venv}"
-ours="$here/.venv/bin/openkb"
 corpus="$here/../shared/corpus"
+[ -d "$corpus" ] || corpus="${OPENKB_CORPUS:?set OPENKB_CORPUS to the shared corpus}"
+
+ours() {
+    if [ -x "$here/.venv/bin/openkb" ]; then
+        "$here/.venv/bin/openkb" "$@"
+    else
+        PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "${PYTHON:-python3}" -m openkb_git "$@"
+    fi
+}
 
 if [ ! -x "$venv/bin/openkb" ]; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q openkb
+    "$venv/bin/pip" install -q "openkb==0.4.5"
 fi
+version="$("$venv/bin/openkb" --version)"
+case "$version" in *0.4.5*) ;; *) echo "expected OpenKB 0.4.5, found: $version"; exit 1 ;; esac
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 kb="$work/kb"
-mkdir -p "$work/docs"
-cp "$corpus/md/tldr/common/tar.md" "$corpus/md/tldr/common/git-commit.md" "$work/docs/"
-cp "$corpus/pdf/attention-is-all-you-need.pdf" "$corpus/pdf/2.pdf" "$work/docs/"
-"$ours" init "$kb" >/dev/null
-"$ours" --kb-dir "$kb" add -q "$work/docs"
+mkdir -p "$work/docs/pdf" "$work/docs/tldr" "$work/more"
+cp "$corpus"/pdf/*.pdf "$work/docs/pdf/"
+find "$corpus/md/tldr/common" -name '*.md' | LC_ALL=C sort | sed -n '1,200p' | xargs -I{} cp {} "$work/docs/tldr/"
+next="$(find "$corpus/md/tldr/common" -name '*.md' | LC_ALL=C sort | sed -n 201p)"
+cp "$next" "$work/more/"
+ours init "$kb" >/dev/null
+start=$SECONDS
+ours --kb-dir "$kb" add -q "$work/docs/pdf" "$work/docs/tldr" || true  # a PDF that fails is reported, not fatal
+echo "== built with our openkb in $((SECONDS - start)) s: $(ours --kb-dir "$kb" list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))') documents"
 
-# OpenKB reads the global config in ~/.config/openkb; keep it out of the user's home.
+# OpenKB reads the global config in ~/.config/openkb; keep it out of the user's home. No API key:
+# `lint` runs its structural part only.
 export HOME="$work/home"
 mkdir -p "$HOME"
-echo "== OpenKB's openkb list"
-(cd "$kb" && "$venv/bin/openkb" list) | tee "$work/list.txt"
-echo "== OpenKB's openkb status"
-(cd "$kb" && "$venv/bin/openkb" status) | tee "$work/status.txt"
+theirs() { (cd "$kb" && env -u PYTHONPATH -u LLM_API_KEY -u OPENAI_API_KEY "$venv/bin/openkb" "$@"); }
 
-ours_docs="$("$ours" --kb-dir "$kb" list --json | python3 -c 'import json,sys; print("\n".join(sorted(d["name"] for d in json.load(sys.stdin))))')"
-theirs_docs="$(sed -n '/^Documents/,/^$/p' "$work/list.txt" | tail -n +4 | awk '{print $1}' | sed '/^$/d' | sort)"
-if [ "$ours_docs" != "$theirs_docs" ]; then
+echo "== OpenKB's openkb lint"
+theirs lint > "$work/lint.txt" 2>&1 || { cat "$work/lint.txt"; exit 1; }
+sed -n "/^## Structural Lint Report/,\$p" "$work/lint.txt" | grep -v "^- " || true
+sections="$(grep -c '^### .* ([0-9]*)$' "$work/lint.txt" || true)"
+nonzero="$(grep '^### .* ([0-9]*)$' "$work/lint.txt" | grep -v '(0)$' || true)"
+if [ "$sections" -ne 6 ] || [ -n "$nonzero" ]; then
+    echo "FAIL: OpenKB's lint: $sections structural sections, not all 0:"; echo "$nonzero"
+    grep '^- ' "$work/lint.txt" | sed -n '1,20p'
+    exit 1
+fi
+
+echo "== OpenKB's openkb list"
+theirs list > "$work/list.txt"
+head -3 "$work/list.txt"
+echo "== OpenKB's openkb status"
+theirs status | tee "$work/status.txt"
+ours_docs="$(ours --kb-dir "$kb" list --json | python3 -c 'import json,sys; print("\n".join(sorted(d["name"] for d in json.load(sys.stdin))))')"
+theirs_docs="$(sed -n '/^Documents/,/^$/p' "$work/list.txt" | tail -n +4 | awk '{print $1}' | sed '/^$/d' | LC_ALL=C sort)"
+if [ "$(echo "$ours_docs" | LC_ALL=C sort)" != "$theirs_docs" ]; then
     echo "MISMATCH: ours:"; echo "$ours_docs"; echo "OpenKB's:"; echo "$theirs_docs"; exit 1
 fi
-grep -q "Total indexed: $(echo "$ours_docs" | wc -l) document(s)" "$work/status.txt"
-echo "OK: OpenKB lists the same $(echo "$ours_docs" | wc -l) documents"
+count="$(echo "$ours_docs" | wc -l)"
+grep -q "Total indexed: $count document(s)" "$work/status.txt"
+
+echo "== OpenKB's openkb visualize --no-open"
+theirs visualize --no-open | tee "$work/visualize.txt"
+grep -q "^Graph written to" "$work/visualize.txt"
+
+victim="attention-is-all-you-need"
+echo "== OpenKB's openkb remove -y $victim"
+theirs remove -y "$victim" | tail -3
+[ ! -e "$kb/wiki/summaries/$victim.md" ]
+
+echo "== our openkb add (commits OpenKB's removal), then our openkb fsck"
+ours --kb-dir "$kb" add "$work/more/$(basename "$next")"
+git -C "$kb" log -3 --format='   %h %s'
+ours --kb-dir "$kb" fsck
+after="$(ours --kb-dir "$kb" list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+if ours --kb-dir "$kb" list --json | grep -q "\"$victim\""; then
+    echo "FAIL: $victim is still listed after OpenKB's remove"; exit 1
+fi
+echo "OK: OpenKB's lint counts 0 in all $sections structural sections on $count documents" \
+     "($(ls "$kb/wiki/concepts" | wc -l) concept pages, $(ls "$kb/wiki/entities" 2>/dev/null | wc -l) entity pages);" \
+     "list, status and visualize work; after OpenKB's remove of $victim and our next add: $after documents, fsck clean"

@@ -60,7 +60,7 @@ def test_shared_pages_do_not_depend_on_order_and_removal_is_exact(paths, rnd):
 
 def test_user_text_on_a_concept_page_is_kept():
     page = update_concept_page(None, "git-branch", "a", Contribution("git branch", "Snippet a."))
-    edited = page.replace(b"## Mentions", b"My own paragraph.\n\n## Mentions") + b"\n## Notes\n\nkeep me\n"
+    edited = page.replace(b"## Related Documents", b"My own paragraph.\n\n## Related Documents") + b"\n## Notes\n\nkeep me\n"
     updated = update_concept_page(edited, "git-branch", "b", Contribution("git branch", "Snippet b."))
     assert b"My own paragraph." in updated and b"keep me" in updated and b"[[summaries/b]]: Snippet b." in updated
     # Removing every source keeps a page the user wrote on.
@@ -151,7 +151,10 @@ def _index_pages(draw):
 def test_index_spliced_in_place_equals_the_line_by_line_rendering(page, canonical, docs, concepts):
     """The fast path of update_index (splicing bullets into canonical sections) gives the
     bytes of the line-by-line rendering, or declines; on pages openkb wrote it never declines."""
-    from openkb_git.compiler.pages import _render_index, _update_index_in_place, index_line
+    from openkb_git.compiler.pages import _render_index, _update_index_in_place as _in_place, index_line, index_updates
+
+    def _update_index_in_place(existing, docs, concepts):
+        return _in_place(existing, index_updates(docs, concepts))
 
     if canonical:  # a page as openkb writes it, then the same updates
         existing = update_index(None, docs={k: index_line(k, v or k) for k, v in docs.items()} or {"seed": "- [[summaries/seed]] — S"},
@@ -164,7 +167,7 @@ def test_index_spliced_in_place_equals_the_line_by_line_rendering(page, canonica
             ({"a": None, "c": "- [[summaries/c]] — new"}, None), (None, {"a": False, "b": True})):
         fast = _update_index_in_place(existing, docs_update, concepts_update)
         if fast is not None:
-            assert fast == _render_index(existing, docs_update, concepts_update)
+            assert fast == _render_index(existing, index_updates(docs_update, concepts_update))
     if canonical and any(v is not None for v in docs.values()) and any(concepts.values()):
         assert _update_index_in_place(existing, {k: (index_line(k, v) if v is not None else None) for k, v in docs.items()},
                                       concepts) is not None

@@ -71,5 +71,6 @@ def test_summary_frontmatter_reads_back():
     page = render_summary("d", title="T: a colon", doc_type="md", source_path="raw/d.md", pages=None,
                           concepts=["b", "a"], summary=["S."], headings=[]).decode()
     fm, body = split(page)
-    assert fm == {"doc": "d", "title": "T: a colon", "type": "md", "source": "raw/d.md", "concepts": ["b", "a"]}
+    assert fm == {"type": "Summary", "description": "T: a colon", "doc_type": "short", "full_text": "raw/d.md",
+                  "title": "T: a colon"}
     assert body.startswith("\n# T: a colon\n")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 
 from conftest import assert_consistent, copy_tldr, git, run_openkb
+from openkb_git.compiler.pages import record_index_line
 
 
 def problems(kb) -> set[tuple[str, str]]:
@@ -155,29 +157,33 @@ def test_fsck_checks_the_pages_against_the_records(kb, tmp_path):
     original = (src / "tar.md").read_text()
     (src / "tar.md").write_text(original.replace("# tar", "# tape archiver", 1))
     run_openkb("add", src / "tar.md", cwd=kb, check=True)
-    assert "- [[summaries/tar]] — tape archiver" in (kb / "wiki" / "index.md").read_text()
+    assert json.loads((kb / ".openkb" / "registry" / "tar.json").read_text())["title"] == "tape archiver"
+    line = record_index_line("tar", json.loads((kb / ".openkb" / "registry" / "tar.json").read_text()))
+    assert f"{line}\n" in (kb / "wiki" / "index.md").read_text()
     run_openkb("revert", "HEAD", cwd=kb, check=True)
-    title = json.loads((kb / ".openkb" / "registry" / "tar.json").read_text())["title"]
-    assert title != "tape archiver"
+    record = json.loads((kb / ".openkb" / "registry" / "tar.json").read_text())
+    assert record["title"] != "tape archiver"
     proc = run_openkb("fsck", cwd=kb)
     assert proc.returncode == 0, proc.stdout
-    assert f"- [[summaries/tar]] — {title}\n" in (kb / "wiki" / "index.md").read_text()
+    line = record_index_line("tar", record)
+    assert f"{line}\n" in (kb / "wiki" / "index.md").read_text()
 
     # Hand notes outside the compiler's sections: not damage.
     concept = sorted((kb / "wiki" / "concepts").glob("*.md"))[0]
     concept.write_text(concept.read_text() + "\nA note of mine.\n")
     index = kb / "wiki" / "index.md"
-    index.write_text(index.read_text().replace("# Index\n", "# Index\n\nMy reading list.\n", 1))
+    index.write_text(index.read_text().replace("# Knowledge Base Index\n", "# Knowledge Base Index\n\nMy reading list.\n", 1))
     (kb / "wiki" / "concepts" / "my-own-topic.md").write_text("# My own topic\n\nNo record names it.\n")
     git(kb, "add", "wiki/concepts/my-own-topic.md")
     git(kb, "commit", "-q", "-am", "hand notes")
     assert {check for check, _path in problems(kb)} <= {"views"}  # log.md lags a plain `git commit`
 
     # The compiler's lines edited by hand: reported.
-    index.write_text(index.read_text().replace(f"- [[summaries/tar]] — {title}", "- [[summaries/tar]] — mine"))
+    index.write_text(index.read_text().replace(line, "- [[summaries/tar]] — mine"))
     slug = concept.stem
     docs = [d for d in ("tar", "grep") if slug in json.loads((kb / ".openkb" / "registry" / f"{d}.json").read_text())["concepts"]]
-    concept.write_text(concept.read_text().replace(f"- {docs[0]}\n", "", 1))  # out of the sources
+    concept.write_text(re.sub(rf'"summaries/{docs[0]}[.]md"(, )?', "", concept.read_text(), count=1)
+                       .replace(", ]", "]"))  # out of the sources
     git(kb, "commit", "-q", "-am", "hand edits of the compiler's lines")
     report = json.loads(run_openkb("fsck", "--json", cwd=kb).stdout)
     found = {(p["check"], p["path"]): p for p in report["problems"]}
@@ -187,7 +193,7 @@ def test_fsck_checks_the_pages_against_the_records(kb, tmp_path):
     assert found[("pages", page)]["repairable"] and "openkb rebuild" in found[("pages", page)]["fix"]
     repaired = run_openkb("fsck", "--repair", cwd=kb)
     assert repaired.returncode == 1 and "cannot repair" not in repaired.stdout  # 1: damage was found
-    assert f"- [[summaries/tar]] — {title}\n" in index.read_text() and "My reading list." in index.read_text()
-    assert f"- {docs[0]}\n" in concept.read_text() and "A note of mine." in concept.read_text()
+    assert f"{line}\n" in index.read_text() and "My reading list." in index.read_text()
+    assert f'"summaries/{docs[0]}.md"' in concept.read_text() and "A note of mine." in concept.read_text()
     assert {p["check"] for p in json.loads(run_openkb("fsck", "--json", cwd=kb).stdout)["problems"]} <= {"views"}
     assert "rebuild: 2 shared page(s) from the records (fsck --repair)" in git(kb, "log", "-1", "--format=%s")

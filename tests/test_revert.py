@@ -187,7 +187,7 @@ GUIDE = ("# {title}\n\n{extra}Rebasing branches rewrites the history of commits.
          "the history of commits linear. Interactive rebasing edits commits one by one.\n")
 GUIDE_VERSIONS = {
     "first": {"title": "Rebasing guide", "extra": ""},
-    "new title": {"title": "Rebase handbook", "extra": ""},  # the index line changes
+    "new title": {"title": "Rebase handbook", "extra": ""},  # the summary's title changes
     # new mentions: the first sentence holding the phrases changes
     "new snippet": {"title": "Rebasing guide", "extra": "Rebasing branches onto main makes the history of commits tidy. "},
 }
@@ -227,13 +227,15 @@ def test_revert_of_a_reingest_restores_index_pages_and_record(tmp_path, change, 
     reverted, expected = tree_files(root), tree_files(roots["expected"])
     record = ".openkb/registry/rebasing.json"
     differ = sorted(p for p in set(changed) | set(expected) if changed.get(p) != expected.get(p))
-    assert "wiki/index.md" in differ or change != "new title"  # the re-ingest changed what the revert must undo
+    assert "wiki/summaries/rebasing.md" in differ or change != "new title"  # the re-ingest changed what the revert must undo
     assert any(p.startswith("wiki/concepts/") for p in differ) or change != "new snippet"
     assert record in differ
     assert reverted.keys() == expected.keys()
     for path in ["wiki/index.md", record, "wiki/summaries/rebasing.md"] + sorted(reverted):
         assert reverted[path] == expected[path], path
-    assert "- [[summaries/rebasing]] — Rebasing guide\n" in reverted["wiki/index.md"].decode()
+    description = json.loads(reverted[record])["description"]
+    assert f"- [[summaries/rebasing]] (short) — {description}\n" in reverted["wiki/index.md"].decode()
+    assert '\ntitle: "Rebasing guide"\n' in reverted["wiki/summaries/rebasing.md"].decode()
     assert_consistent(root)
 
 

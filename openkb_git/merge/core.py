@@ -11,10 +11,12 @@ from dataclasses import dataclass
 import merge3
 
 from ..errors import OpenKBError
-from ..frontmatter import dump as dump_frontmatter, split as split_frontmatter
+from ..compiler.pages import dump_frontmatter  # OpenKB's frontmatter lines, as the compiler writes them
+from ..frontmatter import split as split_frontmatter
 
 SET_KEYS = {"sources", "concepts"}
-KEYED_SECTIONS = {"Concepts"}  # a summary's `- [[concepts/<slug>]]` list
+KEYED_SECTIONS = {"Related Concepts", "Entities", "Concepts"}  # a summary's `- [[concepts/<slug>]]` and
+# `- [[entities/<slug>]]` lists ("Concepts": a summary of a version before OpenKB's format)
 _LINK = re.compile(r"^\s*[-*]\s+\[\[([^\]|#]+)")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*$")
 MISSING = object()  # a key or value absent on one side

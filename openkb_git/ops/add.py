@@ -341,10 +341,13 @@ def build_footprint(task: Task, src: Path, data: bytes, sha: str, shaping: Shapi
         "source_path": source,
         "summary_path": summary_path(doc),
         "title": conv.title,
+        "description": compiled.description,
         "concepts": sorted(compiled.concepts),
         "files": sorted(files),
         **task.origin,
     }
+    if compiled.entities:
+        record["entities"] = sorted(compiled.entities)
     if conv.pages:
         record["pages"] = conv.pages
     if conv.tree:
@@ -352,7 +355,7 @@ def build_footprint(task: Task, src: Path, data: bytes, sha: str, shaping: Shapi
     if conv.encoding:
         record["encoding"] = conv.encoding
     footprint = Footprint(doc=doc, files=files, record=record, concepts=dict(compiled.concepts),
-                          index_line=compiled.index_line)
+                          index_line=compiled.index_line, entities=dict(compiled.entities))
     warnings = [*task.notes, *conv.warnings]
     if out is not None:
         write_staged(out, footprint, warnings)
@@ -368,6 +371,7 @@ def write_staged(out: Path, footprint: Footprint, warnings: list[str]) -> None:
         target.write_bytes(data)
     manifest = {"doc": footprint.doc, "files": sorted(footprint.files), "record": footprint.record,
                 "concepts": {s: [c.phrase, c.snippet] for s, c in footprint.concepts.items()},
+                "entities": {s: [c.phrase, c.snippet] for s, c in footprint.entities.items()},
                 "index_line": footprint.index_line, "warnings": warnings}
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
 
@@ -376,8 +380,9 @@ def read_staged(out: Path) -> tuple[Footprint, list[str]]:
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     files = {path: (out / "files" / path).read_bytes() for path in manifest["files"]}
     concepts = {s: Contribution(phrase=p, snippet=t) for s, (p, t) in manifest["concepts"].items()}
+    entities = {s: Contribution(phrase=p, snippet=t) for s, (p, t) in manifest.get("entities", {}).items()}
     return Footprint(doc=manifest["doc"], files=files, record=manifest["record"], concepts=concepts,
-                     index_line=manifest["index_line"]), manifest["warnings"]
+                     index_line=manifest["index_line"], entities=entities), manifest["warnings"]
 
 
 # ---------------------------------------------------------------------------

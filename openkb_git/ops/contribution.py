@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..compiler import Contribution, update_concept_page, update_index
+from ..compiler import Contribution, update_index, update_shared_page
+from ..compiler.pages import shared_index_line
 from ..git.objects import ChangeSet, ObjectStore
 from ..paths import check_document_path, check_record_paths, path_problem
 from ..registry import RegistryView, encode_record, record_path
@@ -19,6 +20,15 @@ INDEX_PATH = "wiki/index.md"
 
 def concept_path(slug: str) -> str:
     return f"wiki/concepts/{slug}.md"
+
+
+def entity_path(slug: str) -> str:
+    return f"wiki/entities/{slug}.md"
+
+
+def shared_path(kind: str, slug: str) -> str:
+    """The path of shared page ``slug`` of ``kind`` ("concepts" or "entities")."""
+    return f"wiki/{kind}/{slug}.md"
 
 
 def summary_path(doc: str) -> str:
@@ -34,6 +44,10 @@ class Footprint:
     record: dict
     concepts: dict[str, Contribution] = field(default_factory=dict)
     index_line: str = ""
+    entities: dict[str, Contribution] = field(default_factory=dict)
+
+    def contributions(self, kind: str) -> dict[str, Contribution]:
+        return self.concepts if kind == "concepts" else self.entities
 
 
 def document_changes(objects: ObjectStore, tree: bytes | None, view: RegistryView, doc: str,
@@ -53,21 +67,22 @@ def document_changes(objects: ObjectStore, tree: bytes | None, view: RegistryVie
             changes[path] = None
     changes.update(new_files)
 
-    new_concepts = footprint.concepts if footprint else {}
-    index_concepts: dict[str, bool] = {}
-    for slug in sorted(set(old.get("concepts", [])) | set(new_concepts)):
-        path = concept_path(slug)
-        page = objects.read_path(tree, path)
-        updated = update_concept_page(page, slug, doc, new_concepts.get(slug))
-        changes[path] = updated
-        if page is None and updated is not None:
-            index_concepts[slug] = True
-        elif page is not None and updated is None:
-            index_concepts[slug] = False
+    index_updates: dict[str, dict[str, str | None]] = {"concepts": {}, "entities": {}}
+    for kind in ("concepts", "entities"):
+        new_pages = footprint.contributions(kind) if footprint else {}
+        named = old.get(kind) if isinstance(old.get(kind), list) else []
+        for slug in sorted(set(named) | set(new_pages)):
+            path = shared_path(kind, slug)
+            page = objects.read_path(tree, path)
+            updated = update_shared_page(page, kind, slug, doc, new_pages.get(slug))
+            changes[path] = updated
+            line = shared_index_line(kind, slug, updated)
+            if line != shared_index_line(kind, slug, page):
+                index_updates[kind][slug] = line
 
     index = objects.read_path(tree, INDEX_PATH)
     changes[INDEX_PATH] = update_index(index, docs={doc: footprint.index_line if footprint else None},
-                                       concepts=index_concepts)
+                                       concepts=index_updates["concepts"], entities=index_updates["entities"])
     changes[record_path(doc)] = encode_record(footprint.record) if footprint else None
     return changes
 
@@ -99,7 +114,7 @@ def owner_by_layout(path: str) -> str | None:
 def orphan_changes(objects: ObjectStore, tree: bytes | None, view: RegistryView, doc: str) -> ChangeSet:
     """The change set that takes out a document whose record is gone or invalid, by its files:
     those OpenKB's layout gives to ``doc`` and no valid record owns, its record file, its index
-    line and its mentions on concept pages. Empty when there is no trace of ``doc``."""
+    line and its lines on concept and entity pages. Empty when there is no trace of ``doc``."""
     owned = {p for record in view.records.values() for p in record.get("files", []) if isinstance(p, str)}
     changes: ChangeSet = {path: None for path, _m, _s in document_files(objects, tree)
                           if owner_by_layout(path) == doc and path not in owned}
@@ -109,17 +124,80 @@ def orphan_changes(objects: ObjectStore, tree: bytes | None, view: RegistryView,
     mention = f"[[summaries/{doc}]]".encode("utf-8")
     if not changes and (index is None or mention not in index):
         return {}
-    index_concepts: dict[str, bool] = {}
-    for name, (_mode, _sha) in objects.list_dir(tree, "wiki/concepts").items():
-        if not name.endswith(".md"):
-            continue
-        path = f"wiki/concepts/{name}"
-        page = objects.read_path(tree, path)
-        if page is not None and mention in page:
-            updated = update_concept_page(page, name[:-3], doc, None)
-            changes[path] = updated
-            if updated is None:
-                index_concepts[name[:-3]] = False
+    index_updates: dict[str, dict[str, str | None]] = {"concepts": {}, "entities": {}}
+    for kind in ("concepts", "entities"):
+        for name, (_mode, _sha) in objects.list_dir(tree, f"wiki/{kind}").items():
+            if not name.endswith(".md"):
+                continue
+            path = f"wiki/{kind}/{name}"
+            page = objects.read_path(tree, path)
+            if page is not None and mention in page:
+                updated = update_shared_page(page, kind, name[:-3], doc, None)
+                changes[path] = updated
+                line = shared_index_line(kind, name[:-3], updated)
+                if line != shared_index_line(kind, name[:-3], page):
+                    index_updates[kind][name[:-3]] = line
     if index is not None:
-        changes[INDEX_PATH] = update_index(index, docs={doc: None}, concepts=index_concepts)
+        changes[INDEX_PATH] = update_index(index, docs={doc: None}, concepts=index_updates["concepts"],
+                                           entities=index_updates["entities"])
     return changes
+
+
+class _Overlay:
+    """``objects`` read through a change set (for `document_changes` run one after another)."""
+
+    def __init__(self, objects: ObjectStore, changes: ChangeSet):
+        self.objects, self.changes = objects, changes
+
+    def read_path(self, tree: bytes | None, path: str) -> bytes | None:
+        if path in self.changes:
+            return self.changes[path]
+        return self.objects.read_path(tree, path)
+
+
+def removed_by_hand(objects: ObjectStore, tree: bytes | None, view: RegistryView,
+                    edits: dict[str, bytes | None]) -> tuple[list[str], ChangeSet]:
+    """The documents ``edits`` take out whole — every file the record names deleted, the
+    record left: what OpenKB's own `openkb remove` does (it knows nothing of our records) — and
+    the change set that removes them as `openkb remove` would, merged with ``edits`` on every
+    shared page both touch (base = ``tree``, ours = the edit, theirs = our removal: the merge
+    drivers of revert), so the result is the compiler's pages for the documents left, with
+    any other hand edit kept. ([], {}) when there is none, or when a merge conflicts (then the
+    edits are committed as they are, and `openkb fsck` says what disagrees)."""
+    from ..merge import MergeConflict, merge_file
+
+    docs = []
+    for path, data in edits.items():
+        parts = path.split("/")
+        if data is not None or len(parts) != 3 or parts[:2] != ["wiki", "summaries"] or not path.endswith(".md"):
+            continue
+        doc = parts[2][:-3]
+        record = view.records.get(doc)
+        if record is None or record_path(doc) in edits or check_record_problems(record):
+            continue
+        files = record.get("files")
+        if isinstance(files, list) and files and all(p in edits and edits[p] is None for p in files):
+            docs.append(doc)
+    if not docs:
+        return [], {}
+    removal: ChangeSet = {}
+    reader = _Overlay(objects, removal)
+    for doc in sorted(docs):
+        removal.update(document_changes(reader, tree, view, doc, None))
+    changes: ChangeSet = {}
+    for path, theirs in sorted(removal.items()):
+        if path not in edits:
+            changes[path] = theirs
+            continue
+        ours, base = edits[path], objects.read_path(tree, path)
+        merged = ours if ours == theirs else merge_file(path, base, ours, theirs)
+        if isinstance(merged, MergeConflict):
+            return [], {}
+        changes[path] = merged
+    return sorted(docs), changes
+
+
+def check_record_problems(record: dict) -> bool:
+    from ..paths import record_path_problems
+
+    return bool(record_path_problems(record))

@@ -158,7 +158,34 @@ def commit_edits(kb: KB, registry: Registry, edits: dict[str, bytes | None], *, 
             f"tracked files were edited by hand: {names}; commit them (`git commit -a`) "
             "or run without --no-commit-edits to let openkb commit them as an `edit`"
         )
+    removed = _commit_removed_by_hand(kb, registry, edits)
+    edits = {path: data for path, data in edits.items() if path not in removed}
+    if not edits:
+        return _last_commit(removed)
     subject = f"edit: {len(edits)} file(s) changed by hand"
     body = "\n".join(f"{'deleted' if data is None else 'modified'}: {path}" for path, data in sorted(edits.items()))
     mutation = Mutation(op="edit", subject=subject, body=body, changes=edits, project=False)
     return commit_mutation(kb, registry, kb.head(), mutation)
+
+
+def _commit_removed_by_hand(kb: KB, registry: Registry, edits: dict[str, bytes | None]) -> dict[str, Committed]:
+    """Commit, as one `remove`, the documents the edits take out whole (OpenKB's `openkb remove`
+    run on this KB: ops/contribution.py removed_by_hand); {path it covers: the commit}."""
+    from .contribution import removed_by_hand
+
+    tree = kb.head_tree()
+    docs, changes = removed_by_hand(kb.objects, tree, registry.view(tree), edits)
+    if not docs:
+        return {}
+    names = ", ".join(docs)
+    trailers = {"OpenKB-Doc": docs[0]} if len(docs) == 1 else {}
+    mutation = Mutation(op="remove", subject=f"remove: {names} (removed by hand or by OpenKB's `openkb remove`)",
+                        body="\n".join(f"{'deleted' if data is None else 'modified'}: {path}"
+                                       for path, data in sorted(changes.items())),
+                        changes=changes, trailers=trailers)
+    committed = commit_mutation(kb, registry, kb.head(), mutation)
+    return {path: committed for path in changes}
+
+
+def _last_commit(removed: dict[str, Committed]) -> Committed | None:
+    return next(iter(removed.values()), None)

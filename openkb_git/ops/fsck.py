@@ -10,6 +10,7 @@ journals.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import stat as statmod
@@ -408,58 +409,63 @@ def _section_lines(page: bytes | None, heading: str, prefix: str) -> dict[str, s
 
 def check_pages(kb: KB, tree: bytes | None, records: dict[str, dict]) -> list[Problem]:
     """The parts of the pages the compiler owns against the records (docs/layout.md): each
-    record's line in the index's `## Documents` (link and title, as the compiler writes it
-    from the record), and each concept page's `sources` and `## Mentions` against the
-    records naming the concept. Text a user wrote elsewhere on a page is not looked at.
-    Reads the index and each concept page once (no summary is read: the record's files,
-    summary included, are checked by check_registry). Records without a title or concepts
-    (adopted from OpenKB, not compiled by openkb) are not compared."""
-    from ..compiler.pages import CONCEPTS, DOCUMENTS, MENTIONS, index_line
+    record's line in the index's `## Documents` (link, marker and description, as the compiler
+    writes it from the record), and each concept and entity page's `sources` and
+    `## Related Documents` lines against the records naming it. Text a user wrote elsewhere on a
+    page is not looked at. Reads the index and each shared page once (no summary is read: the
+    record's files, summary included, are checked by check_registry). Records without a title or
+    concepts (adopted from OpenKB, not compiled by openkb) are not compared."""
+    from ..compiler.pages import DOCUMENTS, KINDS, LEGACY_MENTIONS, MENTIONS, record_index_line
 
     problems = []  # (a record's unsafe paths, reported by check_registry, are not followed: names only)
     index = kb.objects.read_path(tree, INDEX_PATH)
     lines = _section_lines(index, DOCUMENTS, "- [[summaries/")
     for doc, record in sorted(records.items()):
-        if not isinstance(record.get("title"), str):
+        expected = record_index_line(doc, record)
+        if expected is None:
             continue
-        expected = index_line(doc, record["title"])
         found = lines.get(doc)
         if found != expected:
             what = f"has no line for {doc}" if found is None else f"lists {doc} as {found!r}"
             problems.append(Problem("pages", INDEX_PATH, f"{what}; its record ({record_path(doc)}) gives {expected!r}"))
-    wanted, compiled = _concept_sources(records)
     recorded = recorded_docs(kb, tree)
-    pages = {name[:-3] for name, (mode, _sha) in kb.objects.list_dir(tree, "wiki/concepts").items()
-             if name.endswith(".md") and not statmod.S_ISDIR(mode)}
-    listed = _section_lines(index, CONCEPTS, "- [[concepts/")
-    for slug in sorted(pages | set(wanted)):
-        path = f"wiki/concepts/{slug}.md"
-        docs = wanted.get(slug, set())
-        if slug not in pages:
-            problems.append(Problem("pages", path, f"missing, though the records of {', '.join(sorted(docs))} "
-                                    "name the concept", PAGES_FIX))
-            continue
-        page = kb.objects.read_path(tree, path)
-        try:
-            text = page.decode("utf-8")
-        except UnicodeDecodeError:
-            text = ""  # (no sources: reported below as lacking the records' documents)
-        sources = docs if _sources_as_compiled(text, docs) else _sources_of(text)
-        mentions = set(_section_lines(page, MENTIONS, "- [[summaries/"))
-        for what, have in (("sources", sources), (MENTIONS.lstrip("# ") + " lines", mentions)):
-            # a mention of a document whose record does not name the concept, or that has no record
-            # (left by a hand fix of a modify/delete conflict); OpenKB's records without concepts are not compared
-            extra, lacking = {d for d in have - docs if d in compiled or d not in recorded}, docs - have
-            if extra or lacking:
-                detail = "; ".join(part for part in (
-                    f"lacks {', '.join(sorted(lacking))}" if lacking else "",
-                    f"has {', '.join(sorted(extra))}, whose record does not name {slug} (or that has no record)"
-                    if extra else "") if part)
-                problems.append(Problem("pages", path, f"its {what} disagree with the records: {detail}", PAGES_FIX))
-        if slug not in listed and docs:  # (a page no record names, made by hand, is the user's)
-            problems.append(Problem("pages", INDEX_PATH, f"does not list the concept page {path}"))
-    for slug in sorted(set(listed) - pages):
-        problems.append(Problem("pages", INDEX_PATH, f"lists the concept {slug}, which has no page"))
+    for kind, (folder, _type, section) in KINDS.items():
+        wanted, compiled = _concept_sources(records, kind)
+        pages = {name[:-3] for name, (mode, _sha) in kb.objects.list_dir(tree, f"wiki/{folder}").items()
+                 if name.endswith(".md") and not statmod.S_ISDIR(mode)}
+        listed = _section_lines(index, section, f"- [[{folder}/")
+        for slug in sorted(pages | set(wanted)):
+            path = f"wiki/{folder}/{slug}.md"
+            docs = wanted.get(slug, set())
+            if slug not in pages:
+                problems.append(Problem("pages", path, f"missing, though the records of {', '.join(sorted(docs))} "
+                                        f"name the {kind[:-1].replace('entitie', 'entity')}", PAGES_FIX))
+                continue
+            page = kb.objects.read_path(tree, path)
+            try:
+                text = page.decode("utf-8")
+            except UnicodeDecodeError:
+                text = ""  # (no sources: reported below as lacking the records' documents)
+            sources = docs if _sources_as_compiled(text, docs) else _sources_of(text)
+            mentions = set(_section_lines(page, MENTIONS, "- [[summaries/")
+                           or _section_lines(page, LEGACY_MENTIONS, "- [[summaries/"))
+            for what, have in (("sources", sources), (MENTIONS.lstrip("# ") + " lines", mentions)):
+                # a mention of a document whose record does not name the page, or that has no record
+                # (left by a hand fix of a modify/delete conflict); OpenKB's records without concepts are not compared
+                extra, lacking = {d for d in have - docs if d in compiled or d not in recorded}, docs - have
+                if extra or lacking:
+                    detail = "; ".join(part for part in (
+                        f"lacks {', '.join(sorted(lacking))}" if lacking else "",
+                        f"has {', '.join(sorted(extra))}, whose record does not name {slug} (or that has no record)"
+                        if extra else "") if part)
+                    problems.append(Problem("pages", path, f"its {what} disagree with the records: {detail}",
+                                            PAGES_FIX))
+            if slug not in listed and docs:  # (a page no record names, made by hand, is the user's)
+                problems.append(Problem("pages", INDEX_PATH, f"does not list the {kind[:-1].replace('entitie', 'entity')} "
+                                        f"page {path}"))
+        for slug in sorted(set(listed) - pages):
+            problems.append(Problem("pages", INDEX_PATH, f"lists the {kind[:-1].replace('entitie', 'entity')} {slug}, "
+                                    "which has no page"))
     problems += _check_summaries(kb, tree, records)
     return problems
 
@@ -477,7 +483,8 @@ def _check_summaries(kb: KB, tree: bytes | None, records: dict[str, dict]) -> li
         summary = kb.objects.read_path(tree, path)
         if summary is None:
             continue
-        links = set(_section_lines(summary, "## Concepts", "- [[concepts/"))
+        links = set(_section_lines(summary, "## Related Concepts", "- [[concepts/")
+                    or _section_lines(summary, "## Concepts", "- [[concepts/"))
         named = {slug for slug in record["concepts"] if isinstance(slug, str)}
         if links != named:
             detail = "; ".join(part for part in (
@@ -500,45 +507,44 @@ def recorded_docs(kb: KB, tree: bytes | None) -> set[str]:
     return {name[:-5] for name in kb.objects.list_dir(tree, ".openkb/registry") if name.endswith(".json")}
 
 
-def _concept_sources(records: dict[str, dict]) -> tuple[dict[str, set[str]], set[str]]:
-    """({concept slug: docs whose record names it}, the docs whose records list concepts)."""
+def _concept_sources(records: dict[str, dict], kind: str = "concepts") -> tuple[dict[str, set[str]], set[str]]:
+    """({slug of a page of ``kind``: docs whose record names it}, the docs whose records list
+    concepts: compiled by openkb; their records list the entity pages too, under `entities`,
+    when there are any)."""
     wanted: dict[str, set[str]] = {}
     compiled = set()
     for doc, record in records.items():
         if isinstance(record.get("concepts"), list):
             compiled.add(doc)
-            for slug in record["concepts"]:
+            named = record.get(kind, [])
+            for slug in named if isinstance(named, list) else []:
                 if isinstance(slug, str):
                     wanted.setdefault(slug, set()).add(doc)
     return wanted, compiled
 
 
-_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
-_NOT_PLAIN = frozenset(("yes", "no", "on", "off", "true", "false", "null"))
-
-
 def _sources_as_compiled(text: str, docs: set[str]) -> bool:
     """Whether the page's frontmatter holds `sources:` exactly as the compiler writes ``docs``
-    (YAML's plain style, one `- <doc>` line each, sorted): the common case, checked without
-    parsing YAML (6,000 concept pages: 1 s). False means "parse it": a doc name YAML would
-    quote, or any other shape. The block is found by the one frontmatter split."""
-    if any(not _PLAIN.match(d) or d.lower() in _NOT_PLAIN for d in docs):
-        return False
+    (OpenKB's one line, `sources: ["summaries/<doc>.md", …]`, sorted): the common case, checked
+    without parsing YAML (6,000 concept pages: 1 s). False means "parse it". The block is found
+    by the one frontmatter split."""
+    from ..compiler.pages import source_of
+
     found = frontmatter.parts(text)
     if found is None:
         return False
     block = "\n" + found[0]
-    want = ("\nsources:\n" + "".join(f"- {d}\n" for d in sorted(docs))) if docs else "\nsources: []\n"
+    want = "\nsources: " + json.dumps([source_of(d) for d in sorted(docs)], ensure_ascii=False) + "\n"
     at = block.find(want)
-    if at < 0 or block.find("\nsources:") != at:
-        return False
-    return not block.startswith(("- ", " "), at + len(want))  # no further item, no continuation
+    return at >= 0 and block.find("\nsources:") == at
 
 
 def _sources_of(text: str) -> set[str]:
+    from ..compiler.pages import doc_of_source
+
     data = frontmatter.split(text)[0] or {}
     sources = data.get("sources")
-    return {s for s in sources if isinstance(s, str)} if isinstance(sources, list) else set()
+    return {d for d in map(doc_of_source, sources) if d} if isinstance(sources, list) else set()
 
 
 PAGES_FIX = ("`openkb rebuild` (or `openkb fsck --repair`) regenerates the compiler's parts of the shared pages "
@@ -675,19 +681,27 @@ def repair(kb: KB, *, wait: float = 0.0) -> FsckReport:
 
 
 def _index_updates(kb: KB, tree: bytes | None, records: dict[str, dict]) -> tuple[dict, dict]:
-    """(doc lines, concept lines) that make the index's compiler-owned lines agree with the
-    records and the concept pages, as `update_index` takes them."""
-    from ..compiler.pages import CONCEPTS, DOCUMENTS, index_line
+    """(doc lines, {kind: shared page lines}) that make the index's compiler-owned lines agree
+    with the records and the concept and entity pages, as `update_index` takes them."""
+    from ..compiler.pages import DOCUMENTS, KINDS, record_index_line, shared_index_line
 
     index = kb.objects.read_path(tree, INDEX_PATH)
     lines = _section_lines(index, DOCUMENTS, "- [[summaries/")
-    docs = {doc: index_line(doc, r["title"]) for doc, r in records.items()
-            if isinstance(r.get("title"), str) and lines.get(doc) != index_line(doc, r["title"])}
-    pages = {name[:-3] for name in kb.objects.list_dir(tree, "wiki/concepts") if name.endswith(".md")}
-    listed = set(_section_lines(index, CONCEPTS, "- [[concepts/"))
-    named = set(_concept_sources(records)[0])
-    concepts = {slug: True for slug in (pages & named) - listed} | {slug: False for slug in listed - pages}
-    return docs, concepts
+    docs = {}
+    for doc, r in records.items():
+        line = record_index_line(doc, r)
+        if line is not None and lines.get(doc) != line:
+            docs[doc] = line
+    shared = {}
+    for kind, (folder, _type, section) in KINDS.items():
+        pages = {name[:-3] for name in kb.objects.list_dir(tree, f"wiki/{folder}") if name.endswith(".md")}
+        listed = set(_section_lines(index, section, f"- [[{folder}/"))
+        named = set(_concept_sources(records, kind)[0])
+        updates = {slug: None for slug in listed - pages}
+        for slug in (pages & named) - listed:
+            updates[slug] = shared_index_line(kind, slug, kb.objects.read_path(tree, f"wiki/{folder}/{slug}.md"))
+        shared[kind] = updates
+    return docs, shared
 
 
 def _reapply_index_lines(kb: KB, writer: Writer) -> list[str]:
@@ -696,16 +710,19 @@ def _reapply_index_lines(kb: KB, writer: Writer) -> list[str]:
     from ..protocol.commit import Mutation, commit_mutation
 
     tree = kb.head_tree()
-    docs, concepts = _index_updates(kb, tree, Registry(kb.objects).view(tree).records)
+    docs, shared = _index_updates(kb, tree, Registry(kb.objects).view(tree).records)
     index = kb.objects.read_path(tree, INDEX_PATH)
-    if index is None or not (docs or concepts):
+    count = len(docs) + sum(len(v) for v in shared.values())
+    if index is None or not count:
         return []
-    new = update_index(index, docs=docs, concepts=concepts)
+    new = update_index(index, docs=docs, concepts=shared["concepts"], entities=shared["entities"])
     if new == index:
         return []
     body = "\n".join([f"index line of {doc}: from its record" for doc in sorted(docs)] +
-                      [f"index line of concept {slug}: {'added' if on else 'dropped'}" for slug, on in sorted(concepts.items())])
-    mutation = Mutation(op="edit", subject=f"edit: fsck re-applied {len(docs) + len(concepts)} index line(s) from "
+                      [f"index line of {kind[:-1].replace('entitie', 'entity')} {slug}: "
+                       f"{'added' if line is not None else 'dropped'}"
+                       for kind, updates in sorted(shared.items()) for slug, line in sorted(updates.items())])
+    mutation = Mutation(op="edit", subject=f"edit: fsck re-applied {count} index line(s) from "
                         "the records", body=body, changes={INDEX_PATH: new})
     commit_mutation(kb, writer.registry, kb.head(), mutation)
     return [INDEX_PATH]

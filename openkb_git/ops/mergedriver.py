@@ -10,7 +10,7 @@ from dulwich.objects import Blob
 from ..errors import OpenKBError
 from ..history import iter_entries
 from ..kb import KB
-from ..merge import INDEX_PATH, MergeConflict, concept_slug, merge_file
+from ..merge import INDEX_PATH, MergeConflict, merge_file, shared_page
 from .gitsetup import DRIVER_COMMAND, DRIVERS, configure, driver_problems  # noqa: F401  (declared there)
 from .review import changed_paths
 from .revert import merge_trees
@@ -78,8 +78,8 @@ def merge_heads_trees(kb: KB, environ=None) -> tuple[bytes | None, bytes] | None
     return kb.objects.get(base[0].encode()).tree, theirs.tree
 
 
-def _concept_exists(repo_root: Path, base: bytes | None, theirs: bytes | None) -> dict[str, bool] | None:
-    """{slug: page exists after the merge} for the concept pages the revert changes, merged
+def _concept_exists(repo_root: Path, base: bytes | None, theirs: bytes | None) -> dict[str, bytes | None] | None:
+    """{path: the page after the merge, None if deleted} for the concept and entity pages the revert changes, merged
     exactly as `openkb revert` merges them; None when the trees are not found or the
     repository cannot be read as a KB (the index's concept lines are then keyed by concept)."""
     try:
@@ -92,9 +92,9 @@ def _concept_exists(repo_root: Path, base: bytes | None, theirs: bytes | None) -
             return None
         base_tree, theirs_tree = trees
         changed = set(changed_paths(kb, theirs_tree, base_tree)) | set(changed_paths(kb, kb.head_tree(), base_tree))
-        paths = sorted(p for p in changed if concept_slug(p) is not None)
+        paths = sorted(p for p in changed if shared_page(p) is not None)
         results = merge_trees(kb, paths, base_tree, kb.head_tree(), theirs_tree)
-        return {concept_slug(path): merged is not None for path, (_ours, merged) in results.items()
+        return {path: merged for path, (_ours, merged) in results.items()
                 if not isinstance(merged, MergeConflict)}
     finally:
         kb.close()

@@ -26,14 +26,15 @@ import stat as statmod
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..compiler import Contribution, update_concept_page, update_index
-from ..compiler.pages import CONCEPTS, DOCUMENTS, MENTIONS, index_line, phrase_of
+from ..compiler import Contribution, update_index, update_shared_page
+from ..compiler.pages import (DOCUMENTS, KINDS, LEGACY_MENTIONS, MENTIONS, mention_text, phrase_of, record_index_line,
+                              shared_index_line)
 from ..errors import OpenKBError
 from ..git.objects import ChangeSet
 from ..kb import KB
 from ..protocol.commit import Mutation, commit_mutation
 from ..registry import Registry
-from .contribution import INDEX_PATH, concept_path
+from .contribution import INDEX_PATH, shared_path
 from .edits import commit_edits, find_edits
 from .session import Writer
 
@@ -75,24 +76,20 @@ def _sources(page: bytes | None) -> set[str]:
         return set()
 
 
-def _snippet(line: str, doc: str) -> str:
-    return line[len(f"{_SUMMARY}{doc}]]"):].lstrip(":").strip()
-
-
 class _Recompiler:
-    """Each document's concept contributions, compiled again from its stored raw file (once)."""
+    """Each document's concept and entity contributions, compiled again from its stored raw file (once)."""
 
     def __init__(self, kb: KB, tree: bytes | None, records: dict[str, dict]):
         self.kb, self.tree, self.records = kb, tree, records
-        self.done: dict[str, dict[str, Contribution] | None] = {}
+        self.done: dict[str, dict[str, dict[str, Contribution]] | None] = {}
 
-    def contribution(self, doc: str, slug: str) -> Contribution | None:
+    def contribution(self, doc: str, slug: str, kind: str = "concepts") -> Contribution | None:
         if doc not in self.done:
             self.done[doc] = self._compile(doc)
         found = self.done[doc]
-        return None if found is None else found.get(slug)
+        return None if found is None else found[kind].get(slug)
 
-    def _compile(self, doc: str) -> dict[str, Contribution] | None:
+    def _compile(self, doc: str) -> dict[str, dict[str, Contribution]] | None:
         from ..convert import ConversionError, Limits
         from .add import Shaping, Task, build_footprint
 
@@ -114,7 +111,7 @@ class _Recompiler:
                                                    None, Limits.unlimited())
         except (ConversionError, ValueError, OpenKBError):
             return None
-        return dict(footprint.concepts)
+        return {"concepts": dict(footprint.concepts), "entities": dict(footprint.entities)}
 
 
 def plan_rebuild(kb: KB, tree: bytes | None, records: dict[str, dict]) -> RebuildPlan:
@@ -122,61 +119,72 @@ def plan_rebuild(kb: KB, tree: bytes | None, records: dict[str, dict]) -> Rebuil
     from .fsck import _concept_sources, recorded_docs
 
     plan = RebuildPlan()
-    wanted, compiled = _concept_sources(records)
     recorded = recorded_docs(kb, tree) | set(records)  # an invalid record's document is left as it is
-    pages = {name[:-3] for name, (mode, _sha) in kb.objects.list_dir(tree, "wiki/concepts").items()
-             if name.endswith(".md") and not statmod.S_ISDIR(mode)}
     recompiler = _Recompiler(kb, tree, records)
-    final_pages = set(pages)
-    for slug in sorted(pages | set(wanted)):
-        path = concept_path(slug)
-        original = page = kb.objects.read_path(tree, path)
-        docs = wanted.get(slug, set())
-        try:
-            mentions = _keyed(page, MENTIONS, _SUMMARY)
-        except UnicodeDecodeError:
-            mentions = {}
-        sources = _sources(page)
-        for doc in sorted((set(mentions) | sources) - docs):
-            if doc in compiled or doc not in recorded:  # (a record without concepts is OpenKB's: left)
-                page = update_concept_page(page, slug, doc, None)
-                plan.steps.append(f"{path}: took out {doc} ({'its record does not name ' + slug if doc in records else 'no record'})")
-        for doc in sorted(docs):
-            if doc in mentions and doc in sources:
-                continue
-            if doc in mentions:
-                contribution = Contribution(phrase=phrase_of(slug), snippet=_snippet(mentions[doc], doc))
-                how = "its mention kept, its source set"
-            else:
-                contribution = recompiler.contribution(doc, slug)
-                how = "compiled again from its raw file"
-            if contribution is None:
-                plan.left.append(f"{path}: the contribution of {doc} cannot be compiled again (its raw file is "
-                                 "missing or differs from its record, or it no longer names the concept): "
-                                 f"add the document again (`openkb add`) or take it out (`openkb remove {doc}`)")
-                continue
-            page = update_concept_page(page, slug, doc, contribution)
-            plan.steps.append(f"{path}: {doc} ({how})")
-        if page != original:
-            plan.changes[path] = page
-            if page is None:
-                final_pages.discard(slug)
-            else:
-                final_pages.add(slug)
+    index_updates: dict[str, dict[str, str | None]] = {}
     index = kb.objects.read_path(tree, INDEX_PATH)
+    for kind, (folder, _type, section) in KINDS.items():
+        wanted, compiled = _concept_sources(records, kind)
+        pages = {name[:-3] for name, (mode, _sha) in kb.objects.list_dir(tree, f"wiki/{folder}").items()
+                 if name.endswith(".md") and not statmod.S_ISDIR(mode)}
+        final: dict[str, bytes | None] = {}
+        for slug in sorted(pages | set(wanted)):
+            path = shared_path(kind, slug)
+            original = page = kb.objects.read_path(tree, path)
+            docs = wanted.get(slug, set())
+            try:
+                mentions = _keyed(page, MENTIONS, _SUMMARY) or _keyed(page, LEGACY_MENTIONS, _SUMMARY)
+            except UnicodeDecodeError:
+                mentions = {}
+            sources = _sources(page)
+            for doc in sorted((set(mentions) | sources) - docs):
+                if doc in compiled or doc not in recorded:  # (a record without concepts is OpenKB's: left)
+                    page = update_shared_page(page, kind, slug, doc, None)
+                    plan.steps.append(f"{path}: took out {doc} "
+                                      f"({'its record does not name ' + slug if doc in records else 'no record'})")
+            for doc in sorted(docs):
+                if doc in mentions and doc in sources:
+                    continue
+                if doc in mentions:
+                    contribution = Contribution(phrase=phrase_of(slug), snippet=mention_text(mentions[doc], doc))
+                    how = "its mention kept, its source set"
+                else:
+                    contribution = recompiler.contribution(doc, slug, kind)
+                    how = "compiled again from its raw file"
+                if contribution is None:
+                    plan.left.append(f"{path}: the contribution of {doc} cannot be compiled again (its raw file is "
+                                     "missing or differs from its record, or it no longer names the page): "
+                                     f"add the document again (`openkb add`) or take it out (`openkb remove {doc}`)")
+                    continue
+                page = update_shared_page(page, kind, slug, doc, contribution)
+                plan.steps.append(f"{path}: {doc} ({how})")
+            if page != original:
+                plan.changes[path] = page
+            final[slug] = page
+        listed = _keyed(index, section, f"- [[{folder}/")
+        updates: dict[str, str | None] = {}
+        for slug, page in final.items():
+            line = shared_index_line(kind, slug, page) if (page is None or slug in wanted) else listed.get(slug)
+            if listed.get(slug) != line and (line is not None or slug in listed):
+                updates[slug] = line
+        for slug in sorted(set(listed) - set(final)):
+            updates[slug] = None
+        index_updates[kind] = updates
     lines = _keyed(index, DOCUMENTS, f"{_SUMMARY}")
-    doc_updates = {doc: index_line(doc, r["title"]) for doc, r in sorted(records.items())
-                   if isinstance(r.get("title"), str) and lines.get(doc) != index_line(doc, r["title"])}
-    listed = set(_keyed(index, CONCEPTS, "- [[concepts/"))
-    concept_updates = {slug: True for slug in sorted((final_pages & set(wanted)) - listed)}
-    concept_updates.update({slug: False for slug in sorted(listed - final_pages)})
-    if doc_updates or concept_updates:
-        new = update_index(index, docs=doc_updates, concepts=concept_updates)
+    doc_updates = {}
+    for doc, r in sorted(records.items()):
+        line = record_index_line(doc, r)
+        if line is not None and lines.get(doc) != line:
+            doc_updates[doc] = line
+    if doc_updates or any(index_updates.values()):
+        new = update_index(index, docs=doc_updates, concepts=index_updates["concepts"],
+                           entities=index_updates["entities"])
         if new != index:
             plan.changes[INDEX_PATH] = new
             plan.steps += [f"{INDEX_PATH}: line of {doc} from its record" for doc in doc_updates]
-            plan.steps += [f"{INDEX_PATH}: concept {slug} {'added' if on else 'dropped'}"
-                           for slug, on in concept_updates.items()]
+            plan.steps += [f"{INDEX_PATH}: {kind[:-1].replace('entitie', 'entity')} {slug} "
+                           f"{'set' if line is not None else 'dropped'}"
+                           for kind, updates in index_updates.items() for slug, line in sorted(updates.items())]
     return plan
 
 

@@ -15,7 +15,7 @@ from ..git.objects import ChangeSet
 from ..history import Entry, iter_entries
 from ..hooks import run_hook
 from ..kb import KB
-from ..merge import MergeConflict, concept_slug, merge_file
+from ..merge import MergeConflict, merge_file, shared_page
 from ..paths import UnsafePathError, path_problem
 from ..protocol.commit import Committed, Mutation, commit_mutation
 from ..registry import record_path
@@ -101,16 +101,15 @@ def merge_trees(kb: KB, paths: list[str], base_tree: bytes | None, ours_tree: by
     ingest, a removal or a revert), the index is merged last, its `## Concepts` lines
     following the concept pages that exist after the merge."""
     results: dict[str, tuple[bytes | None, object]] = {}
-    concept_exists: dict[str, bool] = {}
+    concept_exists: dict[str, bytes | None] = {}
     for path in paths:
         if path == INDEX_PATH and structured:
             continue
         b, o, t = (kb.objects.read_path(tree, path) for tree in (base_tree, ours_tree, theirs_tree))
         merged = merge_file(path, b, o, t)
         results[path] = (o, merged)
-        slug = concept_slug(path)
-        if slug is not None and not isinstance(merged, MergeConflict):
-            concept_exists[slug] = merged is not None
+        if shared_page(path) is not None and not isinstance(merged, MergeConflict):
+            concept_exists[path] = merged
     if structured and INDEX_PATH in paths:
         b, o, t = (kb.objects.read_path(tree, INDEX_PATH) for tree in (base_tree, ours_tree, theirs_tree))
         results[INDEX_PATH] = (o, merge_file(INDEX_PATH, b, o, t, concept_exists=concept_exists))

@@ -45,7 +45,7 @@ from typing import Callable
 from dulwich.objects import Commit
 
 from ..compiler import Contribution
-from ..compiler.pages import DOCUMENTS, MENTIONS, phrase_of
+from ..compiler.pages import DOCUMENTS, MENTIONS, mention_text, phrase_of
 from ..convert import ConversionError, Limits
 from ..errors import OpenKBError
 from ..fsutil import decoded_stem
@@ -55,7 +55,7 @@ from ..merge import MergeConflict
 from ..protocol.advance import advance_branch, tree_changes
 from ..protocol.commit import effective_changes
 from ..registry import Registry
-from .contribution import INDEX_PATH, Footprint, concept_path, document_changes
+from .contribution import INDEX_PATH, Footprint, document_changes, shared_path
 from .edits import commit_edits, find_edits
 from .review import changed_paths
 from .revert import merge_trees, plan_revert
@@ -251,17 +251,19 @@ def footprint_at(kb: KB, tree: bytes, doc: str, record: dict) -> Footprint | Non
         if data is None:
             return None
         files[path] = data
-    concepts = {}
-    for slug in record.get("concepts", []):
-        line = _mention(kb.objects.read_path(tree, concept_path(slug)), doc, MENTIONS)
-        if line is None:
-            return None
-        snippet = line[len(f"- [[summaries/{doc}]]"):].lstrip(":").strip()
-        concepts[slug] = Contribution(phrase=phrase_of(slug), snippet=snippet)
+    shared: dict[str, dict[str, Contribution]] = {"concepts": {}, "entities": {}}
+    for kind, contributions in shared.items():
+        for slug in record.get(kind, []) if isinstance(record.get(kind, []), list) else []:
+            line = _mention(kb.objects.read_path(tree, shared_path(kind, slug)), doc, MENTIONS)
+            if line is None:
+                return None
+            contributions[slug] = Contribution(phrase=phrase_of(slug), snippet=mention_text(line, doc))
+    concepts = shared["concepts"]
     index_line = _mention(kb.objects.read_path(tree, INDEX_PATH), doc, DOCUMENTS)
     if index_line is None:
         return None
-    return Footprint(doc=doc, files=files, record=record, concepts=concepts, index_line=index_line)
+    return Footprint(doc=doc, files=files, record=record, concepts=concepts, index_line=index_line,
+                     entities=shared["entities"])
 
 
 def cherry_pick(kb: KB, entry: Entry, tree: bytes) -> Plan:
