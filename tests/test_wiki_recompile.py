@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 from conftest import TLDR, assert_consistent, git, run_openkb
@@ -329,3 +330,44 @@ def test_a_crash_never_leaves_the_compile_without_the_kept_hand_edits(tmp_path):
         assert "My own note" in summary.read_text(), label
         assert ("tar tvvf" in head_file(root, "wiki/sources/tar.md")) == (label == "ref:moved"), label
         assert_consistent(root)
+
+
+# A KB written by openkb-git before issue #16's page format (3f8a562: `## Mentions` concept
+# pages, `type: md` summaries, a "# Index" index), as a Git bundle: tar, zip, gzip, git-add and
+# git-commit from tldr/common, each added alone from a folder `in/`.
+BEFORE_16 = Path(__file__).parent / "data" / "kb-before-16.bundle"
+BEFORE_16_DOCS = ["git-add.md", "git-commit.md", "gzip.md", "tar.md", "zip.md"]
+
+
+def test_a_kb_made_before_the_page_format_is_migrated_by_one_recompile_all(tmp_path):
+    """Item 5: `recompile --all` brings a KB of the earlier format to today's, in one commit, to
+    the very tree a KB built today has; an old ingest's revert after it is exact."""
+    old = tmp_path / "old"
+    subprocess.run(["git", "clone", "-q", str(BEFORE_16), str(old)], check=True)
+    run_openkb("init", cwd=old, check=True)  # a plain clone of a KB: set up, not refused
+    assert "## Mentions" in (old / "wiki" / "concepts" / "archive.md").read_text()
+    head = git(old, "rev-parse", "HEAD").strip()
+    proc = run_openkb("recompile", "--all", cwd=old)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "5 recompiled, 0 unchanged, 0 failed" in proc.stdout
+    assert git(old, "rev-parse", "HEAD~1").strip() == head  # one commit, no `edit` after it
+    assert run_openkb("fsck", cwd=old).returncode == 0
+
+    def fresh(names: list[str], where: Path) -> Path:
+        root = where / "kb"
+        run_openkb("init", root, check=True)
+        (where / "in").mkdir()
+        for name in names:
+            shutil.copy(TLDR / "common" / name, where / "in" / name)
+            run_openkb("add", where / "in" / name, cwd=root, check=True)
+        return root
+
+    def content(root: Path) -> dict[str, bytes]:
+        return {p: data for p, data in tree_files(root).items() if p != ".openkb/config.yaml"}
+
+    assert content(old) == content(fresh(BEFORE_16_DOCS, tmp_path / "new"))
+    run_openkb("revert", "gzip", cwd=old, check=True)  # an ingest made before the migration
+    without = fresh([n for n in BEFORE_16_DOCS if n != "gzip.md"], tmp_path / "without")
+    assert {p: d for p, d in content(old).items() if p.startswith("wiki/")} == \
+        {p: d for p, d in content(without).items() if p.startswith("wiki/")}
+    assert_consistent(old)

@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 
 from ..compiler import Contribution, update_index, update_shared_page
-from ..compiler.pages import (CONCEPTS, DOCUMENTS, ENTITIES, INDEX_SKELETON, KINDS, MENTIONS, concept_index_line,
-                              derived_description, dump_frontmatter, generated_description, mention_text, phrase_of,
+from ..compiler.pages import (CONCEPTS, DOCUMENTS, ENTITIES, INDEX_SKELETON, KINDS, LEGACY_MENTIONS, MENTIONS,
+                              concept_index_line, derived_description, dump_frontmatter, generated_description, mention_text, phrase_of,
                               refresh_description, shared_index_line, shared_skeleton)
 from ..frontmatter import split as split_frontmatter
 from .core import MISSING, merge_text, merge_value
@@ -42,6 +42,8 @@ def _lines(data: bytes | None, keys) -> tuple[dict[str, dict[str, str]], list[st
     current = None
     for line in (data or b"").decode("utf-8").split("\n"):
         if line.startswith(("# ", "## ")):
+            if line.rstrip() == LEGACY_MENTIONS and MENTIONS in patterns:
+                line = MENTIONS  # a page of an earlier version: its contributions, by their new name
             current = line.rstrip()
         pattern = patterns.get(current)
         match = pattern.match(line) if pattern is not None else None

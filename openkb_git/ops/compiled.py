@@ -86,6 +86,47 @@ def last_compile(kb: KB, doc: str, head: bytes | None) -> Entry | None:
     return next(iter(compiling_entries(kb, doc, head)), None)
 
 
+# The operations that may carry hand edits of compiled pages: `openkb`'s own `edit` commits, a
+# plain `git commit`, and what came from elsewhere (a merge, a sync's replay). Every other
+# operation writes what the compiler (or a revert of its output) made.
+HAND_OPS = frozenset({"edit", "commit", "merge", "sync"})
+
+
+class HandPaths:
+    """The paths the hand operations (HAND_OPS) changed after a given commit, up to ``head``:
+    a path none of them touched holds the compiler's output, whatever its base page says
+    (e.g. a page of an earlier version's format), so the new compile takes it whole. One walk
+    of the history for all the documents of a run; hand operations are few."""
+
+    def __init__(self, kb: KB, head: bytes | None):
+        self.kb = kb
+        self.order: dict[str, int] = {}
+        self.hand: list[tuple[int, set[str]]] = []
+        self._entries = iter_entries(kb, head)
+        self._done = False
+
+    def _until(self, sha: str) -> None:
+        while not self._done and sha not in self.order:
+            entry = next(self._entries, None)
+            if entry is None:
+                self._done = True
+                return
+            self.order[entry.sha] = len(self.order)
+            if entry.op in HAND_OPS:
+                tree = self.kb.objects.get(entry.sha.encode()).tree
+                touched: set[str] = set()
+                for parent in entry.parents or (None,):
+                    old = self.kb.objects.get(parent.encode()).tree if parent else None
+                    touched |= set(self.kb.objects.changed_files(old, tree))
+                self.hand.append((self.order[entry.sha], touched))
+
+    def since(self, sha: str) -> set[str]:
+        """The paths hand operations newer than commit ``sha`` changed."""
+        self._until(sha)
+        at = self.order.get(sha, len(self.order))
+        return set().union(*(paths for index, paths in self.hand if index < at))
+
+
 @dataclass
 class HandMerge:
     """A compile's change set split in two: the compiler's output (``pure``) and the hand edits
@@ -97,12 +138,13 @@ class HandMerge:
 
 
 def merge_hand_edits(kb: KB, base_tree: bytes | None, ours_tree: bytes | None, changes: ChangeSet, *,
-                     ours=None) -> HandMerge:
+                     ours=None, hand: set[str] | None = None) -> HandMerge:
     """Merge ``changes`` (the compiler's new output for one document, computed against
     ``ours_tree``) with the hand edits ``ours_tree`` holds since ``base_tree`` (the tree of the
     document's last compile; None when the history has none: nothing counts as a hand edit).
     ``ours``: what to read "ours" from instead of the object store (an object with
-    `read_path(tree, path)`, e.g. ops/recompile.py's Overlay).
+    `read_path(tree, path)`, e.g. ops/recompile.py's Overlay). ``hand``: the paths hand
+    operations changed since the base (HandPaths.since); the others take the new output whole.
 
     The index is merged last, its `## Concepts` lines following the concept pages that exist
     after the merge, as in a revert."""
@@ -117,7 +159,7 @@ def merge_hand_edits(kb: KB, base_tree: bytes | None, ours_tree: bytes | None, c
         theirs = changes[path]
         ours = (reader or kb.objects).read_path(ours_tree, path)
         base = kb.objects.read_path(base_tree, path)
-        if ours == base or ours == theirs:
+        if ours == base or ours == theirs or (hand is not None and path not in hand):
             merged = theirs
         elif path == INDEX_PATH:
             merged = merge_file(path, base, ours, theirs, concept_exists=concept_exists)

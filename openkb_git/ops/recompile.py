@@ -26,8 +26,8 @@ from ..paths import UnsafePathError
 from ..protocol.commit import CommittedButIncomplete, Mutation, commit_mutation
 from ..registry import RegistryView
 from .add import Shaping, Task, build_footprint
-from .compiled import (RECOMPILE_ALL, SKIPPED_TRAILER, compiles, compiling_entries, conflict_rows, edit_body,
-                       edit_subject, merge_hand_edits)
+from .compiled import (RECOMPILE_ALL, SKIPPED_TRAILER, HandPaths, compiles, compiling_entries, conflict_rows,
+                       edit_body, edit_subject, merge_hand_edits)
 from .contribution import document_changes
 from .edits import commit_edits, find_edits
 from .session import Writer
@@ -181,6 +181,7 @@ def _run(kb: KB, writer: Writer | None, docs: list[str], all_docs: bool, shaping
     view = registry.view(tree)
     chosen = _chosen(view, docs, all_docs)
     bases = last_compiles(kb, chosen, head)
+    hand_paths = HandPaths(kb, head)
     pure, merged = Overlay(kb.objects, tree), Overlay(kb.objects, tree)
     diverged = False  # whether `merged` holds hand edits `pure` does not
     skipped: list[str] = []
@@ -191,6 +192,7 @@ def _run(kb: KB, writer: Writer | None, docs: list[str], all_docs: bool, shaping
             tree = kb.head_tree(head)
             view = registry.view(tree)
             pure, merged = Overlay(kb.objects, tree), Overlay(kb.objects, tree)
+            hand_paths = HandPaths(kb, head)
         result = DocResult(doc, UNCHANGED)
         report.results.append(result)
         try:
@@ -203,7 +205,7 @@ def _run(kb: KB, writer: Writer | None, docs: list[str], all_docs: bool, shaping
             continue
         base = bases.get(doc)
         hand = merge_hand_edits(kb, kb.objects.get(base.sha.encode()).tree if base else None, tree, changes,
-                                ours=merged)
+                                ours=merged, hand=hand_paths.since(base.sha) if base else None)
         if hand.conflicts:
             result.status = FAILED
             result.conflicts = conflict_rows(hand.conflicts)
