@@ -429,12 +429,30 @@ def index_updates(docs: dict | None = None, concepts: dict | None = None, entiti
             "entities": _as_lines("entities", entities)}
 
 
+LEGACY_INDEX_TITLE = b"# Index\n"  # the index of earlier versions: "# Index", Documents, Concepts
+
+
+def _upgraded_index(existing: bytes) -> bytes:
+    """An index of an earlier version in today's skeleton: OpenKB's title, and the Entities and
+    Explorations sections at the end, as `INDEX_SKELETON` has them."""
+    text = b"# Knowledge Base Index\n" + existing[len(LEGACY_INDEX_TITLE):]
+    lines = text.decode("utf-8").split("\n")
+    for heading in (ENTITIES, EXPLORATIONS):
+        if heading not in lines:
+            while lines and lines[-1] == "":
+                lines.pop()
+            lines += ["", heading]
+    return ("\n".join(lines).rstrip("\n") + "\n").encode("utf-8")
+
+
 def update_index(existing: bytes | None = None, *, docs: dict | None = None, concepts: dict | None = None,
                  entities: dict | None = None) -> bytes:
     """Set or drop document lines (``docs``: doc -> line or None), concept lines (``concepts``:
     slug -> line, or None to drop it; True for a line without a description) and entity lines
     (``entities``, likewise) in wiki/index.md."""
     updates = index_updates(docs, concepts, entities)
+    if existing is not None and existing.startswith(LEGACY_INDEX_TITLE):
+        existing = _upgraded_index(existing)
     if existing is not None:
         fast = _update_index_in_place(existing, updates)
         if fast is not None:
@@ -538,6 +556,8 @@ def render_summary(doc: str, *, title: str, doc_type: str, source_path: str, pag
     out = [f"# {one_line(title)}", "", "## Summary", ""]
     out += [one_line(" ".join(summary)) if summary else "(no text to summarize)", ""]
     outline = _outline(headings)
+    if outline == [f"- {one_line(title)}"]:
+        outline = []  # the page's title as its one heading (a tldr page): no outline to show
     if outline:
         out += ["## Outline", ""] + outline + [""]
     if concepts:
