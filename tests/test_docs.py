@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import CORPUS, ROOT
+from conftest import CORPUS, ROOT, run_openkb
 from openkb_git.cli.main import cli
 from openkb_git.cli.reference import help_text, iter_commands, reference
 
@@ -98,4 +98,22 @@ def test_team_walkthrough_runs(tmp_path):
 def test_docs_cover_the_required_topics():
     docs = {p.name for p in (ROOT / "docs").glob("*.md")}
     assert {"index.md", "tutorial.md", "layout.md", "protocol.md", "revert.md", "hooks.md", "cli.md",
-            "compatibility.md", "exit-codes.md", "team.md"} <= docs
+            "compatibility.md", "exit-codes.md", "team.md", "wiki.md"} <= docs
+
+
+def test_the_pages_docs_wiki_shows_are_what_the_compiler_writes(tmp_path):
+    # docs/wiki.md shows real pages of four sample files added together: each is compared, byte
+    # for byte, with what `openkb add` writes today, so the page cannot drift from the compiler.
+    text = (ROOT / "docs" / "wiki.md").read_text()
+    shown = dict(re.findall(r"^## [^\n]*`(wiki/[^`]+)`\n\n```markdown\n(.*?)```\n", text, flags=re.S | re.M))
+    assert len(shown) == 4, list(shown)
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(CORPUS / "pdf" / "attention-is-all-you-need.pdf", src)
+    for name in ("tar.md", "zip.md", "gzip.md"):
+        shutil.copy(CORPUS / "md" / "tldr" / "common" / name, src)
+    kb = tmp_path / "kb"
+    run_openkb("init", kb, check=True)
+    run_openkb("--kb-dir", kb, "add", "-q", src, check=True)
+    for path, page in shown.items():
+        assert (kb / path).read_text() == page, f"docs/wiki.md shows another {path} than the compiler writes"
