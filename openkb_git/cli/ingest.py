@@ -128,8 +128,7 @@ def add(ctx: click.Context, paths: tuple[str, ...], jobs: int | None, wait: floa
     else:
         for kept in report.kept_edits:
             click.echo(f"recovery of a crashed writer copied hand-edited files before resetting them to {kept}", err=True)
-        for sha in report.edit_commits:
-            click.echo(f"committed your edits of tracked files as {sha[:7]} (edit)", err=True)
+        echo_edit_commits(report.edit_commits)
         summary = (f"{report.count(ADDED)} added, {report.count(SKIPPED)} skipped, {report.count(FAILED)} failed")
         if report.not_tried:
             summary += f" ({report.not_tried} not tried)"
@@ -179,6 +178,12 @@ def conflict_lines(conflicts: list[dict], indent: str) -> str:
         out += (f"\n{indent}{_shown(c['path'])}: {c['reason']}\n{indent}  now (HEAD):       {c['ours']}"
                 f"\n{indent}  compiler wants:   {c['theirs']}")
     return out
+
+
+def echo_edit_commits(shas: list[str]) -> None:
+    """Say (on stderr) which `edit` commits took the user's hand edits in before a write."""
+    for sha in shas:
+        click.echo(f"committed your edits of tracked files as {sha[:7]} (edit)", err=True)
 
 
 class _Progress:

@@ -8,7 +8,7 @@ import click
 
 from ..errors import EXIT_FAILED
 from ..ops.recompile import FAILED, RECOMPILED, UNCHANGED, WOULD_CHANGE, recompile as kb_recompile
-from .ingest import _Progress, conflict_lines
+from .ingest import _Progress, conflict_lines, echo_edit_commits
 from .main import cli, echo_json, open_kb
 
 
@@ -54,8 +54,7 @@ def recompile(ctx: click.Context, docs: tuple[str, ...], all_docs: bool, dry_run
     if as_json:
         echo_json(report.to_json())
     else:
-        for sha in report.edit_commits:
-            click.echo(f"committed your edits of tracked files as {sha[:7]} (edit)", err=True)
+        echo_edit_commits(report.edit_commits)
         for r in report.results:
             if r.status == RECOMPILED:
                 click.echo(f"recompiled {r.doc} ({r.commit[:7]}): {len(r.paths)} path(s) changed")

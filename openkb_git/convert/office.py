@@ -22,7 +22,7 @@ import re
 
 from .base import ConversionError, Converted
 from .limits import Limits
-from .text import decode_text, markdown_headings
+from .text import decode_text, markdown_document, markdown_headings
 
 MARKITDOWN_SUFFIXES = frozenset({".docx", ".pptx", ".xlsx", ".xls"})
 CSV_SUFFIXES = frozenset({".csv"})
@@ -86,14 +86,8 @@ def _finish(text: str, doc_type: str, stem: str, doc: str, images: dict[str, byt
             title: str | None = None, encoding: str | None = None) -> Converted:
     headings = markdown_headings(text)
     title = (title or "").strip() or next((h for lvl, h in headings if lvl == 1), None) or stem
-    text = text.strip("\n") + "\n"
-    warnings = [] if text.strip() else ["no text in the document"]
-    if encoding:
-        warnings.append(f"decoded as {encoding} (not UTF-8); the source page is in UTF-8")
-    source = text.encode("utf-8")
-    limits.check_text_size(len(source))
-    return Converted(doc_type=doc_type, title=title, text=text, pages=None, headings=headings, tree=None,
-                     files={f"wiki/sources/{doc}.md": source, **images}, warnings=warnings, encoding=encoding)
+    return markdown_document(text.strip("\n") + "\n", doc_type=doc_type, title=title, headings=headings, doc=doc,
+                             limits=limits, encoding=encoding, files=images)
 
 
 def _extract_images(markdown: str, doc: str) -> tuple[str, dict[str, bytes]]:

@@ -127,6 +127,14 @@ def convert_text(data: bytes, suffix: str, stem: str, doc: str, limits: Limits |
     if not title:
         first = next((h for lvl, h in headings if lvl == 1), None) or (headings[0][1] if headings else None)
         title = first or stem
+    return markdown_document(text, doc_type=doc_type, title=title, headings=headings, doc=doc, limits=limits,
+                             encoding=encoding)
+
+
+def markdown_document(text: str, *, doc_type: str, title: str, headings: list[tuple[int, str]], doc: str,
+                      limits: Limits, encoding: str | None = None, files: dict[str, bytes] | None = None) -> Converted:
+    """The document whose source page is the Markdown ``text`` (plus ``files``, e.g. images):
+    the last steps of every converter to text (text, HTML, Office, CSV)."""
     if not text.endswith("\n"):
         text += "\n"
     warnings = [] if text.strip() else ["no text in the document"]
@@ -135,7 +143,7 @@ def convert_text(data: bytes, suffix: str, stem: str, doc: str, limits: Limits |
     source = text.encode("utf-8")
     limits.check_text_size(len(source))
     return Converted(doc_type=doc_type, title=title, text=text, pages=None, headings=headings, tree=None,
-                     files={f"wiki/sources/{doc}.md": source}, warnings=warnings, encoding=encoding)
+                     files={f"wiki/sources/{doc}.md": source, **(files or {})}, warnings=warnings, encoding=encoding)
 
 
 class _HTMLToMarkdown(HTMLParser):
