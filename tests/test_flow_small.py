@@ -37,9 +37,9 @@ def three(kb, tmp_path) -> Path:
 
 def test_revert_conflict_after_committing_hand_edits_says_what_was_committed(three):
     # Rewrite tar's own line on a concept page it contributes to: the revert wants it gone.
-    page = next(p for p in sorted((three / "wiki" / "concepts").glob("*.md")) if "summaries/tar" in p.read_text())
+    page = next(p for p in sorted((three / "wiki" / "concepts").glob("*.md")) if "- [[summaries/tar]]" in p.read_text())
     lines = page.read_text().split("\n")
-    at = next(i for i, line in enumerate(lines) if "summaries/tar" in line)
+    at = next(i for i, line in enumerate(lines) if line.startswith("- [[summaries/tar]]"))
     lines[at] = lines[at] + " MY OWN WORDS"
     page.write_text("\n".join(lines))
     proc = run_openkb("--kb-dir", three, "revert", "tar")
