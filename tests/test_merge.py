@@ -71,6 +71,30 @@ def test_index_concept_lines_follow_the_pages_when_told_and_are_keyed_otherwise(
     assert followed == index({"b": "B", "c": "C"}, ["apply", "patch", "zip"])
 
 
+def test_an_index_brief_both_sides_changed_follows_the_page_the_merge_leaves():
+    """A brief is the concept page's description: `openkb sync` replaying a hand-resolved
+    `git revert` (pages kept, index lines changed) on a remote whose ingest changed the same
+    brief stopped with "both sides changed 'the index line of [[git]]'". Given the pages as
+    the merge leaves them (page_of) the line follows its page; a line only one side changed
+    is kept as that side has it, also when other lines follow their pages."""
+    def with_brief(page: bytes, slug: str, brief: str) -> bytes:
+        import re
+
+        return re.sub(rf"(?m)^- \[\[concepts/{slug}\]\].*$".encode(), f"- [[concepts/{slug}]] — {brief}".encode(), page)
+
+    base = with_brief(index({"a": "A"}, ["git", "patch"]), "git", "Git, named in a and 2 more document(s).")
+    ours = with_brief(base, "git", "Git, named in a and 3 more document(s).")
+    theirs = with_brief(with_brief(base, "git", "Git, named in a and 1 more document(s)."), "patch", "My brief.")
+    clash = merge_file("wiki/index.md", base, ours, theirs)
+    assert isinstance(clash, MergeConflict) and "the index line of [[git]]" in clash.reason
+    page = concept("a", "b").replace(b"commit", b"git")
+    merged = merge_file("wiki/index.md", base, ours, theirs, concept_exists={},
+                        page_of=lambda kind, slug: page if (kind, slug) == ("concepts", "git") else None)
+    from openkb_git.compiler.pages import page_description
+    assert f"- [[concepts/git]] — {page_description(page)}\n".encode() in merged
+    assert b"- [[concepts/patch]] \xe2\x80\x94 My brief.\n" in merged
+
+
 def test_index_changed_line_is_reapplied_under_later_lines():
     """A re-ingest with a new title, reverted under a later add: the old line comes back."""
     base = index({"a": "New title"}, [])

@@ -86,7 +86,7 @@ def test_blame_attributes_lines_to_ingests(history):
     for doc in ("git-commit", "git-add", "git-status"):
         entry = next(v for k, v in by_text.items() if k.startswith(f"- [[summaries/{doc}]]"))
         assert entry["doc"] == doc and entry["op"] == "add"
-    assert by_text["# Index"]["op"] == "init"
+    assert by_text["# Knowledge Base Index"]["op"] == "init"
     text = run_openkb("blame", "wiki/index.md", cwd=history, check=True).stdout.splitlines()
     assert len(text) == len(lines)
     assert all(t.split()[0] == line["commit"][:7] for t, line in zip(text, lines))

@@ -43,10 +43,10 @@ def concept_slug(path: str) -> str | None:
 
 
 def merge_file(path: str, base: bytes | None, ours: bytes | None, theirs: bytes | None, *,
-               concept_exists: dict[str, bool] | None = None) -> bytes | None | MergeConflict:
+               concept_exists: dict[str, bool] | None = None, page_of=None) -> bytes | None | MergeConflict:
     """Merge one path three-way; see the package docstring for the merge each path gets.
-    ``concept_exists`` ({shared page path: the page after the merge, or None}) is for
-    `wiki/index.md` only."""
+    ``concept_exists`` ({shared page path: the page after the merge, or None}) and ``page_of``
+    (kind, slug -> any shared page as the merge leaves it) are for `wiki/index.md` only."""
     try:
         if ours == theirs or base in (ours, theirs):
             return merge_value(path, base, ours, theirs)
@@ -54,7 +54,7 @@ def merge_file(path: str, base: bytes | None, ours: bytes | None, theirs: bytes 
         if shared is not None:
             return merge_shared_page(shared[0], shared[1], base, ours, theirs)
         if path == INDEX_PATH:
-            return merge_index(base, ours, theirs, concept_exists)
+            return merge_index(base, ours, theirs, concept_exists, page_of)
         if path.startswith("wiki/summaries/") and path.endswith(".md"):
             return merge_page(base, ours, theirs)
         if path.startswith(".openkb/registry/") and path.endswith(".json"):

@@ -22,7 +22,7 @@ from ..compiler.pages import (CONCEPTS, DOCUMENTS, ENTITIES, INDEX_SKELETON, KIN
                               concept_index_line, derived_description, dump_frontmatter, generated_description, mention_text, phrase_of,
                               refresh_description, shared_index_line, shared_skeleton)
 from ..frontmatter import split as split_frontmatter
-from .core import MISSING, merge_text, merge_value
+from .core import MISSING, MergeConflict, merge_text, merge_value
 
 _MENTION = re.compile(r"^- \[\[summaries/([^\]|]+)\]\](?=$|[: ])")
 _DOC_LINE = re.compile(r"^- \[\[summaries/([^\]|]+)\]\]")
@@ -73,11 +73,17 @@ def _same(a: str, b: str) -> bool:
     return [line for line in a.split("\n") if line.strip()] == [line for line in b.split("\n") if line.strip()]
 
 
-def _merge_keys(what: str, b: dict, o: dict, t: dict) -> dict[str, str]:
-    """The merged {key: line}; raises MergeConflict for a key both sides changed differently."""
+def _merge_keys(what: str, b: dict, o: dict, t: dict, settle=None) -> dict[str, str]:
+    """The merged {key: line}; for a key both sides changed differently, ``settle(key)`` (the
+    line, or MISSING for none) or, without it, MergeConflict."""
     merged: dict[str, str] = {}
     for key in sorted(set(b) | set(o) | set(t)):
-        value = merge_value(f"{what} [[{key}]]", b.get(key, MISSING), o.get(key, MISSING), t.get(key, MISSING))
+        try:
+            value = merge_value(f"{what} [[{key}]]", b.get(key, MISSING), o.get(key, MISSING), t.get(key, MISSING))
+        except MergeConflict:
+            if settle is None:
+                raise
+            value = settle(key)
         if value is not MISSING:
             merged[key] = value
     return merged
@@ -136,12 +142,15 @@ def _shared_key(key: str) -> tuple[str, str]:
 
 
 def merge_index(base: bytes | None, ours: bytes | None, theirs: bytes | None,
-                pages: dict[str, object] | None = None) -> bytes:
+                pages: dict[str, object] | None = None, page_of=None) -> bytes:
     """Three-way merge of `wiki/index.md`: document lines keyed by link target; concept and
-    entity lines keyed likewise, or, given ``pages`` ({path of a shared page the merge changed:
-    the page after the merge, None when deleted}), set from those pages (their descriptions),
-    the other lines staying as in ours. (A bare slug mapped to True/False says only whether a
-    concept page exists.)"""
+    entity lines keyed likewise; given ``pages`` ({path of a shared page the merge changed:
+    the page after the merge, None when deleted}), the lines of those pages are set from them
+    (their descriptions: a brief is derived data, so two sides that changed it are no conflict),
+    the other lines still merged by key (a hand edit of one on either side is kept); where both
+    sides changed such a line differently, ``page_of(kind, slug)`` (the page as the merge leaves
+    it, None when absent) settles it: the line its page gives. (A bare slug mapped to
+    True/False says only whether a concept page exists.)"""
     sides = [_lines(side, _INDEX_KEYS)[0] for side in (base, ours, theirs)]
     docs = _merge_keys("the index line of", *(side[DOCUMENTS] for side in sides))
     shared: dict[str, dict[str, str]] = {}
@@ -149,7 +158,13 @@ def merge_index(base: bytes | None, ours: bytes | None, theirs: bytes | None,
         if pages is None:
             shared[section] = _merge_keys("the index line of", *(side[section] for side in sides))
             continue
-        lines = dict(sides[1][section])
+        followed = {slug for page_kind, slug in map(_shared_key, pages) if page_kind == kind}
+        def settle(slug, kind=kind):
+            line = shared_index_line(kind, slug, page_of(kind, slug))
+            return MISSING if line is None else line
+
+        lines = _merge_keys("the index line of", *({k: v for k, v in side[section].items() if k not in followed}
+                                                   for side in sides), settle if page_of is not None else None)
         for key, page in pages.items():
             page_kind, slug = _shared_key(key)
             if page_kind != kind:

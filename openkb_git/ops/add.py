@@ -37,7 +37,7 @@ from ..protocol.recovery import release_staging, staging_run_dir
 from ..registry import RegistryView, legacy_source_key, source_key
 from ..paths import UnsafePathError
 from ..tether import die_with_parent
-from .compiled import HandPaths, conflict_rows, edit_body, edit_subject, last_compile, merge_hand_edits
+from .compiled import compile_base, conflict_rows, edit_body, edit_subject, merge_hand_edits
 from .contribution import Footprint, document_changes, summary_path
 from .edits import commit_edits, find_edits
 from .fetch import FetchError, Fetched, FetchSettings, fetch_url, is_url, looks_like_url
@@ -752,9 +752,9 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
         verb = "update" if replacing else "add"
         then = None
         if replacing:  # hand edits of the pages it rewrites are merged, not overwritten (ops/compiled.py)
-            last = last_compile(kb, doc, head)
+            last, hand_paths = compile_base(kb, doc, head)
             hand = merge_hand_edits(kb, kb.objects.get(last.sha.encode()).tree if last else None, tree, changes,
-                                    hand=HandPaths(kb, head).since(last.sha) if last else None)
+                                    hand=hand_paths)
             if hand.conflicts:
                 return FileResult(task.display, FAILED, doc=doc, conflicts=conflict_rows(hand.conflicts), reason=(
                     f"hand edits conflict with the new compile in {len(hand.conflicts)} path(s); nothing of {doc} "

@@ -61,13 +61,15 @@ def compiles(kb: KB, entry: Entry, doc: str) -> bool:
     return kb.objects.lookup(parent_tree, record_path(doc)) is not None
 
 
-def compiling_entries(kb: KB, doc: str, head: bytes | None, *, stop: str | None = None):
+def compiling_entries(kb: KB, doc: str, head: bytes | None, *, stop: str | None = None, seen=None):
     """The operations that compiled ``doc``, newest first, from ``head`` back to ``stop`` (a
     commit id, not included) or the first commit; those reverted since (and not re-applied by
     reverting the revert) are left out. A `remove` of ``doc`` ends the walk: what came before
-    it is no longer the document's."""
+    it is no longer the document's. ``seen(entry)`` is called for each commit walked."""
     reverted: set[str] = set()
     for entry in iter_entries(kb, head):
+        if seen is not None:
+            seen(entry)
         if entry.sha == stop:
             return
         if entry.sha in reverted:
@@ -81,9 +83,13 @@ def compiling_entries(kb: KB, doc: str, head: bytes | None, *, stop: str | None 
             yield entry
 
 
-def last_compile(kb: KB, doc: str, head: bytes | None) -> Entry | None:
-    """The newest operation that compiled ``doc`` and still counts (see `compiling_entries`)."""
-    return next(iter(compiling_entries(kb, doc, head)), None)
+def compile_base(kb: KB, doc: str, head: bytes | None) -> tuple[Entry | None, set[str] | None]:
+    """``doc``'s last compile (the newest of `compiling_entries`) and the paths hand operations changed since it
+    (`HandPaths.since`), in one walk of the history; (None, None) when it has none."""
+    hand = HandPaths(kb, head)
+    for entry in compiling_entries(kb, doc, head, seen=hand.see):
+        return entry, hand.since(entry.sha)
+    return None, None
 
 
 # The operations that may carry hand edits of compiled pages: `openkb`'s own `edit` commits, a
@@ -111,14 +117,21 @@ class HandPaths:
             if entry is None:
                 self._done = True
                 return
-            self.order[entry.sha] = len(self.order)
-            if entry.op in HAND_OPS:
-                tree = self.kb.objects.get(entry.sha.encode()).tree
-                touched: set[str] = set()
-                for parent in entry.parents or (None,):
-                    old = self.kb.objects.get(parent.encode()).tree if parent else None
-                    touched |= set(self.kb.objects.changed_files(old, tree))
-                self.hand.append((self.order[entry.sha], touched))
+            self.see(entry)
+
+    def see(self, entry: Entry) -> None:
+        """Take in ``entry``, the next older commit of the walk (from a walk of the caller's
+        over the same history: then this one's own walk is not needed up to there)."""
+        if entry.sha in self.order:
+            return
+        self.order[entry.sha] = len(self.order)
+        if entry.op in HAND_OPS:
+            tree = self.kb.objects.get(entry.sha.encode()).tree
+            touched: set[str] = set()
+            for parent in entry.parents or (None,):
+                old = self.kb.objects.get(parent.encode()).tree if parent else None
+                touched |= set(self.kb.objects.changed_files(old, tree))
+            self.hand.append((self.order[entry.sha], touched))
 
     def since(self, sha: str) -> set[str]:
         """The paths hand operations newer than commit ``sha`` changed."""

@@ -100,6 +100,29 @@ def _concept_exists(repo_root: Path, base: bytes | None, theirs: bytes | None) -
         kb.close()
 
 
+def _head_page_reader(repo_root: Path, concept_exists: dict[str, bytes | None] | None):
+    """page_of for the index's merge: a shared page as the merge leaves it — merged (in
+    ``concept_exists``) or, changed by neither side, as HEAD has it. None without
+    ``concept_exists`` (then an index line both sides changed stays a conflict)."""
+    if concept_exists is None:
+        return None
+
+    def page_of(kind: str, slug: str) -> bytes | None:
+        path = f"wiki/{kind}/{slug}.md"
+        if path in concept_exists:
+            return concept_exists[path]
+        try:
+            kb = KB(repo_root)
+        except OpenKBError:
+            return None
+        try:
+            return kb.objects.read_path(kb.head_tree(), path)
+        finally:
+            kb.close()
+
+    return page_of
+
+
 def merge_for_git(base: Path, ours: Path, theirs: Path, path: str,
                   repo_root: Path | None = None) -> MergeConflict | None:
     """Merge three temporary files Git gives us; the result goes to ``ours``. Returns the
@@ -109,7 +132,8 @@ def merge_for_git(base: Path, ours: Path, theirs: Path, path: str,
     concept_exists = None
     if path == INDEX_PATH and b != t and b != o and o != t:
         concept_exists = _concept_exists(repo_root or Path.cwd(), b, t)
-    result = merge_file(path, b, o, t, concept_exists=concept_exists)
+    result = merge_file(path, b, o, t, concept_exists=concept_exists,
+                        page_of=_head_page_reader(repo_root or Path.cwd(), concept_exists))
     if result is None:
         result = MergeConflict("the merge leaves nothing of this page; delete it (git rm) to resolve", path=path)
     if isinstance(result, MergeConflict):

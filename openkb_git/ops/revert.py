@@ -112,7 +112,11 @@ def merge_trees(kb: KB, paths: list[str], base_tree: bytes | None, ours_tree: by
             concept_exists[path] = merged
     if structured and INDEX_PATH in paths:
         b, o, t = (kb.objects.read_path(tree, INDEX_PATH) for tree in (base_tree, ours_tree, theirs_tree))
-        results[INDEX_PATH] = (o, merge_file(INDEX_PATH, b, o, t, concept_exists=concept_exists))
+        def page_of(kind: str, slug: str) -> bytes | None:
+            path = f"wiki/{kind}/{slug}.md"
+            return concept_exists[path] if path in concept_exists else kb.objects.read_path(ours_tree, path)
+
+        results[INDEX_PATH] = (o, merge_file(INDEX_PATH, b, o, t, concept_exists=concept_exists, page_of=page_of))
     return results
 
 

@@ -272,7 +272,7 @@ def cherry_pick(kb: KB, entry: Entry, tree: bytes) -> Plan:
     parent_tree = kb.objects.get(entry.parent.encode()).tree if entry.parent else None
     paths = sorted(tree_changes(kb, parent_tree, op_tree))
     plan = Plan()
-    for path, (ours, merged) in merge_trees(kb, paths, parent_tree, tree, op_tree, structured=False).items():
+    for path, (ours, merged) in merge_trees(kb, paths, parent_tree, tree, op_tree).items():
         if isinstance(merged, MergeConflict):
             plan.conflicts.append(merged)
         elif merged != ours:
@@ -522,19 +522,27 @@ def _fetch_and_integrate(kb: KB, writer: Writer, result: SyncResult, progress: P
     return remote_head
 
 
+_SHARED_STATE = ("wiki/concepts", "wiki/entities", "wiki/index.md", ".openkb/registry")
+
+
 def _rebuild_if_needed(kb: KB, writer: Writer, result: SyncResult, remote_head: bytes | None,
                        progress: Progress) -> None:
-    """After a replay that changed concept pages, the shared pages are checked against the
-    records (ops/rebuild.py plan_rebuild: 0.4 s at 2,000 documents) and a `rebuild` commit
-    made when they disagree. A fast-forward, or a replay that left the concept pages as the
-    remote has them, is not checked: the remote's tree is the remote's."""
+    """After a replay that changed the shared pages, the index or the records, the shared
+    pages are checked against the records (ops/rebuild.py plan_rebuild: 0.4 s at 2,000
+    documents) and a `rebuild` commit made when they disagree (a replayed hand commit that
+    took a record out can leave its mentions on pages it did not touch). A fast-forward, or a
+    replay that left all of those as the remote has them, is not checked: the remote's tree
+    is the remote's."""
     from .rebuild import commit_rebuild
 
     head = kb.head()
     if remote_head is None or head is None or head == remote_head or result.fast_forwarded:
         return
-    folders = [kb.objects.lookup(kb.objects.get(sha).tree, "wiki/concepts") for sha in (remote_head, head)]
-    if folders[0] == folders[1]:
+    def shared(sha: bytes) -> list:
+        tree = kb.objects.get(sha).tree
+        return [kb.objects.lookup(tree, path) for path in _SHARED_STATE]
+
+    if shared(remote_head) == shared(head):
         return
     rebuilt = commit_rebuild(kb, writer, why="after openkb sync")
     if rebuilt.commit:
