@@ -267,6 +267,54 @@ def test_remove_is_one_revertible_commit(tmp_path):
     assert_consistent(root)
 
 
+def test_remove_takes_a_file_name_or_a_unique_part_and_refuses_an_ambiguous_one(tmp_path):
+    """`openkb remove git-commit.md` (OpenKB's habit: the file name) said "no document named
+    'git-commit.md'"; a part of a name that fits one document selects it, one that fits
+    several is refused, listing them, and nothing changes."""
+    root = tmp_path / "kb"
+    build(root, tmp_path / "src", [("git-commit.md", 0), ("git-add.md", 0), ("git-status.md", 0)])
+    before = git(root, "rev-parse", "HEAD")
+    proc = run_openkb("remove", "git-", cwd=root)
+    assert proc.returncode == 2 and "'git-' is part of the names of 3 documents" in proc.stderr
+    assert "git-add (git-add.md)" in proc.stderr and git(root, "rev-parse", "HEAD") == before
+    out = json.loads(run_openkb("remove", "--json", "git-commit.md", cwd=root, check=True).stdout)
+    assert out["doc"] == "git-commit" and "raw/git-commit.md" in out["paths"]
+    assert json.loads(run_openkb("remove", "--json", "STAT", cwd=root, check=True).stdout)["doc"] == "git-status"
+    assert [r["name"] for r in json.loads(run_openkb("list", "--json", cwd=root, check=True).stdout)] == ["git-add.md"]
+    assert_consistent(root)
+
+
+def test_remove_asks_on_a_terminal_unless_yes(tmp_path):
+    """On a terminal, remove shows what goes and asks (OpenKB's habit); "n" changes nothing;
+    not on a terminal (scripts, these tests) or with --yes it does not ask."""
+    import os
+    import pty
+    import sys
+
+    root = tmp_path / "kb"
+    build(root, tmp_path / "src", [("git-commit.md", 0), ("git-add.md", 0)])
+    before = git(root, "rev-parse", "HEAD")
+
+    def on_terminal(answer: bytes, *args: str) -> tuple[int, str]:
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "openkb_git", *args], cwd=root, stdin=follower,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        os.close(follower)
+        os.write(leader, answer)
+        out = proc.communicate(timeout=120)[0].decode()
+        os.close(leader)
+        return proc.returncode, out
+
+    code, out = on_terminal(b"n\n", "remove", "git-commit")
+    assert code == 1 and "Remove git-commit? [y/N]" in out and "raw/git-commit.md" in out
+    assert "nothing was removed" in out and git(root, "rev-parse", "HEAD") == before
+    code, out = on_terminal(b"", "remove", "-y", "git-commit")
+    assert code == 0 and "removed git-commit as" in out and "[y/N]" not in out
+    code, out = on_terminal(b"y\n", "remove", "add.md")
+    assert code == 0 and "removed git-add as" in out
+    assert git(root, "log", "-2", "--format=%s").splitlines() == ["remove: git-add.md", "remove: git-commit.md"]
+
+
 def test_dry_run_changes_nothing(tmp_path):
     root = tmp_path / "kb"
     build(root, tmp_path / "src", [("git-commit.md", 0), ("git-add.md", 0)])

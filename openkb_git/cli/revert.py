@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -9,7 +10,7 @@ import click
 from ..errors import EXIT_FAILED
 from ..merge import MergeConflict
 from ..ops.mergedriver import merge_for_git
-from ..ops.revert import RevertConflictError, remove as kb_remove, revert as kb_revert
+from ..ops.revert import AmbiguousDocumentError, RevertConflictError, remove as kb_remove, revert as kb_revert
 from ..ops.select import resolve
 from .main import cli, echo_json, open_kb
 
@@ -133,33 +134,54 @@ def _report_conflicts(exc: RevertConflictError, as_json: bool) -> None:
 @cli.command()
 @click.argument("doc")
 @click.option("--dry-run", is_flag=True, help="List the paths that would change and change nothing.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation (it is asked only on a terminal).")
 @click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Seconds to wait for the KB lock.")
 @click.option("--no-commit-edits", is_flag=True, help="Refuse instead of committing hand edits first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
-def remove(ctx: click.Context, doc: str, dry_run: bool, wait: float, no_commit_edits: bool, as_json: bool) -> None:
+def remove(ctx: click.Context, doc: str, dry_run: bool, yes: bool, wait: float, no_commit_edits: bool,
+           as_json: bool) -> None:
     """Remove document DOC and its contribution to shared pages, as one commit.
 
-    Like any operation it can be undone with `openkb revert`.
+    DOC is a document's name (`openkb list`), its file name (`tar.md`) or a part of either
+    that fits one document only; a part that fits several is refused, listing them. On a
+    terminal it asks before removing, unless -y/--yes (or --json). Like any operation it can
+    be undone with `openkb revert`.
     """
     kb = open_kb(ctx)
     try:
-        result = kb_remove(kb, doc, wait=wait, dry_run=dry_run, allow_edit_commits=not no_commit_edits)
+        if not (yes or dry_run or as_json) and sys.stdin.isatty():
+            name, paths = _remove(kb, doc, wait=wait, dry_run=True, allow_edit_commits=not no_commit_edits)
+            click.echo(f"remove {name}: {len(paths)} path(s) change")
+            for path in paths:
+                click.echo(f"  {path}")
+            if not click.confirm(f"Remove {name}?", default=False):
+                click.echo("nothing was removed", err=True)
+                ctx.exit(EXIT_FAILED)
+            doc = name
+        name, result = _remove(kb, doc, wait=wait, dry_run=dry_run, allow_edit_commits=not no_commit_edits)
     finally:
         kb.close()
     if dry_run:
         if as_json:
-            echo_json({"doc": doc, "paths": result})
+            echo_json({"doc": name, "paths": result})
         else:
-            click.echo(f"would remove {doc}:")
+            click.echo(f"would remove {name}:")
             for path in result:
                 click.echo(f"  {path}")
         return
     if as_json:
-        echo_json({"doc": doc, "commit": result.sha.decode(), "paths": result.paths})
+        echo_json({"doc": name, "commit": result.sha.decode(), "paths": result.paths})
     else:
-        click.echo(f"removed {doc} as {result.sha.decode()[:7]}: {len(result.paths)} path(s) changed")
+        click.echo(f"removed {name} as {result.sha.decode()[:7]}: {len(result.paths)} path(s) changed")
+
+
+def _remove(kb, doc: str, **kwargs):
+    try:
+        return kb_remove(kb, doc, **kwargs)
+    except AmbiguousDocumentError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @cli.command(name="merge-driver")

@@ -9,6 +9,7 @@ structure-aware drivers of `openkb_git.merge`. If any path conflicts, nothing ch
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import EXIT_USAGE, OpenKBError
 from ..git.objects import ChangeSet
@@ -250,31 +251,84 @@ class UnknownDocumentError(OpenKBError):
     """No document of that name at HEAD."""
 
 
-def remove(kb: KB, doc: str, *, wait: float = 0.0, dry_run: bool = False,
-           allow_edit_commits: bool = True) -> Committed | list[str] | None:
-    """Remove ``doc`` and its contribution to shared pages as one `remove` commit.
+class AmbiguousDocumentError(OpenKBError):
+    """A name that fits several documents; ``candidates`` lists them."""
 
-    Returns the commit, or with ``dry_run`` the paths that would change."""
+    def __init__(self, message: str, candidates: list[str]):
+        super().__init__(message)
+        self.candidates = candidates
+
+
+def _file_name(record: dict) -> str:
+    name = record.get("name")
+    if isinstance(name, str) and name:
+        return name
+    path = record.get("path")
+    return Path(path).name if isinstance(path, str) else ""
+
+
+def find_document(view, query: str) -> str | None:
+    """The document ``query`` names, as OpenKB's `remove` takes it: a document name, else a
+    file name (`tar.md`), else a unique part of either, compared without case. None when
+    nothing fits (the caller may still find an orphan's files by that name); several that fit
+    raise AmbiguousDocumentError listing them."""
+    if query in view.records:
+        return query
+    names = {doc: _file_name(record) for doc, record in view.records.items() if isinstance(record, dict)}
+
+    def one(found: list[str], how: str) -> str | None:
+        if len(found) > 1:
+            listed = ", ".join(f"{doc} ({names[doc]})" for doc in found[:10]) + (" …" if len(found) > 10 else "")
+            raise AmbiguousDocumentError(f"{query!r} {how} {len(found)} documents: {listed}; give its document name "
+                                         "(see `openkb list`)", found)
+        return found[0] if found else None
+
+    exact = sorted(doc for doc, name in names.items() if name == query)
+    if exact:
+        return one(exact, "is the file name of")
+    lowered = query.casefold()
+    if not lowered:
+        return None
+    return one(sorted(doc for doc, name in names.items()
+                      if lowered in doc.casefold() or lowered in name.casefold()), "is part of the names of")
+
+
+def remove(kb: KB, query: str, *, wait: float = 0.0, dry_run: bool = False,
+           allow_edit_commits: bool = True) -> tuple[str, Committed | list[str]]:
+    """Remove the document ``query`` names (`find_document`: its name, its file name or a
+    unique part of either) and its contribution to shared pages as one `remove` commit.
+
+    Returns (the document's name, the commit), or with ``dry_run`` (name, the paths that
+    would change)."""
     writer = Writer(kb, wait)
     with writer.locked():
         tree = kb.head_tree()
         view = writer.registry.view(tree)
-        if doc not in view.records:
-            return _remove_orphan(kb, writer, doc, dry_run=dry_run, allow_edit_commits=allow_edit_commits)
+        doc = find_document(view, query) if query not in view.invalid else None
+        if doc is None:
+            return query, _remove_orphan(kb, writer, query, dry_run=dry_run, allow_edit_commits=allow_edit_commits)
+        return doc, _remove_recorded(kb, writer, doc, dry_run=dry_run, allow_edit_commits=allow_edit_commits)
+
+
+def _remove_recorded(kb: KB, writer: Writer, doc: str, *, dry_run: bool,
+                     allow_edit_commits: bool) -> Committed | list[str]:
+    """`remove` of a document with a registry record (the lock held)."""
+    tree = kb.head_tree()
+    view = writer.registry.view(tree)
+    changes = document_changes(kb.objects, tree, view, doc, None)
+    edits = find_edits(kb, tree, sorted(changes), refresh=True)
+    if dry_run:
+        return sorted(changes)
+    edits.pop(record_path(doc), None)  # a hand-deleted or broken record of the doc being removed
+    if edits:
+        commit_edits(kb, writer.registry, edits, allow=allow_edit_commits)
+        tree = kb.head_tree()
+        view = writer.registry.view(tree)
         changes = document_changes(kb.objects, tree, view, doc, None)
-        edits = find_edits(kb, tree, sorted(changes), refresh=True)
-        if dry_run:
-            return sorted(changes)
-        edits.pop(record_path(doc), None)  # a hand-deleted or broken record of the doc being removed
-        if edits:
-            commit_edits(kb, writer.registry, edits, allow=allow_edit_commits)
-            tree = kb.head_tree()
-            view = writer.registry.view(tree)
-            changes = document_changes(kb.objects, tree, view, doc, None)
-        record = view.records[doc]
-        mutation = Mutation(op="remove", subject=f"remove: {record.get('name', doc)}", changes=changes,
-                            trailers={"OpenKB-Doc": doc, "OpenKB-Source": record.get("path", "")})
-        return commit_mutation(kb, writer.registry, kb.head(), mutation)
+    record = view.records[doc]
+    mutation = Mutation(op="remove", subject=f"remove: {record.get('name', doc)}", changes=changes,
+                        trailers={"OpenKB-Doc": doc, "OpenKB-Source": record.get("path", "")})
+    return commit_mutation(kb, writer.registry, kb.head(), mutation)
 
 
 def _remove_orphan(kb: KB, writer: Writer, doc: str, *, dry_run: bool,
