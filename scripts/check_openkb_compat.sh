@@ -3,7 +3,8 @@
 # dependencies into a separate virtual environment, and takes minutes).
 #
 # Builds a KB with this project's `openkb` from ../shared/corpus/pdf plus 200 tldr pages, then:
-#   1. OpenKB's `openkb lint`: every section of its structural report must count 0;
+#   1. OpenKB's `openkb lint`: every section of its structural report must count 0, and our
+#      `openkb lint` must print the same report (also with faults seeded);
 #   2. OpenKB's `openkb list` and `openkb status`: they must list our documents;
 #   3. OpenKB's `openkb visualize --no-open`: it must write the graph;
 #   4. OpenKB's `openkb remove -y <doc>`, then one of our writers (`openkb add` of another
@@ -63,6 +64,25 @@ if [ "$sections" -ne 6 ] || [ -n "$nonzero" ]; then
     grep '^- ' "$work/lint.txt" | sed -n '1,20p'
     exit 1
 fi
+
+# Our `openkb lint` (ops/lint.py) must print OpenKB's structural report, on the clean KB and
+# with a fault of each kind seeded (a broken link, a page no index line or link reaches, a
+# frontmatter that is not YAML and lacks OKF's fields, a raw file of no document).
+lint_both() {
+    theirs lint 2>&1 | sed -n "/^## Structural Lint Report/,\$p" | sed '/^Running knowledge lint/,$d' | sed '/^$/d' > "$work/lint-theirs.txt"
+    { ours --kb-dir "$kb" lint || true; } | sed '/^$/d' > "$work/lint-ours.txt"
+    diff "$work/lint-theirs.txt" "$work/lint-ours.txt" || { echo "FAIL: our openkb lint differs from OpenKB's ($1)"; exit 1; }
+}
+echo "== our openkb lint against OpenKB's"
+lint_both "clean KB"
+some_concept="$(ls "$kb/wiki/concepts" | head -1)"
+echo "See [[concepts/no-such-page]]." >> "$kb/wiki/concepts/$some_concept"
+printf -- '---\ntitle: a: b\n---\n# Loose\n' > "$kb/wiki/concepts/loose-page.md"
+echo "dropped" > "$kb/raw/dropped.txt"
+lint_both "faults seeded"
+git -C "$kb" checkout -q -- "wiki/concepts/$some_concept"
+rm "$kb/wiki/concepts/loose-page.md" "$kb/raw/dropped.txt"
+echo "OK: our openkb lint prints OpenKB's structural report ($(grep -c '^- ' "$work/lint-ours.txt") findings seeded)"
 
 echo "== OpenKB's openkb list"
 theirs list > "$work/list.txt"

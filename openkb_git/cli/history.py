@@ -117,3 +117,32 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
     for d in docs:
         pages = str(d["pages"]) if d["pages"] else ""
         click.echo(f"  {d['doc']:<40} {d['type'] or '':<9} {pages:>5}  {d['name']}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the sections as JSON.")
+@click.pass_context
+def lint(ctx: click.Context, as_json: bool) -> None:
+    """Run OpenKB's structural lint of the wiki, offline.
+
+    The six checks of OpenKB 0.4.5's `openkb lint` without its LLM part, with its rules and
+    its report's headings: broken [[links]], orphaned pages, raw files without a wiki entry,
+    index sync, invalid frontmatter and OKF conformance (a non-empty `type` and
+    `description`), over the work tree as OpenKB reads it. It writes nothing (OpenKB saves
+    its report under wiki/reports/). Exit 1 when it finds anything.
+    """
+    from ..ops.lint import lint as kb_lint
+    from ..registry import Registry
+
+    kb = open_kb(ctx)
+    try:
+        records = Registry.of(kb).view(kb.head_tree()).records
+        report = kb_lint(kb.root, records)
+    finally:
+        kb.close()
+    if as_json:
+        echo_json(report.to_json())
+    else:
+        click.echo(report.text(), nl=False)
+    if report.count:
+        ctx.exit(1)

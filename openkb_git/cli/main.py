@@ -14,7 +14,7 @@ from ..errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, OpenKBErro
 COMMAND_MODULES = {
     "init": "ingest", "add": "ingest", "recover": "ingest", "fsck": "ingest", "gc": "ingest",
     "recompile": "recompile",
-    "log": "history", "status": "history", "list": "history",
+    "log": "history", "status": "history", "list": "history", "lint": "history",
     "show": "review", "diff": "review", "blame": "review",
     "revert": "revert", "remove": "revert", "merge-driver": "revert",
     "rebuild": "revert",
