@@ -68,9 +68,13 @@ fi
 # Our `openkb lint` (ops/lint.py) must print OpenKB's structural report, on the clean KB and
 # with a fault of each kind seeded (a broken link, a page no index line or link reaches, a
 # frontmatter that is not YAML and lacks OKF's fields, a raw file of no document).
+# (OpenKB saves each report under wiki/reports/ after making it, where the next lint sees it as
+# an orphan: they are deleted first, and ours, which writes nothing, runs first.)
 lint_both() {
-    theirs lint 2>&1 | sed -n "/^## Structural Lint Report/,\$p" | sed '/^Running knowledge lint/,$d' | sed '/^$/d' > "$work/lint-theirs.txt"
+    rm -rf "$kb/wiki/reports"
     { ours --kb-dir "$kb" lint || true; } | sed '/^$/d' > "$work/lint-ours.txt"
+    theirs lint 2>&1 | sed -n "/^## Structural Lint Report/,\$p" | sed '/^Running knowledge lint/,$d' | sed '/^$/d' > "$work/lint-theirs.txt"
+    rm -rf "$kb/wiki/reports"
     diff "$work/lint-theirs.txt" "$work/lint-ours.txt" || { echo "FAIL: our openkb lint differs from OpenKB's ($1)"; exit 1; }
 }
 echo "== our openkb lint against OpenKB's"
