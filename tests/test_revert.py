@@ -284,6 +284,21 @@ def test_remove_takes_a_file_name_or_a_unique_part_and_refuses_an_ambiguous_one(
     assert_consistent(root)
 
 
+def test_remove_of_a_name_whose_record_was_deleted_is_that_document_not_a_longer_name(tmp_path):
+    """`git-commit`'s record deleted by hand, `git-commit-tree` still recorded: `remove
+    git-commit` takes out git-commit's files (as before names were matched by part), not
+    git-commit-tree, whose name it is a part of."""
+    root = tmp_path / "kb"
+    build(root, tmp_path / "src", [("git-commit.md", 0), ("git-commit-tree.md", 0)])
+    git(root, "rm", "-q", ".openkb/registry/git-commit.json")
+    git(root, "commit", "-q", "-m", "record deleted by hand")
+    out = json.loads(run_openkb("remove", "--json", "git-commit", cwd=root, check=True).stdout)
+    assert out["doc"] == "git-commit" and "wiki/summaries/git-commit.md" in out["paths"]
+    files = tree_files(root)
+    assert "wiki/summaries/git-commit.md" not in files and "wiki/summaries/git-commit-tree.md" in files
+    assert ".openkb/registry/git-commit-tree.json" in files
+
+
 def test_remove_asks_on_a_terminal_unless_yes(tmp_path):
     """On a terminal, remove shows what goes and asks (OpenKB's habit); "n" changes nothing;
     not on a terminal (scripts, these tests) or with --yes it does not ask."""

@@ -37,6 +37,13 @@ def test_lint_reports_openkbs_six_sections_and_writes_nothing(tmp_path):
         "invalid_frontmatter": ["concepts/loose-page.md: mapping values are not allowed here"],
         "okf": ["concepts/loose-page.md: missing non-empty 'type'",
                 "concepts/loose-page.md: missing non-empty 'description'"]}}
+    secret = tmp_path / "secret.md"  # outside the KB
+    secret.write_text("---\nkey: a: b\n---\n")
+    (kb / "wiki" / "concepts" / "link.md").symlink_to(secret)  # a tampered clone's page
+    linked = json.loads(run_openkb("--kb-dir", kb, "lint", "--json").stdout)["sections"]
+    assert "concepts/link.md: missing non-empty 'type'" in linked["okf"]
+    assert linked["invalid_frontmatter"] == report["sections"]["invalid_frontmatter"]  # not read through the link
+    (kb / "wiki" / "concepts" / "link.md").unlink()
     text = run_openkb("--kb-dir", kb, "lint").stdout
     assert "### Raw Files Without Wiki Entry (1)\n- dropped.txt\n" in text
     assert git(kb, "status", "--porcelain") == status and not (kb / "wiki" / "reports").exists()

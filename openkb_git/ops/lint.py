@@ -65,6 +65,10 @@ class LintReport:
 
 
 def _read(path: Path) -> str:
+    """A page's text; "" for a symbolic link (a clone's tree may point one anywhere: lint
+    reads nothing outside the KB) or a file it cannot read."""
+    if path.is_symlink():
+        return ""
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
@@ -154,7 +158,7 @@ def lint(root: Path, records: dict[str, dict] | None = None) -> LintReport:
     if not index.exists():
         report.sections["index_sync"] = ["index.md does not exist"]
     else:
-        text = texts.get(index, _read(index))
+        text = texts[index] if index in texts else _read(index)
         links = set(_targets(text))
         sync = [f"index.md links to missing page: [[{link}]]" for link in links if link.strip().strip("/") not in names]
         stems = {Path(link.strip()).stem for link in links}

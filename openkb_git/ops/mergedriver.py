@@ -13,7 +13,7 @@ from ..kb import KB
 from ..merge import INDEX_PATH, MergeConflict, merge_file, shared_page
 from .gitsetup import DRIVER_COMMAND, DRIVERS, configure, driver_problems  # noqa: F401  (declared there)
 from .review import changed_paths
-from .revert import merge_trees
+from .revert import merge_trees, page_reader
 
 
 def _read(path: Path) -> bytes | None:
@@ -107,10 +107,7 @@ def _head_page_reader(repo_root: Path, concept_exists: dict[str, bytes | None] |
     if concept_exists is None:
         return None
 
-    def page_of(kind: str, slug: str) -> bytes | None:
-        path = f"wiki/{kind}/{slug}.md"
-        if path in concept_exists:
-            return concept_exists[path]
+    def read_head(path: str) -> bytes | None:
         try:
             kb = KB(repo_root)
         except OpenKBError:
@@ -120,7 +117,7 @@ def _head_page_reader(repo_root: Path, concept_exists: dict[str, bytes | None] |
         finally:
             kb.close()
 
-    return page_of
+    return page_reader(concept_exists, read_head)
 
 
 def merge_for_git(base: Path, ours: Path, theirs: Path, path: str,

@@ -20,7 +20,7 @@ from ..merge import MergeConflict, merge_file, shared_page
 from ..paths import UnsafePathError, path_problem
 from ..protocol.commit import Committed, Mutation, commit_mutation
 from ..registry import record_path
-from .contribution import INDEX_PATH, document_changes, orphan_changes
+from .contribution import INDEX_PATH, document_changes, orphan_changes, shared_path
 from .edits import commit_edits, find_edits
 from .review import changed_paths
 from .session import Writer
@@ -113,12 +113,19 @@ def merge_trees(kb: KB, paths: list[str], base_tree: bytes | None, ours_tree: by
             concept_exists[path] = merged
     if structured and INDEX_PATH in paths:
         b, o, t = (kb.objects.read_path(tree, INDEX_PATH) for tree in (base_tree, ours_tree, theirs_tree))
-        def page_of(kind: str, slug: str) -> bytes | None:
-            path = f"wiki/{kind}/{slug}.md"
-            return concept_exists[path] if path in concept_exists else kb.objects.read_path(ours_tree, path)
-
+        page_of = page_reader(concept_exists, lambda path: kb.objects.read_path(ours_tree, path))
         results[INDEX_PATH] = (o, merge_file(INDEX_PATH, b, o, t, concept_exists=concept_exists, page_of=page_of))
     return results
+
+
+def page_reader(merged: dict[str, bytes | None], read):
+    """``page_of`` for the index's merge: a shared page as the merge leaves it — as merged
+    (``merged``: {path: page or None}) or, changed by neither side, ``read(path)`` of ours."""
+    def page_of(kind: str, slug: str) -> bytes | None:
+        path = shared_path(kind, slug)
+        return merged[path] if path in merged else read(path)
+
+    return page_of
 
 
 def plan_revert(kb: KB, entry: Entry, ours_tree: bytes | None, head: bytes | None = None,
@@ -304,7 +311,10 @@ def remove(kb: KB, query: str, *, wait: float = 0.0, dry_run: bool = False,
     with writer.locked():
         tree = kb.head_tree()
         view = writer.registry.view(tree)
-        doc = find_document(view, query) if query not in view.invalid else None
+        # A name no record has but files still carry (a record deleted by hand) is that
+        # document's, before any file name or part of a name another document's fits.
+        orphan = query not in view.records and (query in view.invalid or orphan_changes(kb.objects, tree, view, query))
+        doc = None if orphan else find_document(view, query)
         if doc is None:
             return query, _remove_orphan(kb, writer, query, dry_run=dry_run, allow_edit_commits=allow_edit_commits)
         return doc, _remove_recorded(kb, writer, doc, dry_run=dry_run, allow_edit_commits=allow_edit_commits)
