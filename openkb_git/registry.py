@@ -24,6 +24,12 @@ RECORD_MEMO = "records.cache"  # in .openkb/
 MEMO_MIN = 64  # a view reading fewer records than this neither loads nor extends the memo
 
 
+# A record's `compiled_by` for a document whose pages OpenKB's own compiler wrote (one OpenKB
+# added, ops/adopt.py; docs/layout.md): `openkb fsck` does not hold its shared pages to the form
+# our compiler writes, and removing it deletes the pages it leaves without a source.
+OPENKB_COMPILED = "OpenKB"
+
+
 def record_path(doc: str) -> str:
     return f"{REGISTRY_DIR}/{doc}.json"
 

@@ -203,7 +203,8 @@ def update_views(kb: KB, registry: Registry, *, full: bool = False, patch: bool 
     fsync_file(kb.root / HASHES)
     fsync_file(log_path)
     state = {"commit": head.decode() if head else None, "log_size": os.path.getsize(log_path),
-             "hashes_size": len(hashes), "names_consistent": consistent}
+             "hashes_size": len(hashes), "hashes_mtime": os.stat(kb.root / HASHES).st_mtime_ns,
+             "names_consistent": consistent}
     write_file(kb.root / STATE, json.dumps(state).encode("utf-8"), sync=False)
 
 

@@ -102,6 +102,9 @@ def cli(ctx: click.Context, kb_dir: str | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["kb_dir"] = kb_dir
+    from ..ops import session
+
+    session.notice = lambda message: click.echo(f"openkb: {message}", err=True)
 
 
 def open_kb(ctx: click.Context):

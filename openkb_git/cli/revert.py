@@ -135,24 +135,35 @@ def _report_conflicts(exc: RevertConflictError, as_json: bool) -> None:
 @click.argument("doc")
 @click.option("--dry-run", is_flag=True, help="List the paths that would change and change nothing.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation (it is asked only on a terminal).")
+@click.option("--keep-raw", is_flag=True,
+              help="Leave the original file in raw/, untracked (as a file dropped there); `openkb add "
+                   "raw/<file>` takes it in again.")
+@click.option("--keep-empty", "--keep-empty-concepts", "keep_empty", is_flag=True,
+              help="Keep concept and entity pages the document leaves without a source.")
 @click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Seconds to wait for the KB lock.")
 @click.option("--no-commit-edits", is_flag=True, help="Refuse instead of committing hand edits first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
-def remove(ctx: click.Context, doc: str, dry_run: bool, yes: bool, wait: float, no_commit_edits: bool,
-           as_json: bool) -> None:
+def remove(ctx: click.Context, doc: str, dry_run: bool, yes: bool, keep_raw: bool, keep_empty: bool, wait: float,
+           no_commit_edits: bool, as_json: bool) -> None:
     """Remove document DOC and its contribution to shared pages, as one commit.
 
     DOC is a document's name (`openkb list`), its file name (`tar.md`) or a part of either
     that fits one document only; a part that fits several is refused, listing them. On a
     terminal it asks before removing, unless -y/--yes (or --json). Like any operation it can
     be undone with `openkb revert`.
+
+    A concept or entity page the document leaves without a source is deleted when it holds
+    only what the compiler wrote (text you added by hand keeps it), or when OpenKB's own
+    compiler wrote it for this document (as OpenKB's `remove` does); --keep-empty keeps
+    them all. The original file leaves raw/ unless --keep-raw.
     """
     kb = open_kb(ctx)
+    kwargs = {"keep_raw": keep_raw, "keep_empty": keep_empty}
     try:
         if not (yes or dry_run or as_json) and sys.stdin.isatty():
-            name, paths = _remove(kb, doc, wait=wait, dry_run=True, allow_edit_commits=not no_commit_edits)
+            name, paths = _remove(kb, doc, wait=wait, dry_run=True, allow_edit_commits=not no_commit_edits, **kwargs)
             click.echo(f"remove {name}: {len(paths)} path(s) change")
             for path in paths:
                 click.echo(f"  {path}")
@@ -160,7 +171,7 @@ def remove(ctx: click.Context, doc: str, dry_run: bool, yes: bool, wait: float, 
                 click.echo("nothing was removed", err=True)
                 ctx.exit(EXIT_FAILED)
             doc = name
-        name, result = _remove(kb, doc, wait=wait, dry_run=dry_run, allow_edit_commits=not no_commit_edits)
+        name, result = _remove(kb, doc, wait=wait, dry_run=dry_run, allow_edit_commits=not no_commit_edits, **kwargs)
     finally:
         kb.close()
     if dry_run:

@@ -231,12 +231,18 @@ def _mentions_of(lines: list[str]) -> dict[str, str]:
     return {doc: mention_text(line, doc) for doc, line in keyed_lines(lines, MENTIONS, SUMMARY_PREFIX).items()}
 
 
-def update_shared_page(existing: bytes | None, kind: str, slug: str, doc: str, contribution) -> bytes | None:
+def update_shared_page(existing: bytes | None, kind: str, slug: str, doc: str, contribution, *,
+                       empty: str = "skeleton", unlink: bool = False) -> bytes | None:
     """Set (``contribution``) or remove (None) ``doc``'s line on the shared page ``slug`` of
     ``kind`` ("concepts" or "entities").
 
-    Returns the page, or None when no source remains and the page holds nothing but the
-    generated skeleton (then it should be deleted)."""
+    Returns the page, or None when no source remains and the page is to be deleted: by
+    ``empty``, when it holds nothing but the generated skeleton ("skeleton"; text added by
+    hand keeps it), whatever it holds ("any": OpenKB's rule, for a page OpenKB's own compiler
+    wrote, whose text is the document's), or never ("keep": `openkb remove --keep-empty`).
+    Removing ``doc`` also drops the `See also: [[summaries/<doc>]]` lines OpenKB writes, and
+    with ``unlink`` (OpenKB's compiler wrote the page for ``doc``) every line that links its
+    summary: the summary goes, and no broken link stays."""
     if existing is None:
         if contribution is None:
             return None
@@ -260,11 +266,17 @@ def update_shared_page(existing: bytes | None, kind: str, slug: str, doc: str, c
         sources.add(doc)
     line = mention_line(doc, contribution.snippet) if contribution is not None else None
     lines = _set_keyed(lines, MENTIONS, SUMMARY_PREFIX, {doc: line})
+    if contribution is None:
+        see_also = f"See also: [[summaries/{doc}]]"
+        lines = [ln for ln in lines if ln.strip() != see_also]
+        if unlink:  # OpenKB's model wrote the page: its lines that link the summary go with it
+            links = (f"[[summaries/{doc}]]", f"[[summaries/{doc}|")
+            lines = [ln for ln in lines if not any(link in ln for link in links)]
     while lines and lines[-1] == "":
         lines.pop()
     after = _mentions_of(lines)
     frontmatter = _shared_frontmatter(frontmatter, kind, slug, sorted(sources), before, after)
-    if not sources and _is_skeleton(frontmatter, lines, kind, slug):
+    if not sources and empty != "keep" and (empty == "any" or _is_skeleton(frontmatter, lines, kind, slug)):
         return None
     return (dump_frontmatter(frontmatter) + "\n" + "\n".join(lines) + "\n").encode("utf-8")
 

@@ -13,7 +13,7 @@ from ..compiler import Contribution, update_index, update_shared_page
 from ..compiler.pages import shared_index_line
 from ..git.objects import ChangeSet, ObjectStore
 from ..paths import check_document_path, check_record_paths, path_problem
-from ..registry import RegistryView, encode_record, record_path
+from ..registry import OPENKB_COMPILED, RegistryView, encode_record, record_path
 
 INDEX_PATH = "wiki/index.md"
 
@@ -51,8 +51,12 @@ class Footprint:
 
 
 def document_changes(objects: ObjectStore, tree: bytes | None, view: RegistryView, doc: str,
-                     footprint: Footprint | None) -> ChangeSet:
+                     footprint: Footprint | None, *, keep_empty: bool = False) -> ChangeSet:
     """The change set that makes ``tree`` hold ``footprint`` for ``doc`` (None: no trace of ``doc``).
+
+    A shared page left with no source is deleted when it holds only the compiler's skeleton,
+    or when OpenKB's own compiler wrote it for ``doc`` (a document OpenKB added: its text is
+    the document's, as OpenKB's `remove` deletes it); with ``keep_empty``, never.
 
     The old record is data from the history (a clone, a pull): every path it names is checked
     first, and an unsafe one raises UnsafePathError naming the record — never followed."""
@@ -68,13 +72,16 @@ def document_changes(objects: ObjectStore, tree: bytes | None, view: RegistryVie
     changes.update(new_files)
 
     index_updates: dict[str, dict[str, str | None]] = {"concepts": {}, "entities": {}}
+    openkb = old.get("compiled_by") == OPENKB_COMPILED
+    empty = "keep" if keep_empty else "any" if openkb else "skeleton"
     for kind in ("concepts", "entities"):
         new_pages = footprint.contributions(kind) if footprint else {}
         named = old.get(kind) if isinstance(old.get(kind), list) else []
         for slug in sorted(set(named) | set(new_pages)):
             path = shared_path(kind, slug)
             page = objects.read_path(tree, path)
-            updated = update_shared_page(page, kind, slug, doc, new_pages.get(slug))
+            updated = update_shared_page(page, kind, slug, doc, new_pages.get(slug), empty=empty,
+                                         unlink=openkb and footprint is None)
             changes[path] = updated
             line = shared_index_line(kind, slug, updated)
             if line != shared_index_line(kind, slug, page):
@@ -125,6 +132,8 @@ def orphan_changes(objects: ObjectStore, tree: bytes | None, view: RegistryView,
     if not changes and (index is None or mention not in index):
         return {}
     index_updates: dict[str, dict[str, str | None]] = {"concepts": {}, "entities": {}}
+    openkb = old.get("compiled_by") == OPENKB_COMPILED
+    empty = "keep" if keep_empty else "any" if openkb else "skeleton"
     for kind in ("concepts", "entities"):
         for name, (_mode, _sha) in objects.list_dir(tree, f"wiki/{kind}").items():
             if not name.endswith(".md"):
@@ -162,8 +171,8 @@ def removed_by_hand(objects: ObjectStore, tree: bytes | None, view: RegistryView
     the change set that removes them as `openkb remove` would, merged with ``edits`` on every
     shared page both touch (base = ``tree``, ours = the edit, theirs = our removal: the merge
     drivers of revert), so the result is the compiler's pages for the documents left, with
-    any other hand edit kept. ([], {}) when there is none, or when a merge conflicts (then the
-    edits are committed as they are, and `openkb fsck` says what disagrees)."""
+    any other hand edit kept; on a page where the two conflict, the edit as it is (`openkb fsck`
+    then says what disagrees with the records). ([], {}) when there is none."""
     from ..merge import MergeConflict, merge_file
 
     docs = []
@@ -191,9 +200,9 @@ def removed_by_hand(objects: ObjectStore, tree: bytes | None, view: RegistryView
             continue
         ours, base = edits[path], objects.read_path(tree, path)
         merged = ours if ours == theirs else merge_file(path, base, ours, theirs)
-        if isinstance(merged, MergeConflict):
-            return [], {}
-        changes[path] = merged
+        # where the edit and our removal disagree, the edit stands (OpenKB's `remove` rewrites
+        # lines our removal drops, e.g. its `lint --fix` unlinks `[[summaries/<doc>]]`)
+        changes[path] = ours if isinstance(merged, MergeConflict) else merged
     return sorted(docs), changes
 
 

@@ -158,7 +158,7 @@ def commit_edits(kb: KB, registry: Registry, edits: dict[str, bytes | None], *, 
             f"tracked files were edited by hand: {names}; commit them (`git commit -a`) "
             "or run without --no-commit-edits to let openkb commit them as an `edit`"
         )
-    removed = _commit_removed_by_hand(kb, registry, edits)
+    removed = commit_removed_by_hand(kb, registry, edits)
     edits = {path: data for path, data in edits.items() if path not in removed}
     if not edits:
         return _last_commit(removed)
@@ -168,7 +168,7 @@ def commit_edits(kb: KB, registry: Registry, edits: dict[str, bytes | None], *, 
     return commit_mutation(kb, registry, kb.head(), mutation)
 
 
-def _commit_removed_by_hand(kb: KB, registry: Registry, edits: dict[str, bytes | None]) -> dict[str, Committed]:
+def commit_removed_by_hand(kb: KB, registry: Registry, edits: dict[str, bytes | None]) -> dict[str, Committed]:
     """Commit, as one `remove`, the documents the edits take out whole (OpenKB's `openkb remove`
     run on this KB: ops/contribution.py removed_by_hand); {path it covers: the commit}."""
     from .contribution import removed_by_hand

@@ -284,15 +284,25 @@ def _commit_raw_no_diff(kb: KB, writer: Writer, result: InitResult) -> str | Non
 
 
 def adopt_registry(root: Path) -> dict[str, dict]:
-    """Per-document records from OpenKB's `.openkb/hashes.json` ({sha256: metadata})."""
+    """Per-document records from OpenKB's `.openkb/hashes.json` ({sha256: metadata}): each
+    with the files, concepts and entities OpenKB's pages give it (ops/adopt.py), so `openkb
+    remove` takes out everything it owns; an entry whose files are not all there keeps its
+    metadata alone (`openkb fsck` names what is missing)."""
+    from .adopt import document_files, openkb_record, shared_pages
+
     hashes = json.loads((root / ".openkb" / "hashes.json").read_text(encoding="utf-8"))
+    pages = shared_pages(root)
     records: dict[str, dict] = {}
     for sha, meta in hashes.items():
         if not isinstance(meta, dict):
             continue
         doc = meta.get("doc_name") or Path(meta.get("name", "document")).stem
-        record = {k: v for k, v in meta.items() if v not in (None, "")}
-        record["doc_name"] = doc
-        record["sha256"] = sha
+        files, why = document_files(root, doc, meta, lambda _path: False)
+        if why:
+            record = {k: v for k, v in meta.items() if v not in (None, "")}
+            record["doc_name"] = doc
+            record["sha256"] = sha
+        else:
+            record = openkb_record(root, sha, doc, meta, files, pages)
         records[doc] = record
     return records

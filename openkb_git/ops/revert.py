@@ -17,7 +17,8 @@ from ..history import Entry, iter_entries
 from ..hooks import run_hook
 from ..kb import KB
 from ..merge import MergeConflict, merge_file, shared_page
-from ..paths import UnsafePathError, path_problem
+from ..fsutil import makedirs, write_file
+from ..paths import UnsafePathError, check_worktree_path, path_problem
 from ..protocol.commit import Committed, Mutation, commit_mutation
 from ..registry import record_path
 from .contribution import INDEX_PATH, document_changes, orphan_changes, shared_path
@@ -301,9 +302,16 @@ def find_document(view, query: str) -> str | None:
 
 
 def remove(kb: KB, query: str, *, wait: float = 0.0, dry_run: bool = False,
-           allow_edit_commits: bool = True) -> tuple[str, Committed | list[str]]:
+           allow_edit_commits: bool = True, keep_raw: bool = False,
+           keep_empty: bool = False) -> tuple[str, Committed | list[str]]:
     """Remove the document ``query`` names (`find_document`: its name, its file name or a
     unique part of either) and its contribution to shared pages as one `remove` commit.
+
+    With ``keep_empty`` a shared page left without a source stays (`document_changes`). With
+    ``keep_raw`` the document's files under raw/ leave the commit (no record would own them)
+    but stay in the working tree, untracked, as files dropped into raw/ are: `openkb add
+    raw/<file>` takes one in again (were the process killed between the commit and putting
+    them back, they are in the history: `openkb revert` of the removal).
 
     Returns (the document's name, the commit), or with ``dry_run`` (name, the paths that
     would change)."""
@@ -316,16 +324,35 @@ def remove(kb: KB, query: str, *, wait: float = 0.0, dry_run: bool = False,
         orphan = query not in view.records and (query in view.invalid or orphan_changes(kb.objects, tree, view, query))
         doc = None if orphan else find_document(view, query)
         if doc is None:
-            return query, _remove_orphan(kb, writer, query, dry_run=dry_run, allow_edit_commits=allow_edit_commits)
-        return doc, _remove_recorded(kb, writer, doc, dry_run=dry_run, allow_edit_commits=allow_edit_commits)
+            name, result = query, _remove_orphan(kb, writer, query, dry_run=dry_run,
+                                                 allow_edit_commits=allow_edit_commits)
+        else:
+            name, result = doc, _remove_recorded(kb, writer, doc, dry_run=dry_run, keep_empty=keep_empty,
+                                                 allow_edit_commits=allow_edit_commits)
+        if keep_raw and isinstance(result, Committed):
+            _put_back_raw(kb, result)
+        return name, result
 
 
-def _remove_recorded(kb: KB, writer: Writer, doc: str, *, dry_run: bool,
-                     allow_edit_commits: bool) -> Committed | list[str]:
+def _put_back_raw(kb: KB, removal: Committed) -> None:
+    """The raw/ files ``removal`` deleted, written back into the working tree (untracked)."""
+    before = kb.head_tree(removal.base)
+    for path in removal.paths:
+        if not path.startswith("raw/") or (kb.root / path).exists():
+            continue
+        data = kb.objects.read_path(before, path)
+        if data is not None:
+            check_worktree_path(kb.root, path, where="a raw file kept by --keep-raw")
+            makedirs((kb.root / path).parent, sync=True)
+            write_file(kb.root / path, data, sync=True)
+
+
+def _remove_recorded(kb: KB, writer: Writer, doc: str, *, dry_run: bool, allow_edit_commits: bool,
+                     keep_empty: bool = False) -> Committed | list[str]:
     """`remove` of a document with a registry record (the lock held)."""
     tree = kb.head_tree()
     view = writer.registry.view(tree)
-    changes = document_changes(kb.objects, tree, view, doc, None)
+    changes = document_changes(kb.objects, tree, view, doc, None, keep_empty=keep_empty)
     edits = find_edits(kb, tree, sorted(changes), refresh=True)
     if dry_run:
         return sorted(changes)
@@ -334,7 +361,7 @@ def _remove_recorded(kb: KB, writer: Writer, doc: str, *, dry_run: bool,
         commit_edits(kb, writer.registry, edits, allow=allow_edit_commits)
         tree = kb.head_tree()
         view = writer.registry.view(tree)
-        changes = document_changes(kb.objects, tree, view, doc, None)
+        changes = document_changes(kb.objects, tree, view, doc, None, keep_empty=keep_empty)
     record = view.records[doc]
     mutation = Mutation(op="remove", subject=f"remove: {record.get('name', doc)}", changes=changes,
                         trailers={"OpenKB-Doc": doc, "OpenKB-Source": record.get("path", "")})

@@ -7,8 +7,13 @@ from typing import Iterator
 
 from ..kb import KB
 from ..lock import KBLock
+from .adopt import adopt_openkb_adds
 from ..protocol.recovery import RecoveryReport, recover
 from ..registry import Registry
+
+# Where a writer says what it did of its own accord before the command's work: the CLI sets it
+# (a line on stderr); None says nothing.
+notice = None
 
 # Once a command has started committing, later acquisitions wait at least this long:
 # the holder is most likely another add interleaving its commits, each a few ms long.
@@ -24,6 +29,8 @@ class Writer:
         self.lock = KBLock(kb.openkb_dir)
         self.registry = Registry.of(kb)
         self.recoveries: list[RecoveryReport] = []
+        self.adopted: list[str] = []  # documents OpenKB added, committed as `add` (ops/adopt.py)
+        self.adoption_skipped: list[str] = []  # OpenKB's entries left, "<doc>: <why>"
         self._acquired_once = False
 
     @contextmanager
@@ -41,8 +48,27 @@ class Writer:
                 report = recover(self.kb, self.registry, crashed_since=self.lock.crashed_since())
                 if report.did_anything:
                     self.recoveries.append(report)
+                self._adopt()
                 yield
             finally:
                 self.kb.end_write(previous)
         finally:
             self.lock.release()
+
+    def _adopt(self) -> None:
+        """Commit the documents OpenKB added since our last write (ops/adopt.py), and say so."""
+        adoption = adopt_openkb_adds(self.kb, self.registry)
+        self.adopted += adoption.docs
+        fresh = [s for s in adoption.skipped if s not in self.adoption_skipped]
+        self.adoption_skipped += fresh
+        if notice is None:
+            return
+        if adoption.removed:
+            notice(f"recorded {len(adoption.removed)} document(s) OpenKB removed as a `remove` commit: "
+                   + ", ".join(adoption.removed))
+        if adoption.docs:
+            last = adoption.commits[-1].sha.decode()[:7]
+            notice(f"recorded {len(adoption.docs)} document(s) OpenKB added as `add` commits, ending at {last}: "
+                   + ", ".join(adoption.docs))
+        for skipped in fresh:
+            notice(f"left OpenKB's hashes.json entry for {skipped}")

@@ -42,9 +42,10 @@ class Mutation:
     trailers: dict[str, str] = field(default_factory=dict)
     body: str = ""
     project: bool = True  # False for `edit` commits: the working tree already holds the content
-    # A second commit made on top of this one in the same step (one journal, one move of the
-    # branch): the re-ingest or recompile of a page with hand edits commits the compiler's output
-    # as such, then the hand edits merged back as an `edit` (docs/revert.md, "Recompile and hand edits").
+    # A next commit made on top of this one in the same step (one journal, one move of the
+    # branch; it may have a next one too): the re-ingest or recompile of a page with hand edits
+    # commits the compiler's output as such, then the hand edits merged back as an `edit`
+    # (docs/revert.md, "Recompile and hand edits"); several documents OpenKB added, one `add` each.
     then: "Mutation | None" = None
 
     def message(self, journal_id: str) -> str:
@@ -127,9 +128,9 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
     objects.append(commit)
     chain = (commit.id,)
     follow = mutation.then
-    if follow is not None:
-        # Both trees are built from the base (the first is not readable before it is written);
-        # the working tree gets the second one's content.
+    while follow is not None:
+        # Every tree is built from the base (the first is not readable before it is written);
+        # the working tree gets the last one's content.
         final = effective_changes(kb, base_tree, {**changes, **follow.changes})
         if final != changes:
             tree2, objects2, blob_ids2 = kb.objects.build_tree(base_tree, final)
@@ -140,10 +141,13 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
             paths = sorted(final)  # what the first commit alone changed is as in the base
             for path in paths:
                 check_worktree_path(kb.root, path, where="a change to commit")
+        follow = follow.then
     written = kb.objects.write_durably(objects, pending=True)
     checkpoint("objects:durable")
 
-    journal = Journal(id=journal_id, op=mutation.op, base=base.decode() if base else None,
+    # A mutation whose content the working tree already holds (an `edit`, an adopted add) is
+    # journaled as an edit: recovery of one that did not happen leaves the files as they are.
+    journal = Journal(id=journal_id, op=mutation.op if mutation.project else "edit", base=base.decode() if base else None,
                       new=commit.id.decode(), paths=paths, blobs=journal_blobs(kb, base_tree, changes, blob_ids))
     journal_path = write_journal(kb.journal_dir, journal)
     checkpoint("journal:durable")

@@ -1,0 +1,199 @@
+"""Documents OpenKB itself adds or removes in our KB become `add` / `remove` operations of
+ours (issue #18, item 1; ops/adopt.py), and `remove` takes out all a document owns, also one
+OpenKB compiled, with OpenKB's --keep-raw and --keep-empty (item 2).
+
+The OpenKB tests run the real OpenKB 0.4.5 (its venv: OPENKB045, default /work/openkb045):
+its own `add` (tests/data/openkb_add.py: its lock, converter, journal, hashes.json and log.md,
+its page writers; only the model's answers are made there) and its own `remove`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_consistent, copy_tldr, git, run_openkb
+
+VENV = Path(os.environ.get("OPENKB045", "/work/openkb045"))
+needs_openkb = pytest.mark.skipif(not (VENV / "bin" / "openkb").exists(),
+                                  reason="OpenKB 0.4.5 is not installed (set OPENKB045)")
+OPENKB_ADD = Path(__file__).parent / "data" / "openkb_add.py"
+
+
+def _env(home: Path) -> dict:
+    home.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "OPENAI_API_KEY", "LLM_API_KEY")}
+    env["HOME"] = str(home)
+    return env
+
+
+def openkb_add(kb: Path, *files: Path, home: Path) -> None:
+    proc = subprocess.run([str(VENV / "bin" / "python"), str(OPENKB_ADD), str(kb), *map(str, files)],
+                          cwd=kb, env=_env(home), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def openkb(kb: Path, *args: str, home: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(VENV / "bin" / "openkb"), *args], cwd=kb, env=_env(home),
+                          capture_output=True, text=True, timeout=300)
+
+
+def their_list(kb: Path, home: Path) -> list[str]:
+    proc = openkb(kb, "list", home=home)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.split("Documents", 1)[1].split("\n\n", 1)[0].splitlines()[3:]  # (title, header, rule)
+    return sorted(line.split()[0].rsplit(".", 1)[0] for line in lines if line.strip())
+
+
+def our_list(kb: Path) -> list[str]:
+    return sorted(d["doc"] for d in json.loads(run_openkb("--kb-dir", kb, "list", "--json", check=True).stdout))
+
+
+def note(path: Path, title: str, *concepts: str) -> Path:
+    path.write_text(f"# {title}\n\n{title} in a few words.\n\n" + "".join(f"concept: {c}\n" for c in concepts))
+    return path
+
+
+@pytest.fixture
+def ours(tmp_path) -> Path:
+    """Our KB of three tldr pages (tar and zip share the `archive` concept)."""
+    root = tmp_path / "kb"
+    run_openkb("init", root, check=True)
+    src = copy_tldr(tmp_path / "src", ["tar.md", "zip.md", "ls.md"])
+    run_openkb("--kb-dir", root, "add", "-q", src, check=True)
+    return root
+
+
+@needs_openkb
+def test_openkbs_own_adds_become_add_commits_and_revert_cleanly(ours, tmp_path):
+    """On main: our next add committed only the changed concept page and the index as an
+    `edit`, left OpenKB's raw/source/summary untracked, made no record, and its hashes.json
+    rebuild erased OpenKB's entry (OpenKB's `list` no longer showed the document)."""
+    home = tmp_path / "home"
+    before = git(ours, "rev-parse", "HEAD").strip()
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    openkb_add(ours, note(notes / "rsync-notes.md", "Rsync copies files", "Archive", "Remote Copy"),
+               note(notes / "scp-notes.md", "Scp copies files too", "Remote Copy", "Secure Shell"), home=home)
+    copy_tldr(tmp_path / "more", ["grep.md"])
+    add = run_openkb("--kb-dir", ours, "add", tmp_path / "more" / "grep.md", check=True)
+    assert "2 document(s) OpenKB added" in add.stderr, add.stderr
+    subjects = git(ours, "log", "--format=%s", f"{before}..HEAD").splitlines()
+    assert subjects == ["add: grep.md", "add: scp-notes.md (added by OpenKB)", "add: rsync-notes.md (added by OpenKB)"]
+    assert git(ours, "status", "--porcelain") == ""
+    for doc in ("rsync-notes", "scp-notes"):
+        record = json.loads((ours / f".openkb/registry/{doc}.json").read_text())
+        assert {f"raw/{doc}.md", f"wiki/sources/{doc}.md", f"wiki/summaries/{doc}.md"} <= set(record["files"])
+        assert "remote-copy" in record["concepts"] and record["compiled_by"] == "OpenKB"
+    # each commit holds its own document: the first one's index has no line of the second
+    first = git(ours, "rev-list", "-n1", "--grep", "rsync-notes.md (added", "HEAD").strip()
+    index = git(ours, "show", f"{first}:wiki/index.md")
+    assert "[[summaries/rsync-notes]]" in index and "[[summaries/scp-notes]]" not in index
+    assert "[[concepts/remote-copy]]" in index and "secure-shell" not in index
+    page = git(ours, "show", f"{first}:wiki/concepts/remote-copy.md")
+    assert "summaries/rsync-notes" in page and "summaries/scp-notes" not in page
+    assert our_list(ours) == their_list(ours, home) == ["grep", "ls", "rsync-notes", "scp-notes", "tar", "zip"]
+    assert run_openkb("--kb-dir", ours, "fsck").returncode == 0
+    git(ours, "fsck", "--strict")
+    assert_consistent(ours)
+
+    # reverting OpenKB's later add takes out its files, the page only it had, its index lines
+    run_openkb("--kb-dir", ours, "revert", "scp-notes", check=True)
+    for path in ("raw/scp-notes.md", "wiki/summaries/scp-notes.md", "wiki/concepts/secure-shell.md"):
+        assert not (ours / path).exists(), path
+    index = (ours / "wiki/index.md").read_text()
+    assert "[[summaries/scp-notes]]" not in index and "secure-shell" not in index and "[[summaries/rsync-notes]]" in index
+    assert "summaries/scp-notes" not in (ours / "wiki/concepts/remote-copy.md").read_text()
+    assert our_list(ours) == their_list(ours, home) == ["grep", "ls", "rsync-notes", "tar", "zip"]
+    assert run_openkb("--kb-dir", ours, "fsck").returncode == 0
+    assert_consistent(ours)
+    # and reverting the first as well leaves the shared pages as they were before OpenKB's adds
+    run_openkb("--kb-dir", ours, "revert", "rsync-notes", check=True)
+    assert git(ours, "diff", before, "HEAD", "--", "wiki/concepts/archive.md") == ""
+    assert "rsync" not in (ours / "wiki/index.md").read_text()
+    assert not (ours / "wiki/concepts/remote-copy.md").exists()
+    assert run_openkb("--kb-dir", ours, "fsck").returncode == 0
+
+
+@needs_openkb
+def test_openkbs_remove_of_a_document_openkb_added_is_a_remove(ours, tmp_path):
+    home = tmp_path / "home"
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    openkb_add(ours, note(notes / "rsync-notes.md", "Rsync copies files", "Archive", "Remote Copy"), home=home)
+    run_openkb("--kb-dir", ours, "recover", check=True)  # a writer: records OpenKB's add
+    proc = openkb(ours, "remove", "-y", "rsync-notes", home=home)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_openkb("--kb-dir", ours, "recover", check=True)
+    assert git(ours, "log", "-1", "--format=%s").startswith("remove: rsync-notes")
+    assert git(ours, "status", "--porcelain") == ""
+    assert our_list(ours) == their_list(ours, home) == ["ls", "tar", "zip"]
+    assert run_openkb("--kb-dir", ours, "fsck").returncode == 0
+    git(ours, "fsck", "--strict")
+
+
+@needs_openkb
+def test_our_remove_of_a_document_openkb_added_takes_out_all_it_owns(ours, tmp_path):
+    """`remove` deletes the concept page OpenKB wrote for the document alone (OpenKB's rule);
+    --keep-empty keeps it; --keep-raw leaves the original untracked in raw/, to be added again."""
+    home = tmp_path / "home"
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    openkb_add(ours, note(notes / "rsync-notes.md", "Rsync copies files", "Archive", "Remote Copy"), home=home)
+    run_openkb("--kb-dir", ours, "recover", check=True)
+    adopted = git(ours, "rev-parse", "HEAD").strip()
+    copy = tmp_path / "copy"
+    shutil.copytree(ours, copy, symlinks=True)
+
+    run_openkb("--kb-dir", ours, "remove", "-y", "rsync", check=True)
+    for path in ("raw/rsync-notes.md", "wiki/sources/rsync-notes.md", "wiki/summaries/rsync-notes.md",
+                 "wiki/concepts/remote-copy.md", ".openkb/registry/rsync-notes.json"):
+        assert not (ours / path).exists(), path
+    assert "remote-copy" not in (ours / "wiki/index.md").read_text()
+    assert "summaries/rsync-notes" not in (ours / "wiki/concepts/archive.md").read_text()
+    assert git(ours, "status", "--porcelain") == ""
+    assert run_openkb("--kb-dir", ours, "fsck").returncode == 0
+    # the removal is revertible as any operation: the tree of the adopted add again
+    run_openkb("--kb-dir", ours, "revert", "HEAD", check=True)
+    assert git(ours, "diff", adopted, "HEAD", "--stat") == ""
+
+    run_openkb("--kb-dir", copy, "remove", "-y", "--keep-empty", "--keep-raw", "rsync-notes", check=True)
+    assert (copy / "wiki/concepts/remote-copy.md").exists()
+    assert "summaries/rsync-notes" not in (copy / "wiki/concepts/remote-copy.md").read_text()
+    assert git(copy, "status", "--porcelain") == "?? raw/rsync-notes.md\n"
+    assert git(copy, "ls-files", "raw/rsync-notes.md") == ""
+    assert run_openkb("--kb-dir", copy, "fsck").returncode == 0
+    run_openkb("--kb-dir", copy, "add", copy / "raw" / "rsync-notes.md", check=True)
+    assert "rsync-notes" in our_list(copy) and git(copy, "status", "--porcelain") == ""
+
+
+def test_remove_in_a_kb_adopted_from_openkb_takes_out_its_files_and_its_pages(tmp_path):
+    """On main: `remove` in an adopted OpenKB KB changed only the record and the index line;
+    raw, source, summary and the concept page whose only source was the document stayed."""
+    root = tmp_path / "old"
+    for folder in (".openkb", "raw", "wiki/sources", "wiki/summaries", "wiki/concepts"):
+        (root / folder).mkdir(parents=True)
+    (root / "raw/paper.md").write_text("# Paper\n\nText.\n")
+    (root / "wiki/sources/paper.md").write_text("# Paper\n\nText.\n")
+    (root / "wiki/summaries/paper.md").write_text('---\ntype: "Summary"\ndescription: "A paper"\n---\n\n# Paper\n')
+    (root / "wiki/concepts/attention.md").write_text(
+        '---\ntype: "Concept"\nsources: ["summaries/paper.md"]\ndescription: "Attention"\n---\n\n'
+        "# Attention\n\nWhat [[summaries/paper]] says of it.\n")
+    (root / "wiki/index.md").write_text("# Knowledge Base Index\n\n## Documents\n\n- [[summaries/paper]] (short) — A paper\n"
+                                        "\n## Concepts\n\n- [[concepts/attention]] — Attention\n")
+    hashes = {"ab" * 32: {"name": "paper.md", "doc_name": "paper", "type": "md", "path": "raw/paper.md",
+                          "raw_path": "raw/paper.md", "source_path": "wiki/sources/paper.md"}}
+    (root / ".openkb/hashes.json").write_text(json.dumps(hashes))
+    run_openkb("init", root, check=True)
+    run_openkb("--kb-dir", root, "remove", "-y", "paper", check=True)
+    for path in ("raw/paper.md", "wiki/sources/paper.md", "wiki/summaries/paper.md", "wiki/concepts/attention.md"):
+        assert not (root / path).exists(), path
+    index = (root / "wiki/index.md").read_text()
+    assert "paper" not in index and "attention" not in index
+    assert git(root, "status", "--porcelain") == ""
+    assert run_openkb("--kb-dir", root, "fsck").returncode == 0
+    assert_consistent(root)
