@@ -9,8 +9,10 @@ update is repaired by truncating log.md back to the recorded size.
 from __future__ import annotations
 
 import bisect
+import heapq
 import json
 import os
+import re
 import time
 
 from .fsutil import append_bytes, fsync_file, makedirs, truncate_file, write_file
@@ -189,13 +191,15 @@ def update_views(kb: KB, registry: Registry, *, full: bool = False, patch: bool 
                 break
             new_entries.append(entry)
         walk.close()
+    if incremental and _keep_foreign_log(kb, log_path, size):
+        incremental = False  # OpenKB appended lines of its own: rewritten with them in place
     if not incremental:
         new_entries = list(iter_entries(kb, head))
         size = None
     makedirs(log_path.parent, sync=False)
     lines = "".join(log_line(e) for e in reversed(new_entries))
     if size is None:
-        write_file(log_path, (LOG_HEADER + prelude(kb) + lines).encode("utf-8"), sync=False)
+        write_file(log_path, render_log(kb, new_entries).encode("utf-8"), sync=False)
     else:
         truncate_file(log_path, size)
         append_bytes(log_path, lines.encode("utf-8"), sync=False)
@@ -279,6 +283,46 @@ def _registry_changes(kb: KB, known: str, tree: bytes | None, journal) -> dict[b
     new_folder = kb.objects.lookup(tree, REGISTRY_DIR)
     diff = kb.objects.diff_tree(old_folder[1] if old_folder else None, new_folder[1] if new_folder else None)
     return {name: (new[1] if new is not None else None) for name, (_old, new) in diff.items()}
+
+
+# Lines OpenKB's own commands appended to log.md (`ingest`, `remove`, `query`, `lint`, …), kept
+# here (local and untracked, as log.md itself) so each rewrite of the view keeps them, in time order.
+FOREIGN_LOG = ".openkb/openkb-git/openkb-log.md"
+_OUR_LINE = re.compile(r"^## \[[^\]]*\] .* \([0-9a-f]{7,40}\)$")
+
+
+def _keep_foreign_log(kb: KB, log_path, size: int) -> bool:
+    """Move the lines another tool appended to log.md after our last write (beyond ``size``) to
+    FOREIGN_LOG; True when there were any. Lines of ours there (an update cut short, to be
+    written again) are not kept."""
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(size)
+            tail = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return False
+    foreign = [line for line in tail.split("\n") if line.startswith("## [") and not _OUR_LINE.match(line)]
+    if not foreign:
+        return False
+    target = kb.root / FOREIGN_LOG
+    makedirs(target.parent, sync=False)
+    append_bytes(target, "".join(line + "\n\n" for line in foreign).encode("utf-8"), sync=True)
+    return True
+
+
+def render_log(kb: KB, entries: list[Entry]) -> str:
+    """log.md for ``entries`` (newest first): OpenKB's header, an adopted OpenKB log's lines,
+    then one line per operation, with the lines OpenKB's own commands appended since merged in
+    by their time."""
+    ours = [log_line(e) for e in reversed(entries)]
+    try:
+        text = (kb.root / FOREIGN_LOG).read_text(encoding="utf-8")
+    except OSError:
+        text = ""
+    if text:
+        theirs = [line + "\n\n" for line in text.split("\n") if line.startswith("## [")]
+        ours = list(heapq.merge(ours, theirs, key=lambda line: line[4:23]))
+    return LOG_HEADER + prelude(kb) + "".join(ours)
 
 
 def prelude(kb: KB) -> str:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,8 @@ def test_openkbs_own_adds_become_add_commits_and_revert_cleanly(ours, tmp_path):
     page = git(ours, "show", f"{first}:wiki/concepts/remote-copy.md")
     assert "summaries/rsync-notes" in page and "summaries/scp-notes" not in page
     assert our_list(ours) == their_list(ours, home) == ["grep", "ls", "rsync-notes", "scp-notes", "tar", "zip"]
+    log = (ours / "wiki/log.md").read_text()  # OpenKB's own lines stay, before the commits of ours
+    assert "] ingest | rsync-notes.md\n" in log and log.index("ingest | scp-notes.md\n") < log.index("grep.md (")
     assert run_openkb("--kb-dir", ours, "fsck").returncode == 0
     git(ours, "fsck", "--strict")
     assert_consistent(ours)
@@ -197,3 +200,51 @@ def test_remove_in_a_kb_adopted_from_openkb_takes_out_its_files_and_its_pages(tm
     assert git(root, "status", "--porcelain") == ""
     assert run_openkb("--kb-dir", root, "fsck").returncode == 0
     assert_consistent(root)
+
+
+def test_a_remove_committed_before_an_add_is_reported_as_a_remove(ours, tmp_path):
+    """On main: the commit a writer made of a document's deleted files (OpenKB's `remove`, or
+    by hand) was printed as "committed your edits of tracked files as … (edit)"."""
+    for path in ("raw/tar.md", "wiki/sources/tar.md", "wiki/summaries/tar.md"):
+        (ours / path).unlink()
+    copy_tldr(tmp_path / "more", ["grep.md"])
+    add = run_openkb("--kb-dir", ours, "add", tmp_path / "more" / "grep.md", check=True)
+    removal = git(ours, "log", "-1", "--skip=1", "--format=%h %s").split(" ", 1)
+    assert removal[1].startswith("remove: tar")
+    assert f"as {removal[0][:7]} (remove)" in add.stderr and "(edit)" not in add.stderr, add.stderr
+    assert our_list(ours) == ["grep", "ls", "zip"]
+
+
+def test_openkbs_lint_reports_and_graph_stay_out_of_git_status(ours, tmp_path):
+    """On main: OpenKB's `wiki/reports/` (lint) and `output/` (visualize) stayed untracked for
+    ever. A KB made now ignores them; one made before (its .gitignore without them) gets them
+    in `.git/info/exclude` from its next writer."""
+    (ours / "wiki/reports").mkdir()
+    (ours / "wiki/reports/lint_20261202_000000.md").write_text("# Lint Report\n")
+    (ours / "output").mkdir()
+    (ours / "output/graph.html").write_text("<html></html>\n")
+    assert git(ours, "status", "--porcelain") == ""
+    ignore = (ours / ".gitignore").read_text()
+    (ours / ".gitignore").write_text(ignore.replace("/wiki/reports/\n", "").replace("/output/\n", ""))
+    git(ours, "commit", "-qam", "an older .gitignore")
+    (ours / ".git/info/exclude").write_text("")
+    assert git(ours, "status", "--porcelain") != ""
+    run_openkb("--kb-dir", ours, "recover", check=True)
+    assert git(ours, "status", "--porcelain") == ""
+
+
+def test_lines_openkb_appends_to_the_log_are_kept(ours, tmp_path):
+    """On main: OpenKB's `remove | tar.md` line (any line its commands append: ingest, query,
+    lint) vanished when our next writer rebuilt log.md."""
+    time.sleep(1.1)  # (the log's times are in seconds)
+    with open(ours / "wiki/log.md", "a") as log:
+        log.write(f"## [{time.strftime('%Y-%m-%d %H:%M:%S')}] query | what does tar do?\n\n")
+    time.sleep(1.1)
+    copy_tldr(tmp_path / "more", ["grep.md", "cat.md"])
+    run_openkb("--kb-dir", ours, "add", tmp_path / "more" / "grep.md", check=True)
+    run_openkb("--kb-dir", ours, "add", tmp_path / "more" / "cat.md", check=True)
+    run_openkb("--kb-dir", ours, "fsck", "--repair", check=True)  # rewrites the views from the history
+    text = (ours / "wiki/log.md").read_text()
+    assert text.count("] query | what does tar do?\n") == 1
+    assert text.index("tar.md (") < text.index("query | what") < text.index("grep.md (") < text.index("cat.md (")
+    assert run_openkb("--kb-dir", ours, "fsck").returncode == 0

@@ -169,14 +169,16 @@ def test_openkbs_list_status_visualize_and_remove_then_our_writer_leaves_fsck_cl
     assert "Total indexed: 7 document(s)" in status.stdout, status.stdout + status.stderr
     shown = openkb045(root, "visualize", "--no-open", home=home)
     assert shown.returncode == 0 and "Graph written to" in shown.stdout, shown.stdout + shown.stderr
-    shutil.rmtree(root / "output")  # (OpenKB's output folder, not ours)
+    assert openkb045(root, "lint", home=home).returncode == 0
+    assert (root / "output").is_dir() and any((root / "wiki/reports").iterdir())
+    assert git(root, "status", "--porcelain") == ""  # OpenKB's graph (output/) and lint reports are ignored
     removed = openkb045(root, "remove", "-y", "tar", home=home)
     assert "[OK] tar.md removed" in removed.stdout, removed.stdout + removed.stderr
     assert not (root / "wiki/summaries/tar.md").exists()
-    shutil.rmtree(root / "wiki/reports", ignore_errors=True)
     copy_tldr(tmp_path / "more", ["zip.md"])
     run_openkb("--kb-dir", root, "add", tmp_path / "more" / "zip.md", check=True)
     assert git(root, "log", "-2", "--format=%s").splitlines()[1].startswith("remove: tar")
+    assert git(root, "status", "--porcelain") == ""
     fsck = run_openkb("--kb-dir", root, "fsck")
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     assert_consistent(root)

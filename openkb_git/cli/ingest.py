@@ -10,6 +10,7 @@ import click
 
 from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED
 from ..ops.add import ADDED, FAILED, SKIPPED, FileResult, add_paths
+from ..ops.edits import edit_commit_line
 from ..ops.fetch import looks_like_url
 from ..ops.init import init_kb
 from ..ops.session import Writer
@@ -128,7 +129,7 @@ def add(ctx: click.Context, paths: tuple[str, ...], jobs: int | None, wait: floa
     else:
         for kept in report.kept_edits:
             click.echo(f"recovery of a crashed writer copied hand-edited files before resetting them to {kept}", err=True)
-        echo_edit_commits(report.edit_commits)
+        echo_edit_commits(report.edit_commits, report.edit_ops)
         summary = (f"{report.count(ADDED)} added, {report.count(SKIPPED)} skipped, {report.count(FAILED)} failed")
         if report.not_tried:
             summary += f" ({report.not_tried} not tried)"
@@ -180,10 +181,10 @@ def conflict_lines(conflicts: list[dict], indent: str) -> str:
     return out
 
 
-def echo_edit_commits(shas: list[str]) -> None:
-    """Say (on stderr) which `edit` commits took the user's hand edits in before a write."""
+def echo_edit_commits(shas: list[str], ops: dict[str, str] | None = None) -> None:
+    """Say (on stderr) which commits took the user's hand edits in before a write."""
     for sha in shas:
-        click.echo(f"committed your edits of tracked files as {sha[:7]} (edit)", err=True)
+        click.echo(edit_commit_line(sha, (ops or {}).get(sha, "edit")), err=True)
 
 
 class _Progress:

@@ -69,6 +69,7 @@ NOT_TRIED = "not tried: "  # reason prefix of the files a run that stopped early
 class AddReport:
     results: list[FileResult] = field(default_factory=list)
     edit_commits: list[str] = field(default_factory=list)
+    edit_ops: dict[str, str] = field(default_factory=dict)  # commit -> its op (`edit`, or `remove` of deleted files)
     interrupted: bool = False
     signum: int = 0  # the signal that interrupted the run (SIGINT, SIGTERM, SIGHUP), if one did
     stopped: str = ""  # why the run stopped early (an I/O error, a refused state), if it did
@@ -476,6 +477,7 @@ def _add(kb: KB, inputs: list[Path | str], config, run_id: str, staging: tuple[P
         edited = commit_edits(kb, writer.registry, find_edits(kb, tree, refresh=True), allow=allow_edit_commits)
         if edited:
             report.edit_commits.append(edited.sha.decode())
+            report.edit_ops[edited.sha.decode()] = edited.op
         view = writer.registry.view(kb.head_tree())
         tasks = reserve(view, kb, files)
         for task in tasks:
@@ -744,6 +746,7 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
         if edits:
             edited = commit_edits(kb, writer.registry, edits, allow=allow_edit_commits)
             report.edit_commits.append(edited.sha.decode())
+            report.edit_ops[edited.sha.decode()] = edited.op
             head = kb.head()
             tree = kb.head_tree(head)
             view = writer.registry.view(tree)

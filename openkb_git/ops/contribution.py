@@ -132,8 +132,6 @@ def orphan_changes(objects: ObjectStore, tree: bytes | None, view: RegistryView,
     if not changes and (index is None or mention not in index):
         return {}
     index_updates: dict[str, dict[str, str | None]] = {"concepts": {}, "entities": {}}
-    openkb = old.get("compiled_by") == OPENKB_COMPILED
-    empty = "keep" if keep_empty else "any" if openkb else "skeleton"
     for kind in ("concepts", "entities"):
         for name, (_mode, _sha) in objects.list_dir(tree, f"wiki/{kind}").items():
             if not name.endswith(".md"):

@@ -189,3 +189,11 @@ def commit_removed_by_hand(kb: KB, registry: Registry, edits: dict[str, bytes | 
 
 def _last_commit(removed: dict[str, Committed]) -> Committed | None:
     return next(iter(removed.values()), None)
+
+
+def edit_commit_line(sha: str, op: str = "edit") -> str:
+    """What a commit of the user's changes made before a write was: an `edit`, or the `remove`
+    of documents whose files were deleted (by hand, or by OpenKB's own `openkb remove`)."""
+    if op == "remove":
+        return f"committed the removal of documents whose files were deleted (by hand or OpenKB) as {sha[:7]} (remove)"
+    return f"committed your edits of tracked files as {sha[:7]} ({op or 'edit'})"

@@ -619,10 +619,9 @@ def check_views(kb: KB, records: dict[str, dict]) -> list[Problem]:
 
 def _expected_log(kb: KB) -> bytes:
     from ..history import iter_entries
-    from ..views import LOG_HEADER, log_line, prelude
+    from ..views import render_log
 
-    entries = list(iter_entries(kb))
-    return (LOG_HEADER + prelude(kb) + "".join(log_line(e) for e in reversed(entries))).encode("utf-8")
+    return render_log(kb, list(iter_entries(kb))).encode("utf-8")
 
 
 def repair(kb: KB, *, wait: float = 0.0) -> FsckReport:

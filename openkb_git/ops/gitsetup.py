@@ -66,11 +66,33 @@ def driver_command() -> str:
     return f"{openkb_command()} {_DRIVER_ARGS}"
 
 
+# What OpenKB's own commands write that is never part of the history (as the .gitignore of a KB
+# made since says): kept out of `git status` of KBs made before, in `.git/info/exclude`.
+OPENKB_OUTPUTS = ("/wiki/reports/", "/output/")
+
+
+def exclude_openkb_outputs(repo_path: Path) -> None:
+    """Add OPENKB_OUTPUTS to `.git/info/exclude` (local, never tracked) where missing."""
+    path = Path(repo_path) / ".git" / "info" / "exclude"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    missing = [line for line in OPENKB_OUTPUTS if line not in text.splitlines()]
+    if missing:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lead = "" if not text or text.endswith("\n") else "\n"
+        path.write_text(text + lead + "# OpenKB's lint reports and graph (openkb-git)\n" + "\n".join(missing) + "\n",
+                        encoding="utf-8")
+
+
 def configure(repo_path: Path) -> str:
     """Declare the merge drivers in the repository's config (`.git/config`, never tracked):
-    `driver_command()` for each of DRIVERS, replacing an older value. Returns the command."""
+    `driver_command()` for each of DRIVERS, replacing an older value; keep OpenKB's outputs
+    out of `git status` (`exclude_openkb_outputs`). Returns the command."""
     from dulwich.repo import Repo
 
+    exclude_openkb_outputs(repo_path)
     command = driver_command()
     repo = Repo(str(repo_path))
     try:

@@ -32,6 +32,10 @@ GITIGNORE = """\
 !/.openkb/registry/
 !/.openkb/log-before-git.md
 /wiki/log.md
+# Written by OpenKB's own `openkb lint` (dated reports) and `openkb visualize` (the graph):
+# made again on demand, never part of the KB's history.
+/wiki/reports/
+/output/
 .env
 """
 

@@ -56,7 +56,14 @@ class Writer:
             self.lock.release()
 
     def _adopt(self) -> None:
-        """Commit the documents OpenKB added since our last write (ops/adopt.py), and say so."""
+        """Commit the documents OpenKB added since our last write (ops/adopt.py), and say so;
+        keep OpenKB's lint reports and graph out of `git status` in a KB made before its
+        .gitignore named them."""
+        root = self.kb.root
+        if (root / "wiki" / "reports").exists() or (root / "output").exists():
+            from .gitsetup import exclude_openkb_outputs
+
+            exclude_openkb_outputs(root)
         adoption = adopt_openkb_adds(self.kb, self.registry)
         self.adopted += adoption.docs
         fresh = [s for s in adoption.skipped if s not in self.adoption_skipped]

@@ -20,6 +20,7 @@ from typing import Callable
 from ..errors import OpenKBError
 from ..fsutil import makedirs
 from ..git.objects import blob_id
+from .edits import edit_commit_line
 from ..kb import KB
 from .add import ADDED, FAILED, SKIPPED, FileResult, add_paths
 
@@ -200,8 +201,8 @@ def _take(kb: KB, path: Path, wait: float, report: WatchReport, emit, warn, stop
         report.results.append(result)
         emit(result)
         return
-    for message in added.edit_commits:
-        warn(f"committed your edits of tracked files as {message[:7]} (edit)")
+    for sha in added.edit_commits:
+        warn(edit_commit_line(sha, added.edit_ops.get(sha, "edit")))
     for result in added.results:
         report.results.append(result)
         emit(result)

@@ -88,7 +88,8 @@ class Committed:
     sha: bytes  # the commit the branch names now
     base: bytes | None
     paths: list[str]
-    chain: tuple[bytes, ...] = ()  # every commit made, oldest first (two with ``Mutation.then``)
+    chain: tuple[bytes, ...] = ()  # every commit made, oldest first (more with ``Mutation.then``)
+    op: str = ""  # the operation of the last of them
 
 
 def effective_changes(kb: KB, base_tree: bytes | None, changes: ChangeSet) -> ChangeSet:
@@ -127,7 +128,7 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
     commit = make_commit(tree, base, message, identity, now, local_tz_offset(now))
     objects.append(commit)
     chain = (commit.id,)
-    follow = mutation.then
+    follow, op = mutation.then, mutation.op
     while follow is not None:
         # Every tree is built from the base (the first is not readable before it is written);
         # the working tree gets the last one's content.
@@ -137,7 +138,7 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
             commit = make_commit(tree2, commit.id, follow.message(journal_id), identity, now, local_tz_offset(now))
             objects += objects2 + [commit]
             chain += (commit.id,)
-            changes, blob_ids = final, blob_ids2
+            changes, blob_ids, op = final, blob_ids2, follow.op
             paths = sorted(final)  # what the first commit alone changed is as in the base
             for path in paths:
                 check_worktree_path(kb.root, path, where="a change to commit")
@@ -180,7 +181,7 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
     except Exception as exc:  # the operation is committed: say so, and what is left (the journal)
         raise CommittedButIncomplete(commit.id.decode(), mutation.subject, paths, failure_reason(exc)) from exc
     checkpoint("journal:removed")
-    return Committed(sha=commit.id, base=base, paths=paths, chain=chain)
+    return Committed(sha=commit.id, base=base, paths=paths, chain=chain, op=op)
 
 
 def journal_blobs(kb: KB, base_tree: bytes | None, changes: ChangeSet, blob_ids: dict[str, bytes]) -> dict[str, list]:
