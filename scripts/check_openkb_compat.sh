@@ -7,7 +7,10 @@
 #      `openkb lint` must print the same report (also with faults seeded);
 #   2. OpenKB's `openkb list` and `openkb status`: they must list our documents;
 #   3. OpenKB's `openkb visualize --no-open`: it must write the graph;
-#   4. OpenKB's `openkb remove -y <doc>`, then one of our writers (`openkb add` of another
+#   4. OpenKB's own `add` of a document (tests/data/openkb_add.py: its code path, the model's
+#      answers made there), then one of our writers: it commits it as an `add`; both lists agree,
+#      fsck (ours and `git fsck --strict`) is clean, and our `revert` of it takes it out;
+#   5. OpenKB's `openkb remove -y <doc>`, then one of our writers (`openkb add` of another
 #      page): it commits OpenKB's removal, and our `openkb fsck` must find the KB clean.
 #
 # Usage: scripts/check_openkb_compat.sh [VENV_DIR]   (default: /tmp/openkb-compat-venv; a venv
@@ -104,6 +107,29 @@ grep -q "Total indexed: $count document(s)" "$work/status.txt"
 echo "== OpenKB's openkb visualize --no-open"
 theirs visualize --no-open | tee "$work/visualize.txt"
 grep -q "^Graph written to" "$work/visualize.txt"
+
+list_both() {  # our documents and OpenKB's `list` of them, sorted, must be the same
+    local mine theirs_now
+    mine="$(ours --kb-dir "$kb" list --json | python3 -c 'import json,sys; print("\n".join(sorted(d["name"] for d in json.load(sys.stdin))))')"
+    theirs_now="$(theirs list | sed -n '/^Documents/,/^$/p' | tail -n +4 | awk '{print $1}' | sed '/^$/d' | sed 's/\.[^.]*$//' | LC_ALL=C sort)"
+    [ "$(echo "$mine" | sed 's/\.[^.]*$//' | LC_ALL=C sort)" = "$theirs_now" ] || { echo "FAIL: the two lists differ ($1)"; diff <(echo "$mine") <(echo "$theirs_now") | head; exit 1; }
+}
+
+echo "== OpenKB's own add (its code path; the model's answers made by tests/data/openkb_add.py), then our next writer"
+printf '# Rsync copies files\n\nrsync copies files between hosts.\n\nconcept: Archive\nconcept: Remote Copy\n' > "$work/rsync-notes.md"
+(cd "$kb" && env -u PYTHONPATH "$venv/bin/python" "$here/tests/data/openkb_add.py" "$kb" "$work/rsync-notes.md") | tail -1
+ours --kb-dir "$kb" recover
+git -C "$kb" log -1 --format='   %h %s'
+git -C "$kb" log -1 --format=%s | grep -q "^add: rsync-notes.md (added by OpenKB)$"
+[ -z "$(git -C "$kb" status --porcelain)" ] || { echo "FAIL: git status is not clean"; git -C "$kb" status --short | head; exit 1; }
+list_both "after OpenKB's add"
+ours --kb-dir "$kb" fsck
+git -C "$kb" fsck --strict --no-progress
+ours --kb-dir "$kb" revert rsync-notes
+[ ! -e "$kb/wiki/summaries/rsync-notes.md" ] && [ ! -e "$kb/wiki/concepts/remote-copy.md" ]
+list_both "after our revert of OpenKB's add"
+ours --kb-dir "$kb" fsck
+echo "OK: OpenKB's add recorded as an add commit, both lists agree, fsck clean, and our revert of it removed it"
 
 victim="attention-is-all-you-need"
 echo "== OpenKB's openkb remove -y $victim"

@@ -90,6 +90,7 @@ def test_openkbs_own_adds_become_add_commits_and_revert_cleanly(ours, tmp_path):
         record = json.loads((ours / f".openkb/registry/{doc}.json").read_text())
         assert {f"raw/{doc}.md", f"wiki/sources/{doc}.md", f"wiki/summaries/{doc}.md"} <= set(record["files"])
         assert "remote-copy" in record["concepts"] and record["compiled_by"] == "OpenKB"
+        assert record["path"] == f"notes/{doc}.md"  # OpenKB's absolute path is not published
     # each commit holds its own document: the first one's index has no line of the second
     first = git(ours, "rev-list", "-n1", "--grep", "rsync-notes.md (added", "HEAD").strip()
     index = git(ours, "show", f"{first}:wiki/index.md")

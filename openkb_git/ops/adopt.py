@@ -105,8 +105,8 @@ def adopt_openkb_adds(kb: KB, registry: Registry) -> Adoption:
         record = openkb_record(kb.root, sha, doc, meta, files, pages)
         changes[record_path(doc)] = encode_record(record)
         trailers = {"OpenKB-Doc": doc, "OpenKB-Source-Sha256": sha, "OpenKB-Adopted": "openkb add"}
-        if isinstance(meta.get("path"), str) and meta["path"]:
-            trailers["OpenKB-Source"] = meta["path"]
+        if isinstance(record.get("path"), str) and record["path"]:
+            trailers["OpenKB-Source"] = record["path"]
         body = "Added by OpenKB's own `openkb add`; recorded by openkb-git's next writer.\n\n" + "\n".join(
             f"added: {path}" for path in sorted(files))
         # The working tree holds it all (project=False) but the record, written first: one
@@ -280,6 +280,12 @@ def openkb_record(root: Path, sha: str, doc: str, meta: dict, files: list[str], 
     """Our registry record of a document OpenKB added: its hashes.json entry, plus what our
     records carry (docs/layout.md): its files, summary, concepts, entities, description."""
     record = {k: v for k, v in meta.items() if v not in (None, "") and k != "files"}
+    if isinstance(record.get("path"), str) and PurePosixPath(record["path"]).is_absolute():
+        # OpenKB records a file from outside the KB by its absolute path; ours never hold one
+        # (they are published to every clone): its folder's name and its own, as `openkb add`
+        # of that one file would (registry.source_key), so adding it again updates it
+        where = PurePosixPath(record["path"])
+        record["path"] = f"{where.parent.name}/{where.name}" if where.parent.name else where.name
     record.update(doc_name=doc, sha256=sha, files=files, summary_path=f"wiki/summaries/{doc}.md",
                   compiled_by=OPENKB_COMPILED)
     for kind in SHARED_KINDS:
