@@ -249,3 +249,50 @@ def test_lines_openkb_appends_to_the_log_are_kept(ours, tmp_path):
     assert text.count("] query | what does tar do?\n") == 1
     assert text.index("tar.md (") < text.index("query | what") < text.index("grep.md (") < text.index("cat.md (")
     assert run_openkb("--kb-dir", ours, "fsck").returncode == 0
+
+
+def openkb_like_add(root: Path, doc: str) -> dict[str, bytes]:
+    """What OpenKB's `add` of ``doc``.md leaves in the working tree (written here, as its code
+    writes it, for tests that need no OpenKB): {path: bytes} of every file it wrote."""
+    import hashlib
+
+    raw = f"# {doc}\n\n{doc} copies files.\n".encode()
+    files = {f"raw/{doc}.md": raw, f"wiki/sources/{doc}.md": raw,
+             f"wiki/summaries/{doc}.md": f'---\ntype: "Summary"\ndescription: "{doc}"\ndoc_type: short\n'
+                                         f'full_text: "sources/{doc}.md"\n---\n\n# {doc}\n'.encode(),
+             f"wiki/concepts/{doc}-copy.md": f'---\ntype: "Concept"\nsources: ["summaries/{doc}.md"]\n'
+                                             f'description: "Copying"\n---\n\n# Copy\n\nAs [[summaries/{doc}]] says.\n'.encode()}
+    for path, data in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+    index = (root / "wiki/index.md").read_text()
+    index = index.replace("## Documents\n", f"## Documents\n- [[summaries/{doc}]] (short) — {doc}\n", 1)
+    (root / "wiki/index.md").write_text(index.replace("## Concepts\n", f"## Concepts\n- [[concepts/{doc}-copy]] — Copying\n", 1))
+    files["wiki/index.md"] = (root / "wiki/index.md").read_bytes()
+    hashes = json.loads((root / ".openkb/hashes.json").read_text())
+    hashes[hashlib.sha256(raw).hexdigest()] = {"name": f"{doc}.md", "doc_name": doc, "type": "md",
+                                              "path": f"/home/someone/{doc}.md", "raw_path": f"raw/{doc}.md",
+                                              "source_path": f"wiki/sources/{doc}.md"}
+    (root / ".openkb/hashes.json").write_text(json.dumps(hashes, indent=2) + "\n")
+    return files
+
+
+@pytest.mark.parametrize("mode", ["kill", "power"])
+def test_a_crash_while_recording_openkbs_add_loses_nothing(ours, tmp_path, mode):
+    """At each step of the commit that records OpenKB's add (its files are only in the working
+    tree: a rollback must not delete them), a crash then the next writer: the document recorded
+    once, every file OpenKB wrote as it wrote it."""
+    points = ["objects:durable", "journal:durable", "ref:moved", "projected", "views", "durable"]
+    for point in points:
+        target = tmp_path / f"{mode}-{point}"
+        shutil.copytree(ours, target, symlinks=True)
+        files = openkb_like_add(target, "rsync-notes")
+        proc = run_openkb("--kb-dir", target, "recover", env={"OPENKB_FAULT_MODE": mode, "OPENKB_FAULT_AT": point})
+        assert proc.returncode == -9, (point, proc.stdout, proc.stderr)
+        run_openkb("--kb-dir", target, "recover", check=True)
+        for path, data in files.items():
+            assert (target / path).read_bytes() == data, (point, path)
+        assert git(target, "log", "--format=%s").count("add: rsync-notes.md (added by OpenKB)") == 1, point
+        assert git(target, "status", "--porcelain") == "", point
+        assert "rsync-notes" in our_list(target)
+        assert run_openkb("--kb-dir", target, "fsck").returncode == 0, point

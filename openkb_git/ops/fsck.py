@@ -484,8 +484,8 @@ def _check_summaries(kb: KB, tree: bytes | None, records: dict[str, dict]) -> li
     for doc, record in sorted(records.items()):
         path = record.get("summary_path")
         if not isinstance(record.get("concepts"), list) or not isinstance(path, str) or path_problem(path) \
-                or path not in record.get("files", []):
-            continue
+                or path not in record.get("files", []) or record.get("compiled_by") == OPENKB_COMPILED:
+            continue  # (OpenKB's summaries link what its model chose)
         summary = kb.objects.read_path(tree, path)
         if summary is None:
             continue
