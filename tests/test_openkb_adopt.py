@@ -296,3 +296,16 @@ def test_a_crash_while_recording_openkbs_add_loses_nothing(ours, tmp_path, mode)
         assert git(target, "status", "--porcelain") == "", point
         assert "rsync-notes" in our_list(target)
         assert run_openkb("--kb-dir", target, "fsck").returncode == 0, point
+
+
+def test_an_openkb_entry_that_cannot_be_recorded_is_said_and_kept(ours, tmp_path):
+    """An entry of OpenKB's whose files are not all there (its summary deleted) is not made a
+    record; the writer says so, and the entry is kept aside rather than erased unsaid."""
+    openkb_like_add(ours, "rsync-notes")
+    (ours / "wiki/summaries/rsync-notes.md").unlink()
+    copy_tldr(tmp_path / "more", ["grep.md"])
+    add = run_openkb("--kb-dir", ours, "add", tmp_path / "more" / "grep.md", check=True)
+    assert "left OpenKB's hashes.json entry for rsync-notes: wiki/summaries/rsync-notes.md is not there" in add.stderr
+    kept = json.loads((ours / ".openkb/openkb-git/unadopted-openkb-entries.json").read_text())
+    assert [meta["doc_name"] for meta in kept.values()] == ["rsync-notes"]
+    assert "rsync-notes" not in our_list(ours)

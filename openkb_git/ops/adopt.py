@@ -29,6 +29,9 @@ from ..registry import OPENKB_COMPILED, Registry, encode_record, record_path
 from ..views import HASHES, read_state
 
 SHARED_KINDS = ("concepts", "entities")
+# OpenKB's hashes.json entries that could not be recorded (their files not all there), kept
+# aside: local and untracked, as hashes.json is.
+UNADOPTED = ".openkb/openkb-git/unadopted-openkb-entries.json"
 INDEX = "wiki/index.md"
 
 
@@ -70,7 +73,7 @@ def adopt_openkb_adds(kb: KB, registry: Registry) -> Adoption:
         return result
     tree = kb.head_tree()
     view = registry.view(tree)
-    found = []
+    found, left = [], {}
     for sha, meta in entries.items():  # in OpenKB's order: the order its adds came in
         if not isinstance(meta, dict) or not isinstance(sha, str) or sha in view.by_sha:
             continue
@@ -79,9 +82,12 @@ def adopt_openkb_adds(kb: KB, registry: Registry) -> Adoption:
             continue
         files, why = document_files(kb.root, doc, meta, lambda p: kb.objects.lookup(tree, p) is not None)
         if why:
-            result.skipped.append(f"{doc}: {why}")
+            result.skipped.append(f"{doc}: {why} (the entry is kept in {UNADOPTED})")
+            left[sha] = meta
             continue
         found.append((sha, doc, meta, files))
+    if left:
+        _keep_unadopted(kb, left)
     _commit_openkb_removes(kb, registry, view, entries, result)
     if not found:
         return result
@@ -123,6 +129,22 @@ def adopt_openkb_adds(kb: KB, registry: Registry) -> Adoption:
     if committed is not None:
         result.commits.append(committed)
     return result
+
+
+def _keep_unadopted(kb: KB, left: dict) -> None:
+    """Keep OpenKB's entries that could not be recorded in UNADOPTED (the next rebuild of
+    hashes.json, a view of our records, no longer holds them): never erased unsaid."""
+    path = kb.root / UNADOPTED
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        kept = {}
+    if not isinstance(kept, dict):
+        kept = {}
+    if any(kept.get(sha) != meta for sha, meta in left.items()):
+        kept.update(left)
+        makedirs(path.parent, sync=False)
+        write_file(path, (json.dumps(kept, indent=2, ensure_ascii=False) + "\n").encode("utf-8"), sync=True)
 
 
 def _commit_openkb_removes(kb: KB, registry: Registry, view, entries: dict, result: Adoption) -> None:
