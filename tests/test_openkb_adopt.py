@@ -287,6 +287,8 @@ def test_a_crash_while_recording_openkbs_add_loses_nothing(ours, tmp_path, mode)
         target = tmp_path / f"{mode}-{point}"
         shutil.copytree(ours, target, symlinks=True)
         files = openkb_like_add(target, "rsync-notes")
+        status = run_openkb("--kb-dir", target, "status", "--json", check=True)
+        assert json.loads(status.stdout)["openkb_added"] == ["rsync-notes"]
         proc = run_openkb("--kb-dir", target, "recover", env={"OPENKB_FAULT_MODE": mode, "OPENKB_FAULT_AT": point})
         assert proc.returncode == -9, (point, proc.stdout, proc.stderr)
         run_openkb("--kb-dir", target, "recover", check=True)

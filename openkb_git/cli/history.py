@@ -82,6 +82,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     else:
         click.echo(f"  edited:     {len(st.dirty)}" + ("" if not st.dirty else "  (" + ", ".join(st.dirty[:10]) + ")"))
         click.echo(f"  journals:   {len(st.pending_journals)}" + ("  (run `openkb recover`)" if st.pending_journals else ""))
+    if st.openkb_added:
+        click.echo(f"  by OpenKB:  {len(st.openkb_added)} document(s) OpenKB added, recorded as `add` commits by the "
+                   f"next write (`openkb recover`): " + ", ".join(st.openkb_added[:10]))
     for path in st.invalid_records:
         click.echo(f"  invalid:    {path} is not a valid record (not a JSON object): its document is not counted; "
                    "run `openkb fsck`")

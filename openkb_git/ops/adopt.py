@@ -59,6 +59,24 @@ def hashes_changed(kb: KB) -> bool:
     return isinstance(mtime, int) and mtime != st.st_mtime_ns
 
 
+def pending_openkb_adds(kb: KB, view) -> list[str]:
+    """The documents OpenKB added that no record holds yet (for `openkb status`; the next
+    writer records them): one stat when hashes.json is the file we wrote."""
+    if kb.head() is None or not hashes_changed(kb):
+        return []
+    try:
+        entries = json.loads((kb.root / HASHES).read_bytes())
+    except (OSError, ValueError):
+        return []
+    out = []
+    for sha, meta in (entries.items() if isinstance(entries, dict) else ()):
+        if isinstance(meta, dict) and sha not in view.by_sha:
+            doc = meta.get("doc_name") or PurePosixPath(str(meta.get("name", ""))).stem
+            if isinstance(doc, str) and doc not in view.records:
+                out.append(doc)
+    return out
+
+
 def adopt_openkb_adds(kb: KB, registry: Registry) -> Adoption:
     """Commit, one `add` each, the documents OpenKB added since our views were last written
     (the KB lock held). An entry whose files are not all there is left, and said."""

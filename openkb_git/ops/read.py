@@ -155,6 +155,7 @@ class Status:
     writer: dict | None = None
     invalid_records: list[str] = field(default_factory=list)  # committed records that are not JSON objects  # set when a writer kept running: edits and journals were not checked
     warnings: list[str] = field(default_factory=list)  # the set-up of .git: merge drivers (ops/gitsetup.py)
+    openkb_added: list[str] = field(default_factory=list)  # OpenKB's own adds the next writer records (ops/adopt.py)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -165,6 +166,7 @@ def status(kb: KB) -> Status:
     from ..lock import KBLock
     from ..protocol.journal import pending_journals
     from ..views import views_are_current
+    from .adopt import pending_openkb_adds
     from .edits import find_edits
     from .gitsetup import driver_problems
 
@@ -183,7 +185,8 @@ def status(kb: KB) -> Status:
     return Status(root=str(kb.root), head=head.decode() if head else None, documents=len(records),
                   concepts=len(concepts), commits=commits, dirty=dirty, pending_journals=journals,
                   views_current=views_current, lock_holder=holder, writer=writer,
-                  invalid_records=view.invalid_paths(), warnings=driver_problems(kb.root))
+                  invalid_records=view.invalid_paths(), warnings=driver_problems(kb.root),
+                  openkb_added=pending_openkb_adds(kb, view))
 
 
 def list_documents(kb: KB) -> tuple[list[dict], list[str]]:
