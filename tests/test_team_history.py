@@ -102,9 +102,12 @@ def test_log_lists_every_operation_of_both_sides(team):
     incoming = _openkb_json(bob, "log", "HEAD~1..origin/main")
     assert [e["commit"] for e in incoming] == git(bob, "rev-list", "HEAD~1..origin/main").split()
     assert {e["doc"] for e in incoming} == {d[:-3] for d in ALICE_DOCS}
-    for path in ("wiki/summaries/git-merge.md", "wiki/concepts/branch.md", "wiki/index.md"):
+    no_git = {"PATH": str(bob.parent / "no-git-here")}  # `log --path` then walks every commit itself
+    for path in ("wiki/summaries/git-merge.md", "wiki/concepts/branch.md", "wiki/index.md", "wiki/concepts"):
         expected = git(bob, "log", "--format=%H", "--", path).split()  # git's default history simplification
         assert [e["commit"] for e in _openkb_json(bob, "log", "--path", path)] == expected, path
+        alone = json.loads(run_openkb("--kb-dir", bob, "log", "--path", path, "--json", env=no_git, check=True).stdout)
+        assert [e["commit"] for e in alone] == expected, path
 
 
 def test_show_diff_and_selectors_name_the_merged_operations(team):
@@ -142,6 +145,10 @@ def test_blame_credits_each_line_to_the_commit_that_wrote_it(team):
         # blank lines a diff matches is the diff algorithm's choice (ours and Git's differ).
         differ = [n for n, (a, b) in enumerate(zip(ours, theirs)) if a != b and blamed[n]["text"].strip()]
         assert not differ, (page, [blamed[n] for n in differ])
+        # without Git installed, the walk looks every commit up itself: the same answer
+        alone = run_openkb("--kb-dir", bob, "blame", page, "--json", env={"PATH": str(bob.parent / "no-git-here")},
+                           check=True)
+        assert json.loads(alone.stdout) == blamed, page
     lines = _openkb_json(bob, "blame", "wiki/concepts/branch.md")
     # git-merge's own line (the `sources:` line lists every document: the merge wrote it whole).
     mine = [line for line in lines if line["text"].startswith("- [[summaries/git-merge]]")]

@@ -20,6 +20,7 @@ from ..frontmatter import load_yaml, split as split_frontmatter
 from ..git.objects import PathFollower, common_prefix, common_suffix
 from ..history import Entry, entry_of, tree_of
 from ..kb import KB
+from .read import git_changed
 from .select import BadSelectorError, resolve
 
 DIFF_CONTEXT = 3
@@ -495,12 +496,31 @@ def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
     entries: dict[str, Entry] = {start.sha: start}
     queue = [(-start.time, 0, start.sha)]
     count = 1
+    # The commits of one parent that changed the path, by Git's own walk where it is installed
+    # (ops/read.py `git_changed`): any other such commit has its parent's version, so its lines
+    # pass on without a lookup of the path in either tree.
+    changed = git_changed(kb, path, start.sha.encode())
+
+    def hand_on(parent: str, carried: tuple[list[int], list[int]]) -> None:
+        nonlocal count
+        if parent not in entries:
+            entries[parent] = entry_of(kb, parent.encode())
+        if parent in pending:
+            carried = _union(pending[parent], carried)
+        else:
+            heapq.heappush(queue, (-entries[parent].time, count, parent))
+            count += 1
+        pending[parent] = carried
+
     while queue:
         _when, _order, sha = heapq.heappop(queue)
         if sha not in pending:
             continue
         heres, origins = pending.pop(sha)
         entry = entries[sha]
+        if changed is not None and len(entry.parents) == 1 and sha not in changed:
+            hand_on(entry.parents[0], (heres, origins))
+            continue
         current_sha = version(sha)
         parents = list(entry.parents)
         same = next((p for p in parents if version(p) == current_sha), None)
@@ -516,14 +536,7 @@ def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
                 carried, kept = _carry(text_of(version(parent)), current, heres, origins)
             heres, origins = kept
             if carried[0]:
-                if parent not in entries:
-                    entries[parent] = entry_of(kb, parent.encode())
-                if parent in pending:
-                    carried = _union(pending[parent], carried)
-                else:
-                    heapq.heappush(queue, (-entries[parent].time, count, parent))
-                    count += 1
-                pending[parent] = carried
+                hand_on(parent, carried)
         for k in origins:
             owners[k] = entry
     return [BlameLine(i + 1, (o.sha if o else ""), (o.doc if o else None), (o.op if o else ""), text)
