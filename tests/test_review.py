@@ -300,3 +300,29 @@ def test_diff_refuses_an_argument_that_is_neither_a_point_nor_a_path(history):
     assert after.stdout == by_path
     gone = run_openkb("diff", "--stat", "HEAD~1", "--", "HEAD~1x", cwd=history, check=True)
     assert "0 file(s) changed" in gone.stdout
+
+
+@given(st.lists(st.sampled_from(["a", "b", "c", "", "x\r", "- [[summaries/d]]"]), max_size=12),
+       st.lists(st.sampled_from(["a", "b", "c", "", "y", "- [[summaries/d]]"]), max_size=12),
+       st.booleans(), st.booleans())
+def test_text_blocks_are_runs_of_equal_lines_in_order(a_lines, b_lines, a_end, b_end):
+    """blame compares two versions on their bytes (ops/review.py text_blocks): every run it
+    returns is lines equal on both sides, in increasing order on both, and a common head and
+    tail of whole lines are matched whole."""
+    from openkb_git.ops.review import _split_lines, text_blocks
+
+    a = ("\n".join(a_lines) + ("\n" if a_end and a_lines else "")).encode()
+    b = ("\n".join(b_lines) + ("\n" if b_end and b_lines else "")).encode()
+    la, lb = _split_lines(a) if a else [], _split_lines(b) if b else []
+    blocks = text_blocks(a, b)
+    last_i = last_j = 0
+    for i, j, n in blocks:
+        assert n > 0 and i >= last_i and j >= last_j
+        assert la[i:i + n] == lb[j:j + n]
+        last_i, last_j = i + n, j + n
+    head = 0
+    while head < min(len(la), len(lb)) and la[head] == lb[head] and (head + 1 < len(la) or a.endswith(b"\n")) \
+            and (head + 1 < len(lb) or b.endswith(b"\n")):
+        head += 1
+    matched = {(i + k, j + k) for i, j, n in blocks for k in range(n)}
+    assert all((k, k) in matched for k in range(head))

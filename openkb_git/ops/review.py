@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import difflib
+import functools
 import json
 import re
 import stat as statmod
@@ -472,23 +473,27 @@ def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
 
         raise OpenKBError(f"{path or '.'} (a path from the KB's root) is not a file in {start.short}; "
                           "give a page's path, e.g. wiki/index.md (`openkb show --name-only` lists paths)")
-    lines = data.decode("utf-8", "replace").splitlines()
+    # Lines end at "\n" (as Git's); a version is kept as its bytes, and two versions are
+    # compared on them (`text_blocks`): only the part between their common head and tail is
+    # ever split into lines.
+    lines = [line.decode("utf-8", "replace").removesuffix("\r") for line in _split_lines(data)]
     owners: list[Entry | None] = [None] * len(lines)
     follower = PathFollower(kb.objects, path)
     versions: dict[str, tuple | None] = {start.sha: follower.lookup(tree)}  # commit -> (mode, blob) of path
-    texts: dict[bytes, list[str]] = {}
 
     def version(sha: str) -> tuple | None:
         if sha not in versions:
             versions[sha] = follower.lookup(tree_of(kb, sha))
         return versions[sha]
 
-    def text_of(found: tuple | None) -> list[str]:
+    @functools.lru_cache(maxsize=64)  # a version is read as a commit's and as its child's parent's
+    def blob(sha: bytes) -> bytes:
+        return kb.objects.blob_bytes(sha)
+
+    def text_of(found: tuple | None) -> bytes:
         if not found or statmod.S_ISDIR(found[0]):
-            return []
-        if found[1] not in texts:
-            texts[found[1]] = kb.objects.blob_bytes(found[1]).decode("utf-8", "replace").splitlines()
-        return texts[found[1]]
+            return b""
+        return blob(found[1])
 
     # The lines not yet attributed, per commit: their numbers in that commit's version (heres)
     # and at the start (origins), heres in increasing order (a diff keeps the order of lines).
@@ -533,7 +538,7 @@ def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
             if parent == same:
                 carried, kept = (heres, origins), ([], [])
             else:
-                carried, kept = _carry(text_of(version(parent)), current, heres, origins)
+                carried, kept = _carry(text_blocks(text_of(version(parent)), current), heres, origins)
             heres, origins = kept
             if carried[0]:
                 hand_on(parent, carried)
@@ -543,16 +548,58 @@ def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
             for i, (o, text) in enumerate(zip(owners, lines))]
 
 
-def _carry(parent_lines: list[str], current: list[str], heres: list[int],
+def _split_lines(data: bytes) -> list[bytes]:
+    """The lines of ``data``, each up to a "\n" (not kept); a last line may lack one."""
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+def _line_count(data: bytes) -> int:
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+
+
+def text_blocks(a: bytes, b: bytes) -> list[tuple[int, int, int]]:
+    """`matching_blocks` of the lines of texts ``a`` and ``b`` (lines as `_split_lines`), with
+    their common head and tail of whole lines found on the bytes (in C): only what lies
+    between is split into lines and diffed."""
+    if not a or not b:
+        return []
+    head = common_prefix(a, b)
+    if head == len(a) == len(b):
+        return [(0, 0, _line_count(a))]
+    head = a.rfind(b"\n", 0, head) + 1  # whole lines: a[:head] == b[:head] ends at a line's end
+    tail = common_suffix(a, b, head)
+    while tail and not (_line_start(a, len(a) - tail, head) and _line_start(b, len(b) - tail, head)):
+        nl = a.find(b"\n", len(a) - tail)
+        tail = len(a) - nl - 1 if nl >= 0 else 0
+    head_lines = a.count(b"\n", 0, head)
+    mid_a, mid_b = _split_lines(a[head:len(a) - tail]), _split_lines(b[head:len(b) - tail])
+    blocks = [(0, 0, head_lines)] if head_lines else []
+    blocks += [(i + head_lines, j + head_lines, n) for i, j, n in matching_blocks(mid_a, mid_b)]
+    tail_lines = _line_count(a[len(a) - tail:]) if tail else 0
+    if tail_lines:
+        blocks.append((head_lines + len(mid_a), head_lines + len(mid_b), tail_lines))
+    return blocks
+
+
+def _line_start(text: bytes, at: int, head: int) -> bool:
+    """Whether a line of ``text`` starts at ``at`` (``head``, the common head's end, is one)."""
+    return at == head or text[at - 1:at] == b"\n"
+
+
+def _carry(blocks: list[tuple[int, int, int]], heres: list[int],
            origins: list[int]) -> tuple[tuple[list[int], list[int]], tuple[list[int], list[int]]]:
     """((heres in the parent, origins) of the pending lines the parent shares with this version
-    (each block shifts a run of lines by one amount), (heres, origins) of the others)."""
+    (``blocks``: the runs of lines they share, `text_blocks`; each shifts a run by one amount),
+    (heres, origins) of the others)."""
     new_heres: list[int] = []
     new_origins: list[int] = []
     kept_heres: list[int] = []
     kept_origins: list[int] = []
     done = 0
-    for i0, j0, n in matching_blocks(parent_lines, current) if parent_lines else ():
+    for i0, j0, n in blocks:
         lo = bisect.bisect_left(heres, j0, done)
         hi = bisect.bisect_left(heres, j0 + n, lo)
         kept_heres += heres[done:lo]
