@@ -80,10 +80,12 @@ def exclude_openkb_outputs(repo_path: Path) -> None:
         text = ""
     missing = [line for line in OPENKB_OUTPUTS if line not in text.splitlines()]
     if missing:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from ..fsutil import makedirs, write_file
+
+        makedirs(path.parent, sync=False)
         lead = "" if not text or text.endswith("\n") else "\n"
-        path.write_text(text + lead + "# OpenKB's lint reports and graph (openkb-git)\n" + "\n".join(missing) + "\n",
-                        encoding="utf-8")
+        write_file(path, (text + lead + "# OpenKB's lint reports and graph (openkb-git)\n" + "\n".join(missing)
+                          + "\n").encode("utf-8"), sync=True)
 
 
 def configure(repo_path: Path) -> str:
