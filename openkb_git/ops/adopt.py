@@ -224,22 +224,19 @@ def document_files(root: Path, doc: str, meta: dict, tracked) -> tuple[list[str]
     return sorted(set(files)), ""
 
 
-def _regular(root: Path, path: str) -> bool:
+def _regular(root: Path, path: str, test=statmod.S_ISREG) -> bool:
+    """Whether ``path`` is a regular file (``test``: or a folder, S_ISDIR) reached through no
+    symbolic link: what OpenKB wrote is read, never what a link points to."""
     if link_on_the_way(root, path) is not None:
         return False
     try:
-        return statmod.S_ISREG(os.lstat(root / path).st_mode)
+        return test(os.lstat(root / path).st_mode)
     except OSError:
         return False
 
 
 def _regular_dir(root: Path, path: str) -> bool:
-    if link_on_the_way(root, path) is not None:
-        return False
-    try:
-        return statmod.S_ISDIR(os.lstat(root / path).st_mode)
-    except OSError:
-        return False
+    return _regular(root, path, statmod.S_ISDIR)
 
 
 def _read(root: Path, path: str) -> bytes | None:
