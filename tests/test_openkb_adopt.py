@@ -311,3 +311,16 @@ def test_an_openkb_entry_that_cannot_be_recorded_is_said_and_kept(ours, tmp_path
     kept = json.loads((ours / ".openkb/openkb-git/unadopted-openkb-entries.json").read_text())
     assert [meta["doc_name"] for meta in kept.values()] == ["rsync-notes"]
     assert "rsync-notes" not in our_list(ours)
+
+
+def test_a_dry_run_records_nothing_of_openkbs_adds(ours):
+    """`remove --dry-run` (and revert's, rebuild's) changes nothing: OpenKB's add stays for the
+    next real write to record. (On main `revert --dry-run` also committed the hand edits it
+    found, here OpenKB's changes of the index and a concept page, as an `edit`.)"""
+    openkb_like_add(ours, "rsync-notes")
+    head = git(ours, "rev-parse", "HEAD")
+    run_openkb("--kb-dir", ours, "remove", "--dry-run", "tar", check=True)
+    run_openkb("--kb-dir", ours, "revert", "--dry-run", "tar", check=True)
+    assert git(ours, "rev-parse", "HEAD") == head
+    run_openkb("--kb-dir", ours, "recover", check=True)
+    assert git(ours, "log", "-1", "--format=%s").startswith("add: rsync-notes.md (added by OpenKB)")

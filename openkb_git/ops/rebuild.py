@@ -206,7 +206,7 @@ def commit_rebuild(kb: KB, writer: Writer, *, why: str = "") -> RebuildResult:
 def rebuild(kb: KB, *, wait: float = 0.0, dry_run: bool = False, allow_edit_commits: bool = True) -> RebuildResult:
     """Regenerate the shared pages from the records: one `rebuild` commit, or none when they
     agree already (``dry_run``: the plan only)."""
-    writer = Writer(kb, wait)
+    writer = Writer(kb, wait, adopt=not dry_run)
     with writer.locked():
         if dry_run:
             tree = kb.head_tree()

@@ -203,10 +203,10 @@ def revert(kb: KB, entries: list[Entry], *, wait: float = 0.0, dry_run: bool = F
     conflicts, nothing changes and RevertConflictError lists every conflict. A merge needs
     ``mainline`` (`check_mainline`)."""
     check_mainline(entries, mainline)
-    writer = Writer(kb, wait)
+    writer = Writer(kb, wait, adopt=not dry_run)
     with writer.locked():
-        edited = commit_edits(kb, writer.registry, find_edits(kb, kb.head_tree(), refresh=True),
-                              allow=allow_edit_commits)
+        edited = None if dry_run else commit_edits(kb, writer.registry, find_edits(kb, kb.head_tree(), refresh=True),
+                                                   allow=allow_edit_commits)  # (a dry run commits nothing)
         edit_commit = edited.sha.decode() if edited is not None else None
         tree = kb.head_tree()
         plans: list[RevertPlan] = []
@@ -315,7 +315,7 @@ def remove(kb: KB, query: str, *, wait: float = 0.0, dry_run: bool = False,
 
     Returns (the document's name, the commit), or with ``dry_run`` (name, the paths that
     would change)."""
-    writer = Writer(kb, wait)
+    writer = Writer(kb, wait, adopt=not dry_run)
     with writer.locked():
         tree = kb.head_tree()
         view = writer.registry.view(tree)

@@ -23,9 +23,10 @@ RUNNING_WAIT = 600.0
 class Writer:
     """Holds what a mutating command keeps between commits (lock object, caches)."""
 
-    def __init__(self, kb: KB, wait: float = 0.0):
+    def __init__(self, kb: KB, wait: float = 0.0, *, adopt: bool = True):
         self.kb = kb
         self.wait = wait
+        self.adopt = adopt  # False for a --dry-run: it records nothing, OpenKB's adds included
         self.lock = KBLock(kb.openkb_dir)
         self.registry = Registry.of(kb)
         self.recoveries: list[RecoveryReport] = []
@@ -48,7 +49,8 @@ class Writer:
                 report = recover(self.kb, self.registry, crashed_since=self.lock.crashed_since())
                 if report.did_anything:
                     self.recoveries.append(report)
-                self._adopt()
+                if self.adopt:
+                    self._adopt()
                 yield
             finally:
                 self.kb.end_write(previous)
