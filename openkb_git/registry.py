@@ -205,10 +205,12 @@ class Registry:
             changed_docs.append(doc)
             view.invalid.discard(doc)
             old = view.records.pop(doc, None)
+            # (a record is data from the history: a `path` or `sha256` that is not text is not
+            # indexed, `openkb fsck` reports it, and nothing else trips over it)
             if old is not None:
-                if view.by_key.get(old.get("path")) == doc:
+                if _text(old.get("path")) and view.by_key.get(old["path"]) == doc:
                     del view.by_key[old["path"]]
-                if view.by_sha.get(old.get("sha256")) == doc:
+                if _text(old.get("sha256")) and view.by_sha.get(old["sha256"]) == doc:
                     del view.by_sha[old["sha256"]]
             if name in entries:
                 record = self._record(entries[name][1])
@@ -216,9 +218,9 @@ class Registry:
                     view.invalid.add(doc)
                     continue
                 view.records[doc] = record
-                if record.get("path"):
+                if _text(record.get("path")):
                     view.by_key[record["path"]] = doc
-                if record.get("sha256"):
+                if _text(record.get("sha256")):
                     view.by_sha[record["sha256"]] = doc
         view.changed = frozenset(changed_docs)
         self._last = (folder_sha, entries, view)
@@ -258,3 +260,7 @@ class RecordMemo(ObjectMemo):
 
     def __init__(self, path: os.PathLike):
         super().__init__(path, b"blob")
+
+
+def _text(value) -> bool:
+    return isinstance(value, str) and bool(value)

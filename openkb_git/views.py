@@ -12,7 +12,6 @@ import bisect
 import heapq
 import json
 import os
-import re
 import time
 
 from .fsutil import append_bytes, fsync_file, makedirs, truncate_file, write_file
@@ -151,7 +150,8 @@ def update_views(kb: KB, registry: Registry, *, full: bool = False, patch: bool 
     registry's tree need not even be read.
     """
     head = kb.head()
-    state = {} if full else read_state(kb)
+    prior = read_state(kb)
+    state = {} if full else prior
     if head is not None and state.get("commit") == head.decode() and (kb.root / HASHES).exists() and (kb.root / LOG).exists():
         return
     tree = kb.head_tree(head)
@@ -178,8 +178,8 @@ def update_views(kb: KB, registry: Registry, *, full: bool = False, patch: bool 
 
     log_path = kb.root / LOG
     new_entries: list[Entry] = []
-    known = state.get("commit")
-    size = state.get("log_size")
+    known = prior.get("commit")
+    size = prior.get("log_size")
     incremental = False
     if known and isinstance(size, int) and log_path.exists() and os.path.getsize(log_path) >= size:
         walk = iter_entries(kb, head)
@@ -187,12 +187,14 @@ def update_views(kb: KB, registry: Registry, *, full: bool = False, patch: bool 
             if entry.sha == known:
                 # Appending is right only when every commit the file does not list came before
                 # the one it ends with (a pull can bring older operations: then it is rewritten).
-                incremental = walk.cut
+                incremental = walk.cut and not full
                 break
             new_entries.append(entry)
         walk.close()
-    if incremental and _keep_foreign_log(kb, log_path, size):
-        incremental = False  # OpenKB appended lines of its own: rewritten with them in place
+        # Whatever the file gets, the lines another tool appended after the state's size are kept
+        # first (those of ours there, an update cut short, are the new commits' lines).
+        if _keep_foreign_log(kb, log_path, size, {log_line(e).rstrip("\n") for e in new_entries}):
+            incremental = False  # rewritten with them in place
     if not incremental:
         new_entries = list(iter_entries(kb, head))
         size = None
@@ -288,26 +290,46 @@ def _registry_changes(kb: KB, known: str, tree: bytes | None, journal) -> dict[b
 # Lines OpenKB's own commands appended to log.md (`ingest`, `remove`, `query`, `lint`, …), kept
 # here (local and untracked, as log.md itself) so each rewrite of the view keeps them, in time order.
 FOREIGN_LOG = ".openkb/openkb-git/openkb-log.md"
-_OUR_LINE = re.compile(r"^## \[[^\]]*\] .* \([0-9a-f]{7,40}\)$")
 
 
-def _keep_foreign_log(kb: KB, log_path, size: int) -> bool:
+def _keep_foreign_log(kb: KB, log_path, size: int, ours: set[str]) -> bool:
     """Move the lines another tool appended to log.md after our last write (beyond ``size``) to
-    FOREIGN_LOG; True when there were any. Lines of ours there (an update cut short, to be
-    written again) are not kept."""
+    FOREIGN_LOG; True when there were any. ``ours``: the lines of the commits since that write
+    (an update of ours cut short leaves some there, to be written again), not kept; nor a
+    line FOREIGN_LOG holds already (kept before a crash, or before the state recorded it)."""
     try:
         with open(log_path, "rb") as fh:
             fh.seek(size)
             tail = fh.read().decode("utf-8", "replace")
     except OSError:
         return False
-    foreign = [line for line in tail.split("\n") if line.startswith("## [") and not _OUR_LINE.match(line)]
+    foreign = [line for line in tail.split("\n") if line.startswith("## [") and line not in ours]
     if not foreign:
         return False
     target = kb.root / FOREIGN_LOG
-    makedirs(target.parent, sync=False)
-    append_bytes(target, "".join(line + "\n\n" for line in foreign).encode("utf-8"), sync=True)
+    try:
+        kept = set(target.read_text(encoding="utf-8").split("\n"))
+    except OSError:
+        kept = set()
+    fresh = [line for line in dict.fromkeys(foreign) if line not in kept]
+    if fresh:
+        makedirs(target.parent, sync=False)
+        append_bytes(target, "".join(line + "\n\n" for line in fresh).encode("utf-8"), sync=True)
     return True
+
+
+def rewrite_hashes(kb: KB, registry: Registry) -> None:
+    """hashes.json made again from the records at HEAD, and views.json told so: another tool
+    rewrote it and nothing of that is to be recorded (when the views are behind HEAD, the
+    next update_views does it)."""
+    state = read_state(kb)
+    head = kb.head()
+    if head is None or state.get("commit") != head.decode():
+        return
+    data = hashes_json(registry.view(kb.head_tree(head)).records)
+    write_file(kb.root / HASHES, data, sync=True)
+    state.update(hashes_size=len(data), hashes_mtime=os.stat(kb.root / HASHES).st_mtime_ns)
+    write_file(kb.root / STATE, json.dumps(state).encode("utf-8"), sync=True)
 
 
 def render_log(kb: KB, entries: list[Entry]) -> str:

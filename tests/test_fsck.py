@@ -41,12 +41,21 @@ def test_fsck_finds_and_repairs(kb, tmp_path):
 
 
 def test_fsck_reports_stale_log_view(kb, tmp_path):
+    """A line of ours changed is reported and restored by --repair; a line appended after our
+    last write is another tool's (OpenKB's `query`, `lint`, ...): kept by the repair, in time order."""
     run_openkb("add", copy_tldr(tmp_path / "src", ["tar.md"]), cwd=kb, check=True)
     log = kb / "wiki" / "log.md"
-    log.write_text(log.read_text() + "## [2020-01-01 00:00:00] ingest | forged.md\n\n")
+    log.write_text(log.read_text().replace("ingest | tar.md", "ingest | forged.md"))
     assert ("views", "wiki/log.md") in problems(kb)
     run_openkb("fsck", "--repair", cwd=kb)
-    assert "forged" not in log.read_text() and run_openkb("fsck", cwd=kb).returncode == 0
+    assert "forged" not in log.read_text() and "ingest | tar.md (" in log.read_text()
+    assert run_openkb("fsck", cwd=kb).returncode == 0
+    log.write_text(log.read_text() + "## [2020-01-01 00:00:00] query | appended.md\n\n")
+    assert ("views", "wiki/log.md") in problems(kb)
+    run_openkb("fsck", "--repair", cwd=kb)
+    text = log.read_text()
+    assert text.index("query | appended.md") < text.index("ingest | tar.md (")
+    assert run_openkb("fsck", cwd=kb).returncode == 0
 
 
 def test_fsck_checks_the_commit_memo(kb, tmp_path):

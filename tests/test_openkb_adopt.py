@@ -311,6 +311,8 @@ def test_an_openkb_entry_that_cannot_be_recorded_is_said_and_kept(ours, tmp_path
     kept = json.loads((ours / ".openkb/openkb-git/unadopted-openkb-entries.json").read_text())
     assert [meta["doc_name"] for meta in kept.values()] == ["rsync-notes"]
     assert "rsync-notes" not in our_list(ours)
+    again = run_openkb("--kb-dir", ours, "recover", check=True)  # said once: hashes.json is ours again
+    assert "left OpenKB's" not in again.stderr, again.stderr
 
 
 def test_a_dry_run_records_nothing_of_openkbs_adds(ours):
@@ -324,3 +326,71 @@ def test_a_dry_run_records_nothing_of_openkbs_adds(ours):
     assert git(ours, "rev-parse", "HEAD") == head
     run_openkb("--kb-dir", ours, "recover", check=True)
     assert git(ours, "log", "-1", "--format=%s").startswith("add: rsync-notes.md (added by OpenKB)")
+
+
+@pytest.mark.parametrize("damage", ["a list for a path", "a name that is no UTF-8", "two entries, one name"])
+def test_odd_openkb_entries_never_block_a_writer(ours, tmp_path, damage):
+    """What OpenKB (or anything) wrote into hashes.json and wiki/ is untrusted: a value of the
+    wrong type, a file name that is no UTF-8, two new entries of one name. Found by review: a
+    list for `path` was committed into the record and every command after failed with a
+    TypeError; a non-UTF-8 image name made every writer fail."""
+    openkb_like_add(ours, "rsync-notes")
+    hashes = json.loads((ours / ".openkb/hashes.json").read_text())
+    sha = next(s for s, m in hashes.items() if m["doc_name"] == "rsync-notes")
+    if damage == "a list for a path":
+        hashes[sha]["path"] = ["x"]
+        hashes[sha]["type"] = {"no": "text"}
+    elif damage == "two entries, one name":
+        hashes["cd" * 32] = dict(hashes[sha], name="other.md")
+    (ours / ".openkb/hashes.json").write_text(json.dumps(hashes, indent=2))
+    if damage == "a name that is no UTF-8":
+        folder = os.fsencode(ours / "wiki/sources/images/rsync-notes")
+        os.makedirs(folder)
+        with open(os.path.join(folder, b"\xff.png"), "wb") as fh:
+            fh.write(b"png")
+    copy_tldr(tmp_path / "more", ["grep.md"])
+    add = run_openkb("--kb-dir", ours, "add", tmp_path / "more" / "grep.md")
+    assert add.returncode == 0 and "Traceback" not in add.stderr, add.stderr
+    assert "grep" in our_list(ours)
+    listed = our_list(ours)
+    if damage == "a name that is no UTF-8":
+        assert "rsync-notes" not in listed and "is no UTF-8 name" in add.stderr
+    else:
+        assert "rsync-notes" in listed
+        record = json.loads((ours / ".openkb/registry/rsync-notes.json").read_text())
+        assert all(isinstance(record[k], str) for k in ("name", "doc_name", "raw_path", "source_path"))
+        assert "path" not in record or isinstance(record["path"], str)
+    if damage == "two entries, one name":
+        assert "another new entry of hashes.json has that name" in add.stderr
+    run_openkb("--kb-dir", ours, "recover", check=True)  # and the next writer, and the next, run
+    assert run_openkb("--kb-dir", ours, "status").returncode == 0
+
+
+def test_openkbs_log_lines_survive_a_full_rewrite_and_a_question_ending_in_hex(ours, tmp_path):
+    """Found by review: `fsck --repair` (a full rewrite of the views) dropped OpenKB's lines,
+    and a line of OpenKB's ending in `(abc1234)` was taken for one of ours and dropped."""
+    time.sleep(1.1)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    lines = [f"## [{stamp}] query | what is a commit (abc1234)", f"## [{stamp}] lint | report → lint_1.md"]
+    with open(ours / "wiki/log.md", "a") as log:
+        log.write("".join(line + "\n\n" for line in lines))
+    run_openkb("--kb-dir", ours, "fsck", "--repair", check=True)
+    text = (ours / "wiki/log.md").read_text()
+    assert all(text.count(line + "\n") == 1 for line in lines), text
+    copy_tldr(tmp_path / "more", ["grep.md"])
+    run_openkb("--kb-dir", ours, "add", tmp_path / "more" / "grep.md", check=True)
+    text = (ours / "wiki/log.md").read_text()
+    assert all(text.count(line + "\n") == 1 for line in lines), text
+    assert run_openkb("--kb-dir", ours, "fsck").returncode == 0
+
+
+def test_an_entry_left_is_said_once_even_when_nothing_is_committed(ours):
+    """Found by review: with nothing committed, hashes.json stayed OpenKB's, and every writer
+    after read it all again (and said the same)."""
+    openkb_like_add(ours, "rsync-notes")
+    (ours / "wiki/summaries/rsync-notes.md").unlink()
+    first = run_openkb("--kb-dir", ours, "recover", check=True)
+    assert "left OpenKB's hashes.json entry for rsync-notes" in first.stderr
+    second = run_openkb("--kb-dir", ours, "recover", check=True)
+    assert "left OpenKB's" not in second.stderr, second.stderr
+    assert json.loads(run_openkb("--kb-dir", ours, "status", "--json", check=True).stdout)["openkb_added"] == []

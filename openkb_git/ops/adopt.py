@@ -26,7 +26,7 @@ from ..kb import KB
 from ..paths import document_path_problem, link_on_the_way, path_problem
 from ..protocol.commit import Committed, Mutation, commit_mutation
 from ..registry import OPENKB_COMPILED, Registry, encode_record, record_path
-from ..views import HASHES, read_state
+from ..views import HASHES, OPENKB_FIELDS, read_state, rewrite_hashes
 
 SHARED_KINDS = ("concepts", "entities")
 # OpenKB's hashes.json entries that could not be recorded (their files not all there), kept
@@ -59,6 +59,16 @@ def hashes_changed(kb: KB) -> bool:
     return isinstance(mtime, int) and mtime != st.st_mtime_ns
 
 
+def _doc_of(meta: dict) -> str | None:
+    """The doc name of an OpenKB entry (its `doc_name`, else its file name's stem), or None
+    when it has none that is text."""
+    doc = meta.get("doc_name")
+    if not isinstance(doc, str) or not doc:
+        name = meta.get("name")
+        doc = PurePosixPath(name).stem if isinstance(name, str) else None
+    return doc or None
+
+
 def pending_openkb_adds(kb: KB, view) -> list[str]:
     """The documents OpenKB added that no record holds yet (for `openkb status`; the next
     writer records them): one stat when hashes.json is the file we wrote."""
@@ -71,8 +81,8 @@ def pending_openkb_adds(kb: KB, view) -> list[str]:
     out = []
     for sha, meta in (entries.items() if isinstance(entries, dict) else ()):
         if isinstance(meta, dict) and sha not in view.by_sha:
-            doc = meta.get("doc_name") or PurePosixPath(str(meta.get("name", ""))).stem
-            if isinstance(doc, str) and doc not in view.records:
+            doc = _doc_of(meta)
+            if doc is not None and doc not in view.records:
                 out.append(doc)
     return out
 
@@ -95,8 +105,12 @@ def adopt_openkb_adds(kb: KB, registry: Registry) -> Adoption:
     for sha, meta in entries.items():  # in OpenKB's order: the order its adds came in
         if not isinstance(meta, dict) or not isinstance(sha, str) or sha in view.by_sha:
             continue
-        doc = meta.get("doc_name") or PurePosixPath(str(meta.get("name", ""))).stem
-        if not isinstance(doc, str) or doc in view.records:
+        doc = _doc_of(meta)
+        if doc is None or doc in view.records:
+            continue
+        if any(doc == d for _s, d, _m, _f in found):
+            result.skipped.append(f"{doc}: another new entry of hashes.json has that name (the first is recorded)")
+            left[sha] = meta
             continue
         files, why = document_files(kb.root, doc, meta, lambda p: kb.objects.lookup(tree, p) is not None)
         if why:
@@ -108,6 +122,10 @@ def adopt_openkb_adds(kb: KB, registry: Registry) -> Adoption:
         _keep_unadopted(kb, left)
     _commit_openkb_removes(kb, registry, view, entries, result)
     if not found:
+        if not result.commits:
+            # nothing of it to record: hashes.json is made again from the records, so the next
+            # writer does not read it all again (an entry left is kept in UNADOPTED)
+            rewrite_hashes(kb, registry)
         return result
     pages = shared_pages(kb.root)  # {path: (bytes, {docs its sources name})}
     order = [doc for _s, doc, _m, _f in found]
@@ -197,14 +215,14 @@ def document_files(root: Path, doc: str, meta: dict, tracked) -> tuple[list[str]
     summary) in the KB at ``root``, or the reason it is not adopted (one is missing, or
     ``tracked(path)``: committed already)."""
     summary = f"wiki/summaries/{doc}.md"
-    if "/" in doc or path_problem(summary) or document_path_problem(summary):
+    if "/" in doc or path_problem(summary) or document_path_problem(summary) or not _utf8(summary):
         return [], f"its name {doc!r} is not a page name"
     named = [meta.get("raw_path"), meta.get("source_path"), summary]
     files = []
     for path in named:
         if not path:
             continue
-        if not isinstance(path, str) or document_path_problem(path):
+        if not isinstance(path, str) or document_path_problem(path) or not _utf8(path):
             return [], f"hashes.json names {path!r}, not a path inside raw/ or wiki/"
         if not _regular(root, path):
             return [], f"{path} is not there"
@@ -216,12 +234,22 @@ def document_files(root: Path, doc: str, meta: dict, tracked) -> tuple[list[str]
         for dirpath, _dirs, names in os.walk(root / images):
             for name in names:
                 path = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
+                if not _utf8(path):  # a Git path is UTF-8 here: such a file is OpenKB's, left alone
+                    return [], f"{path.encode('utf-8', 'surrogateescape')!r} is no UTF-8 name"
                 if not path_problem(path) and _regular(root, path):
                     files.append(path)
     committed = [p for p in files if tracked(p)]
     if committed:
         return [], f"{committed[0]} is already committed (as another document's?)"
     return sorted(set(files)), ""
+
+
+def _utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _regular(root: Path, path: str, test=statmod.S_ISREG) -> bool:
@@ -266,7 +294,7 @@ def shared_pages(root: Path) -> dict[str, tuple[bytes, set[str]]]:
             continue
         for name in sorted(os.listdir(root / folder)):
             path = f"{folder}/{name}"
-            if not name.endswith(".md") or path_problem(path):
+            if not name.endswith(".md") or path_problem(path) or not _utf8(path):
                 continue
             data = _read(root, path)
             if data is not None:
@@ -316,7 +344,11 @@ def _index_without(index: bytes, docs: list[str], pages: list[str]) -> bytes:
 def openkb_record(root: Path, sha: str, doc: str, meta: dict, files: list[str], pages: dict) -> dict:
     """Our registry record of a document OpenKB added: its hashes.json entry, plus what our
     records carry (docs/layout.md): its files, summary, concepts, entities, description."""
-    record = {k: v for k, v in meta.items() if v not in (None, "") and k != "files"}
+    # only OpenKB's fields, and only as text (an entry is data another program wrote: a list
+    # where a path belongs would be committed, and trip every reader of the record)
+    record = {k: meta[k] for k in OPENKB_FIELDS if isinstance(meta.get(k), str) and meta[k]}
+    if isinstance(meta.get("pages"), int) and not isinstance(meta.get("pages"), bool):
+        record["pages"] = meta["pages"]
     if isinstance(record.get("path"), str) and PurePosixPath(record["path"]).is_absolute():
         # OpenKB records a file from outside the KB by its absolute path; ours never hold one
         # (they are published to every clone): its folder's name and its own, as `openkb add`

@@ -292,21 +292,19 @@ def adopt_registry(root: Path) -> dict[str, dict]:
     with the files, concepts and entities OpenKB's pages give it (ops/adopt.py), so `openkb
     remove` takes out everything it owns; an entry whose files are not all there keeps its
     metadata alone (`openkb fsck` names what is missing)."""
-    from .adopt import document_files, openkb_record, shared_pages
+    from .adopt import _doc_of, document_files, openkb_record, shared_pages
 
     hashes = json.loads((root / ".openkb" / "hashes.json").read_text(encoding="utf-8"))
     pages = shared_pages(root)
     records: dict[str, dict] = {}
-    for sha, meta in hashes.items():
-        if not isinstance(meta, dict):
+    for sha, meta in (hashes.items() if isinstance(hashes, dict) else ()):
+        if not isinstance(meta, dict) or not isinstance(sha, str):
             continue
-        doc = meta.get("doc_name") or Path(meta.get("name", "document")).stem
+        doc = _doc_of(meta) or "document"
         files, why = document_files(root, doc, meta, lambda _path: False)
-        if why:
-            record = {k: v for k, v in meta.items() if v not in (None, "")}
-            record["doc_name"] = doc
-            record["sha256"] = sha
-        else:
-            record = openkb_record(root, sha, doc, meta, files, pages)
+        record = openkb_record(root, sha, doc, meta, [] if why else files, pages if not why else {})
+        if why:  # its files not all there: its metadata alone (`openkb fsck` names what is missing)
+            for key in ("files", "summary_path", "concepts", "entities", "compiled_by"):
+                record.pop(key, None)
         records[doc] = record
     return records

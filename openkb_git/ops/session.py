@@ -66,7 +66,15 @@ class Writer:
             from .gitsetup import exclude_openkb_outputs
 
             exclude_openkb_outputs(root)
-        adoption = adopt_openkb_adds(self.kb, self.registry)
+        try:
+            adoption = adopt_openkb_adds(self.kb, self.registry)
+        except (OSError, ValueError, TypeError, KeyError, UnicodeError) as exc:
+            # What OpenKB wrote is data another program made: whatever is wrong with it, this
+            # writer's own work goes on (its entries stay for the next one, and are said).
+            if notice is not None:
+                notice(f"did not record what OpenKB added ({type(exc).__name__}: {exc}); "
+                       "`openkb status` lists it, `openkb fsck` checks the KB")
+            return
         self.adopted += adoption.docs
         fresh = [s for s in adoption.skipped if s not in self.adoption_skipped]
         self.adoption_skipped += fresh
