@@ -4,7 +4,8 @@ measured in the same run). Takes about an hour here; see docs/performance.md.
     .venv/bin/python benchmarks/run.py            # everything
     .venv/bin/python benchmarks/run.py --quick    # small sizes, a few minutes
 
-Each part is also a script of its own (commit_overhead.py, ingest.py, history_latency.py).
+Each part is also a script of its own (commit_overhead.py, ingest.py, history_latency.py,
+user_rows.py).
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ def main() -> None:
         run("commit_overhead.py", "--sizes", "1000,5000", "--runs", "5")
         run("ingest.py", "--skip-tldr", "--pdf-runs", "1")
         run("history_latency.py", "--ingests", "1000", "--runs", "3")
+        run("user_rows.py", "--ingests", "1000", "--files", "20", "--runs", "3")
     else:
         run("commit_overhead.py", "--sizes", "1000,10000,50000")
         run("ingest.py")
         run("history_latency.py", "--ingests", "10000")
+        run("user_rows.py", "--ingests", "10000", "--files", "60", "--runs", "5")
 
 
 if __name__ == "__main__":
