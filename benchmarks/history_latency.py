@@ -69,14 +69,23 @@ def build(kb: Path, ingests: int) -> None:
     print(f"built {ingests} ingests in {time.perf_counter() - start:.0f} s")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ingests", type=int, default=5000)
-    parser.add_argument("--runs", type=int, default=5)
+def kb_of_ingests(description: str, ingests: int, runs: int, **more: int) -> tuple[argparse.Namespace, Path]:
+    """The command line of a benchmark on the KB of N ingests (--ingests, --runs, --kb, and
+    ``more`` integer options with their defaults), and that KB, built when missing."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ingests", type=int, default=ingests)
+    parser.add_argument("--runs", type=int, default=runs)
     parser.add_argument("--kb", type=Path, default=None)
+    for name, default in more.items():
+        parser.add_argument(f"--{name}", type=int, default=default)
     args = parser.parse_args()
     kb = args.kb or Path(f"/tmp/openkb-bench-{args.ingests}")
     build(kb, args.ingests)
+    return args, kb
+
+
+def main() -> None:
+    args, kb = kb_of_ingests(__doc__, 5000, 5)
     py = [sys.executable, "-m", "openkb_git", "--kb-dir", str(kb)]
     log = json.loads(openkb("log", "--json", kb=kb).stdout)
     middle = log[len(log) // 2]

@@ -18,8 +18,6 @@ are openkb's time over Git's.
 
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -29,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from history_latency import ENV, build  # noqa: E402
+from history_latency import ENV, kb_of_ingests, timed  # noqa: E402
 from synthetic import TLDR  # noqa: E402
 
 OPENKB = [sys.executable, "-m", "openkb_git"]
@@ -93,25 +91,8 @@ def add_against_git(kb: Path, work: Path, pages: list[Path], label: str) -> tupl
     return openkb_time, git_time
 
 
-def timed(argv: list[str], cwd: Path, runs: int) -> float:
-    samples = []
-    for run in range(runs + 1):
-        start = time.perf_counter()
-        subprocess.run(argv, cwd=cwd, capture_output=True, env=ENV)
-        if run:
-            samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ingests", type=int, default=2000)
-    parser.add_argument("--files", type=int, default=60)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--kb", type=Path, default=None)
-    args = parser.parse_args()
-    kb = args.kb or Path(f"/tmp/openkb-bench-{args.ingests}")
-    build(kb, args.ingests)
+    args, kb = kb_of_ingests(__doc__, 2000, 3, files=60)
     work = kb.parent / f"{kb.name}-user-rows"
     work.mkdir(exist_ok=True)
     rows = []
@@ -122,9 +103,9 @@ def main() -> None:
             for i in range(max(1, args.runs // 2))]
     rows.append((f"openkb add <{args.files} new pages>", statistics.median(o for o, _ in many),
                  f"git: the same {args.files} commits", statistics.median(g for _, g in many)))
-    rows.append(("openkb fsck", timed(OPENKB + ["--kb-dir", str(kb), "fsck"], kb, args.runs),
+    rows.append(("openkb fsck", timed(OPENKB + ["--kb-dir", str(kb), "fsck"], args.runs, cwd=kb),
                  "git fsck + git status", timed(["sh", "-c", "git fsck --no-progress >/dev/null 2>&1; "
-                                                 "git status --porcelain >/dev/null"], kb, args.runs)))
+                                                 "git status --porcelain >/dev/null"], args.runs, cwd=kb)))
     shutil.rmtree(work, ignore_errors=True)
     print(f"\nKB: {kb} ({args.ingests} ingests); medians of fresh processes, Python start-up included\n")
     print(f"{'command':<34} {'median':>9}   {'reference':<38} {'median':>9} {'ratio':>7}")
