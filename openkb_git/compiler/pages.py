@@ -188,6 +188,21 @@ def source_of(doc: str) -> str:
     return f"summaries/{doc}.md"
 
 
+def page_sources(text: str | bytes | None) -> set[str]:
+    """The docs a shared page's `sources:` names (its frontmatter, through the one split); a
+    page that is no UTF-8 names none."""
+    from ..frontmatter import split
+
+    if not isinstance(text, str):
+        try:
+            text = (text or b"").decode("utf-8")
+        except UnicodeDecodeError:
+            return set()
+    data = split(text)[0] or {}
+    sources = data.get("sources")
+    return {d for d in map(doc_of_source, sources) if d} if isinstance(sources, list) else set()
+
+
 def doc_of_source(source: str) -> str | None:
     """The doc of a `sources:` entry: `summaries/<doc>.md` (OpenKB's form) or a bare name."""
     if not isinstance(source, str):

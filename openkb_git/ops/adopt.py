@@ -9,7 +9,8 @@ document as an `add` of its own: a record made from the entry, every file of the
 and the shared pages that list it — so `openkb list`, `log`, `revert` and `remove` treat it
 as any other document, and the hashes.json we write next keeps its entry.
 
-Documents OpenKB removed are committed as `remove` by the hand-edit guard (ops/edits.py).
+Documents OpenKB removed (their entries gone, their files deleted) are committed as `remove`
+here too, through the hand-edit guard's own removal (ops/edits.py commit_removed_by_hand).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import stat as statmod
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ..frontmatter import split as split_frontmatter
+from ..frontmatter import parts as frontmatter_parts, split as split_frontmatter
 from ..fsutil import makedirs, write_file
 from ..kb import KB
 from ..paths import document_path_problem, link_on_the_way, path_problem
@@ -159,8 +160,8 @@ def adopt_openkb_adds(kb: KB, registry: Registry) -> Adoption:
         makedirs((kb.root / record_path(doc)).parent, sync=False)
         write_file(kb.root / record_path(doc), changes[record_path(doc)], sync=False)
         result.docs.append(doc)
-    for first, follow in zip(mutations, mutations[1:]):
-        first.then = follow
+    for earlier, follow in zip(mutations, mutations[1:]):
+        earlier.then = follow
     committed = commit_mutation(kb, registry, kb.head(), mutations[0])
     if committed is not None:
         result.commits.append(committed)
@@ -190,9 +191,8 @@ def _commit_openkb_removes(kb: KB, registry: Registry, view, entries: dict, resu
     from ..paths import record_path_problems
     from .edits import commit_removed_by_hand, find_edits
 
-    listed = {sha for sha in entries}
     gone = [doc for doc, record in view.records.items()
-            if record.get("sha256") not in listed and isinstance(record.get("files"), list) and record["files"]
+            if isinstance(record.get("sha256"), str) and record["sha256"] not in entries and isinstance(record.get("files"), list) and record["files"]
             and not record_path_problems(record) and not (kb.root / record["files"][0]).exists()]
     if not gone:
         return
@@ -274,17 +274,6 @@ def _read(root: Path, path: str) -> bytes | None:
         return None
 
 
-def _sources(data: bytes) -> set[str]:
-    from ..compiler.pages import doc_of_source
-
-    try:
-        fm, _body = split_frontmatter(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        return set()
-    raw = fm.get("sources") if isinstance(fm, dict) else None
-    return {d for d in map(doc_of_source, raw if isinstance(raw, list) else []) if isinstance(d, str) and d}
-
-
 def shared_pages(root: Path) -> dict[str, tuple[bytes, set[str]]]:
     """{path of each concept and entity page: (its bytes, the docs its `sources` name)}."""
     out = {}
@@ -298,7 +287,9 @@ def shared_pages(root: Path) -> dict[str, tuple[bytes, set[str]]]:
                 continue
             data = _read(root, path)
             if data is not None:
-                out[path] = (data, _sources(data))
+                from ..compiler.pages import page_sources  # (here: writers need not import the compiler)
+
+                out[path] = (data, page_sources(data))
     return out
 
 
@@ -312,18 +303,20 @@ def _page_without(page: bytes, docs: list[str]) -> bytes:
     from ..compiler.pages import source_of
 
     text = page.decode("utf-8", "surrogateescape")
-    fm_text, sep, body = text.partition("\n---\n") if text.startswith("---\n") else ("", "", text)
+    found = frontmatter_parts(text)  # the one delimiter rule
+    block, body = found if found is not None else (None, text)
     links = tuple(f"[[summaries/{doc}]]" for doc in docs)
+    body = "\n".join(ln for ln in body.split("\n") if not any(link in ln for link in links))
+    if block is None:
+        return body.encode("utf-8", "surrogateescape")
     sources = tuple(json.dumps(source_of(doc)) for doc in docs)
-    fm_lines = []
-    for line in fm_text.split("\n"):
-        if line.startswith("sources:"):
+    lines = []
+    for line in block.split("\n"):
+        if line.startswith("sources:"):  # OpenKB's one line, `sources: ["summaries/<doc>.md", …]`
             for quoted in sources:
                 line = line.replace(quoted + ", ", "").replace(", " + quoted, "").replace(quoted, "")
-        fm_lines.append(line)
-    body_lines = [ln for ln in body.split("\n") if not any(link in ln for link in links)]
-    out = "\n".join(fm_lines) + sep + "\n".join(body_lines) if sep else "\n".join(body_lines)
-    return out.encode("utf-8", "surrogateescape")
+        lines.append(line)
+    return ("---\n" + "\n".join(lines) + "---\n" + body).encode("utf-8", "surrogateescape")
 
 
 def _index_without(index: bytes, docs: list[str], pages: list[str]) -> bytes:

@@ -415,7 +415,7 @@ def check_pages(kb: KB, tree: bytes | None, records: dict[str, dict]) -> list[Pr
     page is not looked at. Reads the index and each shared page once (no summary is read: the
     record's files, summary included, are checked by check_registry). Records without a title or
     concepts (adopted from OpenKB, not compiled by openkb) are not compared."""
-    from ..compiler.pages import DOCUMENTS, KINDS, LEGACY_MENTIONS, MENTIONS, record_index_line
+    from ..compiler.pages import DOCUMENTS, KINDS, LEGACY_MENTIONS, MENTIONS, page_sources, record_index_line
 
     problems = []  # (a record's unsafe paths, reported by check_registry, are not followed: names only)
     index = kb.objects.read_path(tree, INDEX_PATH)
@@ -450,7 +450,7 @@ def check_pages(kb: KB, tree: bytes | None, records: dict[str, dict]) -> list[Pr
                 text = page.decode("utf-8")
             except UnicodeDecodeError:
                 text = ""  # (no sources: reported below as lacking the records' documents)
-            sources = docs if _sources_as_compiled(text, docs) else _sources_of(text)
+            sources = docs if _sources_as_compiled(text, docs) else page_sources(text)
             mentions = set(_section_lines(page, MENTIONS, "- [[summaries/")
                            or _section_lines(page, LEGACY_MENTIONS, "- [[summaries/"))
             checks = [("sources", sources)] + ([] if slug in openkb_pages else
@@ -543,14 +543,6 @@ def _sources_as_compiled(text: str, docs: set[str]) -> bool:
     want = "\nsources: " + json.dumps([source_of(d) for d in sorted(docs)], ensure_ascii=False) + "\n"
     at = block.find(want)
     return at >= 0 and block.find("\nsources:") == at
-
-
-def _sources_of(text: str) -> set[str]:
-    from ..compiler.pages import doc_of_source
-
-    data = frontmatter.split(text)[0] or {}
-    sources = data.get("sources")
-    return {d for d in map(doc_of_source, sources) if d} if isinstance(sources, list) else set()
 
 
 PAGES_FIX = ("`openkb rebuild` (or `openkb fsck --repair`) regenerates the compiler's parts of the shared pages "

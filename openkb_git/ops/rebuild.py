@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..compiler import Contribution, update_index, update_shared_page
-from ..compiler.pages import (DOCUMENTS, KINDS, LEGACY_MENTIONS, MENTIONS, mention_text, phrase_of, record_index_line,
-                              shared_index_line)
+from ..compiler.pages import (DOCUMENTS, KINDS, LEGACY_MENTIONS, MENTIONS, mention_text, page_sources, phrase_of,
+                              record_index_line, shared_index_line)
 from ..errors import OpenKBError
 from ..git.objects import ChangeSet
 from ..kb import KB
@@ -65,15 +65,6 @@ def _keyed(page: bytes | None, heading: str, prefix: str) -> dict[str, str]:
     from .fsck import _section_lines
 
     return _section_lines(page, heading, prefix)
-
-
-def _sources(page: bytes | None) -> set[str]:
-    from .fsck import _sources_of
-
-    try:
-        return _sources_of((page or b"").decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return set()
 
 
 class _Recompiler:
@@ -136,7 +127,7 @@ def plan_rebuild(kb: KB, tree: bytes | None, records: dict[str, dict]) -> Rebuil
                 mentions = _keyed(page, MENTIONS, _SUMMARY) or _keyed(page, LEGACY_MENTIONS, _SUMMARY)
             except UnicodeDecodeError:
                 mentions = {}
-            sources = _sources(page)
+            sources = page_sources(page)
             for doc in sorted((set(mentions) | sources) - docs):
                 if doc in compiled or doc not in recorded:  # (a record without concepts is OpenKB's: left)
                     page = update_shared_page(page, kind, slug, doc, None)

@@ -30,7 +30,6 @@ class Writer:
         self.lock = KBLock(kb.openkb_dir)
         self.registry = Registry.of(kb)
         self.recoveries: list[RecoveryReport] = []
-        self.adopted: list[str] = []  # documents OpenKB added, committed as `add` (ops/adopt.py)
         self.adoption_skipped: list[str] = []  # OpenKB's entries left, "<doc>: <why>"
         self._acquired_once = False
 
@@ -75,7 +74,6 @@ class Writer:
                 notice(f"did not record what OpenKB added ({type(exc).__name__}: {exc}); "
                        "`openkb status` lists it, `openkb fsck` checks the KB")
             return
-        self.adopted += adoption.docs
         fresh = [s for s in adoption.skipped if s not in self.adoption_skipped]
         self.adoption_skipped += fresh
         if notice is None:
