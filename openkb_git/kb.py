@@ -25,6 +25,12 @@ DEFAULT_CONFIG = {
     "gc_auto_commits": 1000,
     "max_fetch_mb": 100,
     "fetch_timeout": 30,
+    "compile_concurrency": 5,
+    "base_url": None,
+    "api_key_env": "OPENAI_API_KEY",
+    "llm_timeout": 120,
+    "llm_retries": 3,
+    "llm_max_input_chars": 60000,
 }
 
 CONFIG_PATH = ".openkb/config.yaml"
@@ -45,10 +51,10 @@ class ConfigError(OpenKBError):
 # like any tracked file (docs/protocol.md, "Trust boundaries"): every value is checked here,
 # where it is read, and resource settings are capped by the machine (`Config.workers`).
 # Other keys (OpenKB's own: model, language, entity_types, ...) are kept and not used.
-_INT, _NUMBER, _CHOICE = "a whole number", "a number", "one of"
+_INT, _NUMBER, _CHOICE, _TEXT = "a whole number", "a number", "one of", "text"
 # The compilers this version has (openkb_git/compiler/): a KB asking for another one is refused
 # rather than compiled differently from what its config says.
-COMPILERS = ("offline",)
+COMPILERS = ("offline", "llm")
 CONFIG_KEYS = {
     "compiler": (_CHOICE, COMPILERS, None),
     "pageindex_threshold": (_INT, 1, 100_000),
@@ -64,6 +70,13 @@ CONFIG_KEYS = {
     "gc_auto_commits": (_INT, 0, 1_000_000_000),
     "max_fetch_mb": (_NUMBER, 0, 10_240),  # `add URL`: a larger answer is refused while it arrives; 0: no limit
     "fetch_timeout": (_NUMBER, 0.1, 3600),  # `add URL`: seconds to connect, and to wait for each part of the answer
+    # compiler: llm (compiler/llm.py, docs/llm.md); `model` is OpenKB's own key, read there.
+    "compile_concurrency": (_INT, 1, 256),  # model requests at once, over all workers (OpenKB's key)
+    "base_url": (_TEXT, r"https?://\S+", None),  # an OpenAI-compatible endpoint; null: OPENAI_BASE_URL, else OpenAI's
+    "api_key_env": (_TEXT, r"[A-Za-z_][A-Za-z0-9_]{0,127}", None),  # the variable holding the key; null: none needed
+    "llm_timeout": (_NUMBER, 1, 3600),  # seconds one request may take
+    "llm_retries": (_INT, 0, 10),  # retries of a request that failed with 429, 5xx, a timeout or no connection
+    "llm_max_input_chars": (_INT, 1000, 10_000_000),  # of a document's text put in its prompt
 }
 
 
@@ -83,6 +96,12 @@ class Config:
     gc_auto_commits: int = 1000
     max_fetch_mb: float = 100
     fetch_timeout: float = 30
+    compile_concurrency: int = 5
+    base_url: str | None = None
+    api_key_env: str | None = "OPENAI_API_KEY"
+    llm_timeout: float = 120
+    llm_retries: int = 3
+    llm_max_input_chars: int = 60000
     extra: tuple = ()  # (key, value) of the keys openkb-git does not use, as read
 
     def workers(self, requested: int | None = None) -> int:
@@ -133,7 +152,7 @@ def parse_config(data: bytes, where: str = CONFIG_PATH) -> Config:
             continue
         kind, low, high = CONFIG_KEYS[key]
         if value is None:
-            if key == "jobs":
+            if key in ("jobs", "api_key_env"):  # null: one per CPU; no key needed
                 values[key] = None
             elif key.startswith("max_"):
                 values[key] = 0  # null: no limit
@@ -149,6 +168,13 @@ def _checked(where: str, key: str, value, kind: str, low, high):
             raise ConfigError(f"{where}: {key}: {shown} is not supported by this version of openkb-git; "
                               f"set it to {' or '.join(map(repr, low))}, or remove the line (the default "
                               f"{DEFAULT_CONFIG[key]!r} is used)")
+        return value
+    if kind == _TEXT:
+        import re
+
+        if not isinstance(value, str) or not re.fullmatch(low, value):
+            raise ConfigError(f"{where}: {key}: {shown} is not valid here; see docs/llm.md, or remove the line "
+                              "(the default is used)")
         return value
     whole = isinstance(value, int) and not isinstance(value, bool)
     number = whole or isinstance(value, float) and value == value and value not in (float("inf"), float("-inf"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -140,6 +141,17 @@ def assert_consistent(kb: Path) -> None:
     for folder in ("openkb-git/journal", "openkb-git/staging", "journal", "staging"):  # ours, OpenKB's
         left = kb / ".openkb" / folder
         assert not left.exists() or not any(left.iterdir()), list(left.iterdir())
+
+
+def configure_llm(root: Path, base_url: str, **settings) -> None:
+    """Set the KB's config to the LLM compiler at ``base_url`` (tests/llm_server.py), with the
+    key in OPENKB_TEST_LLM_KEY, and ``settings``, as a user editing it would."""
+    path = root / ".openkb" / "config.yaml"
+    values = {"compiler": "llm", "model": "openai/test-model", "base_url": base_url,
+              "api_key_env": "OPENKB_TEST_LLM_KEY", **settings}
+    lines = [line for line in path.read_text().splitlines() if line.split(":", 1)[0] not in values]
+    lines += [f"{key}: {json.dumps(value)}" for key, value in values.items()]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def copy_tldr(dest: Path, names: list[str], folder: str = "common") -> Path:

@@ -56,12 +56,12 @@ def test_the_compiler_takes_at_most_k_concepts():
 
 def test_a_compiler_this_version_does_not_have_is_refused(kb, tmp_path):
     config = kb / ".openkb" / "config.yaml"
-    config.write_text(config.read_text().replace("compiler: offline", "compiler: llm"))
+    config.write_text(config.read_text().replace("compiler: offline", "compiler: gpt"))
     head = git(kb, "rev-parse", "HEAD")
     proc = run_openkb("add", copy_tldr(tmp_path / "src", ["tar.md"]), cwd=kb)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert ("openkb: error: .openkb/config.yaml: compiler: 'llm' is not supported by this version of openkb-git; "
-            "set it to 'offline', or remove the line") in proc.stderr, proc.stderr
+    assert ("openkb: error: .openkb/config.yaml: compiler: 'gpt' is not supported by this version of openkb-git; "
+            "set it to 'offline' or 'llm', or remove the line") in proc.stderr, proc.stderr
     assert git(kb, "rev-parse", "HEAD") == head
     assert parse_config(b"compiler: offline\n").compiler == "offline"
 
@@ -86,6 +86,6 @@ def test_layout_documents_every_setting_and_no_other():
     assert named == set(CONFIG_KEYS), named ^ set(CONFIG_KEYS)
     assert set(DEFAULT_CONFIG) == set(CONFIG_KEYS)
     for key, value in DEFAULT_CONFIG.items():
-        default = "one per CPU" if value is None else value
+        default = "one per CPU" if key == "jobs" else "null" if value is None else value
         assert re.search(rf"`{key}` \([^|]*?default {re.escape(str(default))}\b", settings), key
     assert "`language`" in others and "`language`" not in settings

@@ -11,7 +11,8 @@ import git as gitpython
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
-from conftest import TLDR, assert_consistent, git, run_openkb
+from conftest import TLDR, assert_consistent, configure_llm, git, run_openkb
+from llm_server import LLMServer
 from openkb_git.history import iter_entries
 from openkb_git.kb import KB
 from openkb_git.ops.add import add_paths
@@ -63,8 +64,10 @@ def ingest(root: Path, src_dir: Path, step: tuple[str, int]) -> None:
         kb.close()
 
 
-def build(root: Path, src_dir: Path, steps: list[tuple[str, int]]) -> None:
+def build(root: Path, src_dir: Path, steps: list[tuple[str, int]], configure=None) -> None:
     init_kb(root)
+    if configure is not None:
+        configure(root)
     src_dir.mkdir(parents=True, exist_ok=True)
     for step in steps:
         ingest(root, src_dir, step)
@@ -100,6 +103,19 @@ def test_revert_equivalence(tmp_path_factory, steps, data):
     assert_revert_equivalence(tmp_path_factory.mktemp("eq"), steps, data.draw(st.integers(0, len(steps) - 1)))
 
 
+@settings(derandomize=True, database=None, max_examples=8, deadline=None, phases=[Phase.explicit, Phase.generate],
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much])
+@given(steps=steps_strategy, data=st.data())
+def test_revert_equivalence_with_the_llm_compiler(tmp_path_factory, monkeypatch, steps, data):
+    """The same property with `compiler: llm` (a local server answering from the prompt): the
+    model's answers are per-document contributions, assembled as the offline compiler's are."""
+    monkeypatch.setenv("OPENKB_TEST_LLM_KEY", "test-key")
+    with LLMServer(api_key="test-key") as server:
+        assert_revert_equivalence(tmp_path_factory.mktemp("eq"), steps, data.draw(st.integers(0, len(steps) - 1)),
+                                  configure=lambda root: configure_llm(root, server.base_url))
+        assert server.stats()["chat_requests"] > 0
+
+
 def _reingest_case(parts) -> tuple[list[tuple[str, int]], int]:
     """(real ingests, index of the victim): ``before``, then ``doc`` at ``old`` and re-ingested
     at ``new``, then ``after`` (other documents only), the victim being that re-ingest."""
@@ -126,11 +142,11 @@ def test_revert_equivalence_of_a_reingest(tmp_path_factory, case):
     assert_revert_equivalence(tmp_path_factory.mktemp("eq"), steps, position)
 
 
-def assert_revert_equivalence(base: Path, steps: list[tuple[str, int]], position: int) -> None:
+def assert_revert_equivalence(base: Path, steps: list[tuple[str, int]], position: int, configure=None) -> None:
     """Reverting the ``position``-th ingest of ``steps`` gives the tree that ingesting ``steps``
-    without it gives (docs/revert.md)."""
+    without it gives (docs/revert.md); ``configure(root)`` sets up each KB's config first."""
     src = base / "src"  # the same source paths in both KBs: records name them
-    build(base / "kb", src, steps)
+    build(base / "kb", src, steps, configure)
     kb = KB(base / "kb")
     try:
         ingests = [e for e in iter_entries(kb) if e.op == "add"][::-1]  # oldest first
@@ -140,7 +156,7 @@ def assert_revert_equivalence(base: Path, steps: list[tuple[str, int]], position
         kb.close()
     reverted = tree_files(base / "kb")
     shutil.rmtree(src)
-    build(base / "kb2", src, _steps_without(steps, position))
+    build(base / "kb2", src, _steps_without(steps, position), configure)
     expected = tree_files(base / "kb2")
     assert reverted.keys() == expected.keys()
     for path in reverted:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..compiler.llm import usage_line
 from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED
 from ..ops.add import ADDED, FAILED, SKIPPED, FileResult, add_paths
 from ..ops.edits import edit_commit_line
@@ -136,6 +137,8 @@ def add(ctx: click.Context, paths: tuple[str, ...], jobs: int | None, wait: floa
         if report.interrupted:
             summary += " (interrupted: files not yet committed were left out)"
         click.echo(summary)
+        if report.llm:
+            click.echo(usage_line(report.llm))
         if report.unfinished:
             shas = ", ".join(sha[:7] for sha in report.unfinished)
             click.echo(f"openkb: error: {len(report.unfinished)} commit(s) made ({shas}) but the working tree was not "

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..compiler.llm import usage_line
 from ..errors import EXIT_FAILED
 from ..ops.recompile import FAILED, RECOMPILED, UNCHANGED, WOULD_CHANGE, recompile as kb_recompile
 from .ingest import _Progress, conflict_lines, echo_edit_commits
@@ -20,10 +21,13 @@ from .main import cli, echo_json, open_kb
               help="Seconds to wait for another openkb process holding the KB lock before giving up.")
 @click.option("--no-commit-edits", is_flag=True,
               help="Refuse (naming the files) instead of committing hand edits of tracked files as an `edit` commit.")
+@click.option("--model", default=None, metavar="NAME",
+              help="Compile with the LLM compiler and this model (over `model` in .openkb/config.yaml; the "
+                   "endpoint and key as configured, see docs/llm.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON report instead of lines.")
 @click.pass_context
 def recompile(ctx: click.Context, docs: tuple[str, ...], all_docs: bool, dry_run: bool, wait: float,
-              no_commit_edits: bool, as_json: bool) -> None:
+              no_commit_edits: bool, model: str | None, as_json: bool) -> None:
     """Compile documents again from their stored sources (after an upgrade or a config change).
 
     Each DOC (a name from `openkb list`) is converted and compiled again from its raw
@@ -34,6 +38,11 @@ def recompile(ctx: click.Context, docs: tuple[str, ...], all_docs: bool, dry_run
     to bring a KB made by an older version to the current page format). Every such
     commit can be reverted with `openkb revert`, and ingests made before it can still be
     reverted after it.
+
+    With `compiler: llm` (or --model), the model is asked about every document first, in
+    parallel (`compile_concurrency` at a time) and without the lock; answers already
+    cached (the same model, prompt and text) cost no call. Each commit names the
+    model in its trailers (`openkb show`).
 
     Hand edits of the pages it rewrites (summaries, sources, concept pages, the index)
     are merged three-way, as a re-ingest does: base = what the compiler wrote last for
@@ -47,7 +56,7 @@ def recompile(ctx: click.Context, docs: tuple[str, ...], all_docs: bool, dry_run
     progress = _Progress(enabled=sys.stderr.isatty() and not as_json)
     try:
         report = kb_recompile(kb, list(docs), all_docs=all_docs, dry_run=dry_run, wait=wait,
-                              allow_edit_commits=not no_commit_edits, on_progress=progress.update)
+                              allow_edit_commits=not no_commit_edits, model=model, on_progress=progress.update)
     finally:
         progress.clear()
         kb.close()
@@ -75,5 +84,7 @@ def recompile(ctx: click.Context, docs: tuple[str, ...], all_docs: bool, dry_run
             if report.all_docs and report.commit:
                 summary += f" (one commit: {report.commit[:7]})"
         click.echo(summary)
+        if report.llm:
+            click.echo(usage_line(report.llm))
     if report.failed:
         ctx.exit(EXIT_FAILED)

@@ -11,6 +11,7 @@ from ..history import Entry
 from ..ops.read import entry_json, position_of
 from ..ops.review import Change, FileChange, blame as kb_blame, compare, diff_points, kb_path, show as kb_show
 from ..ops.select import resolve
+from .ingest import _shown
 from .main import cli, echo_json, open_kb
 
 
@@ -82,6 +83,9 @@ def _header(entry: Entry) -> list[str]:
         lines.append(f"source:   {entry.trailers['OpenKB-Source']}")
     if entry.trailers.get("OpenKB-Reverts"):
         lines.append(f"reverts:  {entry.trailers['OpenKB-Reverts']}")
+    if entry.trailers.get("OpenKB-Model"):  # the LLM compiler's (docs/llm.md)
+        lines.append(f"model:    {_shown(entry.trailers['OpenKB-Model'])} "
+                     f"(prompt {_shown(entry.trailers.get('OpenKB-Prompt', '?'))})")
     lines += [f"date:     {date}", f"author:   {entry.author}", "", f"    {entry.subject}", ""]
     return lines
 
@@ -168,7 +172,8 @@ def diff(ctx: click.Context, points: tuple[str, ...], stat: bool, name_only: boo
 @click.pass_context
 def blame(ctx: click.Context, page: str, at: str | None, as_json: bool) -> None:
     """For each line of PAGE (a path in the KB, e.g. wiki/concepts/x.md), the
-    operation that last wrote it: short commit id and document. Lines a merge
+    operation that last wrote it: short commit id and document (and the model, for
+    lines the LLM compiler wrote: docs/llm.md). Lines a merge
     brought in are credited to the operation that wrote them on its side, as
     `git blame` does; a merge is named only for lines written while merging.
 
@@ -182,8 +187,11 @@ def blame(ctx: click.Context, page: str, at: str | None, as_json: bool) -> None:
     finally:
         kb.close()
     if as_json:
-        echo_json([{"line": b.line, "commit": b.commit, "doc": b.doc, "op": b.op, "text": b.text} for b in lines])
+        echo_json([{"line": b.line, "commit": b.commit, "doc": b.doc, "op": b.op, "model": b.model or None,
+                    "text": b.text} for b in lines])
         return
     width = max((len(b.doc or b.op) for b in lines), default=0)
+    models = max((len(b.model) for b in lines), default=0)  # a column only when a model wrote a line
     for b in lines:
-        click.echo(f"{b.commit[:7]} {(b.doc or b.op):<{width}} {b.line:>4}) {b.text}")
+        model = f" {_shown(b.model):<{models}}" if models else ""
+        click.echo(f"{b.commit[:7]} {(b.doc or b.op):<{width}}{model} {b.line:>4}) {b.text}")

@@ -74,5 +74,49 @@ def compile_document(doc: str, *, title: str, text: str, headings: list[tuple[in
                     description=description, entities=entities)
 
 
-__all__ = ["Compiled", "Contribution", "compile_document", "extract_keyphrases", "slugify", "update_concept_page",
+def compile_with_llm(doc: str, *, title: str, text: str, headings: list[tuple[int, str]], doc_type: str,
+                     source_path: str, pages: int | None, settings, k: int = 5) -> tuple[Compiled, list[str], dict]:
+    """Compile one document from the model's answer (compiler/llm.py): the same parts as
+    compile_document, from the model's description, summary, concepts and entities, each
+    sanitized. Returns (compiled, warnings, usage); raises LLMError (a ConversionError)."""
+    from .llm import MAX_DESCRIPTION, MAX_NAME, MAX_SAYS, MAX_SUMMARY, ask, clean_text, messages_for
+
+    messages = messages_for(title=title, doc_type=doc_type, text=text, k=k, max_chars=settings.max_input_chars)
+    answer, usage = ask(settings, messages)
+    warnings: list[str] = []
+    doc_sentences = None
+
+    def contributions(field: str) -> dict[str, Contribution]:
+        nonlocal doc_sentences
+        out: dict[str, Contribution] = {}
+        for item in answer[field]:
+            if len(out) >= k:
+                break
+            name = clean_text(item["name"])
+            slug = slugify(name[:10 * MAX_NAME])
+            if not slug or len(slug) > MAX_NAME:
+                shown = clip(name, 60) or repr(item["name"][:60])
+                warnings.append(f"the model named a {field[:-1] if field == 'concepts' else 'entity'} that cannot be a "
+                                f"page name ({len(item['name'])} characters: {shown}); left out")
+                continue
+            if slug in out:
+                continue
+            says = clip(clean_text(item["says"]), MAX_SAYS)
+            if not says:
+                doc_sentences = sentences(text) if doc_sentences is None else doc_sentences
+                says = _says(name, doc_sentences)
+            out[slug] = Contribution(phrase=phrase_of(slug), snippet=says)
+        return out
+
+    concepts, entities = contributions("concepts"), contributions("entities")
+    description = clip(clean_text(answer["description"]), MAX_DESCRIPTION) or " ".join(title.split()) or doc
+    summary = clip(clean_text(" ".join(answer["summary"])), MAX_SUMMARY)
+    page = render_summary(doc, title=title, doc_type=doc_type, source_path=source_path, pages=pages,
+                          concepts=sorted(concepts), summary=[summary] if summary else [], headings=headings,
+                          description=description, entities=sorted(entities), language=detect_language(text))
+    return (Compiled(summary=page, concepts=concepts, index_line=index_line(doc, description, doc_type),
+                     description=description, entities=entities), warnings, usage)
+
+
+__all__ = ["Compiled", "compile_with_llm", "Contribution", "compile_document", "extract_keyphrases", "slugify", "update_concept_page",
            "update_entity_page", "update_index", "update_shared_page"]

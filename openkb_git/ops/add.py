@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import multiprocessing
 import os
 import signal
 import stat as statmod
@@ -23,13 +24,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..compiler import Contribution, compile_document
+from ..compiler import Contribution, compile_document, compile_with_llm
+from ..compiler.llm import (CACHE_DIR, PROMPT_VERSION, LLMSettings, preflight, record_trailers, settings_for,
+                            share_slots)
 from ..convert import SUPPORTED_SUFFIXES, ConversionError, Limits, convert_file, memory_limit, unsupported_reason
 from ..errors import EXIT_FAILED, DamageError, OpenKBError, RefusedStateError
 from ..faults import checkpoint
 from ..fsutil import decoded_stem, makedirs, os_error_text, readable
 from ..hooks import run_hook
-from ..kb import KB
+from ..kb import KB, Config
 from ..lock import LockBusyError
 from ..protocol.commit import CommittedButIncomplete, Mutation, commit_mutation, failure_reason
 from ..protocol.journal import list_journals
@@ -77,6 +80,8 @@ class AddReport:
     unfinished: list[str] = field(default_factory=list)  # commits made whose projection failed (left to recovery)
     finished_later: bool = False  # ... and the run's own later lock acquisitions recovered them all
     kept_edits: list[str] = field(default_factory=list)  # "<backup folder>: <paths>" kept by recovery
+    # compiler: llm: {model, requests, cached, prompt_tokens, completion_tokens} of the run
+    llm: dict = field(default_factory=dict)
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -96,6 +101,7 @@ class AddReport:
                 "unfinished": self.unfinished, "finished_later": self.finished_later,
                 "edit_commits": self.edit_commits,
                 "kept_edits": self.kept_edits,
+                **({"llm": self.llm} if self.llm else {}),
                 "files": [asdict(r) for r in self.results]}
 
 
@@ -228,13 +234,15 @@ def reserve(view: RegistryView, kb: KB, files: list[tuple[Path, str, str, str]])
 _known_shas: frozenset[str] = frozenset()
 
 
-def _init_worker(known: frozenset[str], parent: int = 0, inherited_fds: tuple[int, ...] = ()) -> None:
+def _init_worker(known: frozenset[str], parent: int = 0, inherited_fds: tuple[int, ...] = (), slots=None,
+                 in_flight=None) -> None:
     """Set up a preparation worker: it dies with the add that forked it (SIGKILL on the parent's
     death, Linux; the parent pid checked as well, in case the parent died before that was set),
     and it drops the inherited descriptor of the staging owner lock, so the lock is free (and
     the next writer removes the staging) as soon as the parent is gone."""
     global _known_shas
     _known_shas = known
+    share_slots(slots, in_flight)  # the LLM compiler's bound on concurrent requests, over all workers
     if not die_with_parent(signal.SIGKILL) and parent:  # no PR_SET_PDEATHSIG: watch the parent pid
         threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
     if parent and os.getppid() != parent:
@@ -250,6 +258,11 @@ def _init_worker(known: frozenset[str], parent: int = 0, inherited_fds: tuple[in
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
+def _Counter():
+    """The count of model calls in flight, shared with the workers."""
+    return multiprocessing.Value("i", 0)
+
+
 def _exit_when_orphaned(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(0.5)
@@ -263,6 +276,33 @@ class Shaping:
 
     pageindex_threshold: int = 20
     concepts_per_doc: int = 5
+    llm: LLMSettings | None = None  # compiler: llm (compiler/llm.py); None: the offline compiler
+
+    def locked(self) -> "Shaping":
+        """These settings under the KB lock: the model is never called there, its cache only."""
+        return replace(self, llm=self.llm.offline()) if self.llm else self
+
+
+def shaping_of(kb: KB, config: Config, *, model: str | None = None) -> Shaping:
+    """The settings `add` and `recompile` compile with: the config's, the LLM compiler's among
+    them (``model`` overriding the config's). Raises LLMSetupError (an endpoint not approved, a
+    bad model name)."""
+    return Shaping(config.pageindex_threshold, config.concepts_per_doc, settings_for(kb.root, config, model=model))
+
+
+def stored_shaping(kb: KB, config: Config, record: dict, concepts: int | None = None) -> Shaping:
+    """The settings that compile ``record``'s document again as it was compiled, for the
+    writers that do so under the lock (a revert after a recompile, sync's replays, rebuild):
+    a document the model compiled is compiled from the cache of its answer (the model is not
+    called; without the answer it fails, and the caller falls back as for any failed compile)."""
+    k = config.concepts_per_doc if concepts is None else concepts
+    model = record.get("model")
+    if record.get("compiler") == "llm" and isinstance(model, str) and model:
+        # its prompt asked for `concepts_per_doc` concepts (the cache key holds the prompt)
+        return Shaping(config.pageindex_threshold, config.concepts_per_doc,
+                       LLMSettings(model=model, base_url="", api_key_env=None, cache_dir=str(kb.root / CACHE_DIR),
+                                   max_input_chars=config.llm_max_input_chars, cache_only=True))
+    return Shaping(config.pageindex_threshold, k)
 
 
 @dataclass
@@ -274,6 +314,7 @@ class Prepared:
     dir: str = ""
     warnings: list[str] = field(default_factory=list)
     no_space: bool = False  # failed with ENOSPC: maybe only because another file filled the disk then
+    usage: dict = field(default_factory=dict)  # the LLM compiler's requests and tokens for it
 
 
 def prepare(task: Task, run_dir: str, shaping: Shaping, limits: Limits, known: frozenset[str] | None = None) -> Prepared:
@@ -302,7 +343,7 @@ def prepare(task: Task, run_dir: str, shaping: Shaping, limits: Limits, known: f
     out = Path(run_dir) / str(task.n)
     try:
         with memory_limit(limits.max_worker_memory_mb, src.suffix.lower()):
-            _footprint, warnings = build_footprint(task, src, data, sha, shaping, out, limits)
+            footprint, warnings = build_footprint(task, src, data, sha, shaping, out, limits)
     except BaseException as exc:
         # A failed preparation's partial staging goes at once: on a full disk it holds the
         # space every later file needs.
@@ -313,7 +354,7 @@ def prepare(task: Task, run_dir: str, shaping: Shaping, limits: Limits, known: f
             return Prepared(task.n, FAILED, sha256=sha, reason=f"I/O error while preparing: {_os_error(exc)}",
                             no_space=exc.errno == errno.ENOSPC)
         raise
-    return Prepared(task.n, "ready", sha256=sha, dir=str(out), warnings=warnings)
+    return Prepared(task.n, "ready", sha256=sha, dir=str(out), warnings=warnings, usage=footprint.usage)
 
 
 def build_footprint(task: Task, src: Path, data: bytes, sha: str, shaping: Shaping,
@@ -322,15 +363,18 @@ def build_footprint(task: Task, src: Path, data: bytes, sha: str, shaping: Shapi
 
     Returns the footprint and the converter's warnings; raises ConversionError."""
     doc = task.doc
-    # The converter sees the name only for its suffix and a fallback title: give it the readable one.
-    conv = convert_file(src.with_name(readable(src.name)), doc, pageindex_threshold=shaping.pageindex_threshold,
-                        data=data, limits=limits)
+    conv, source = _converted(task, src, data, shaping, limits)
     suffix = src.suffix.lower()
     raw = f"raw/{doc}{suffix}"
-    source = next((p for p in sorted(conv.files) if p.startswith(f"wiki/sources/{doc}.")), "")
-    compiled = compile_document(doc, title=conv.title, text=conv.text, headings=conv.headings,
-                                doc_type=conv.doc_type, source_path=source, pages=conv.pages, tree=conv.tree,
-                                k=shaping.concepts_per_doc)
+    usage, compile_warnings = {}, []
+    if shaping.llm is not None:
+        compiled, compile_warnings, usage = compile_with_llm(
+            doc, title=conv.title, text=conv.text, headings=conv.headings, doc_type=conv.doc_type,
+            source_path=source, pages=conv.pages, settings=shaping.llm, k=shaping.concepts_per_doc)
+    else:
+        compiled = compile_document(doc, title=conv.title, text=conv.text, headings=conv.headings,
+                                    doc_type=conv.doc_type, source_path=source, pages=conv.pages, tree=conv.tree,
+                                    k=shaping.concepts_per_doc)
     files = {raw: data, **conv.files, summary_path(doc): compiled.summary}
     record = {
         "doc_name": doc,
@@ -347,6 +391,8 @@ def build_footprint(task: Task, src: Path, data: bytes, sha: str, shaping: Shapi
         "files": sorted(files),
         **task.origin,
     }
+    if shaping.llm is not None:
+        record.update(compiler="llm", model=shaping.llm.model, prompt_version=PROMPT_VERSION)
     if compiled.entities:
         record["entities"] = sorted(compiled.entities)
     if conv.pages:
@@ -356,11 +402,37 @@ def build_footprint(task: Task, src: Path, data: bytes, sha: str, shaping: Shapi
     if conv.encoding:
         record["encoding"] = conv.encoding
     footprint = Footprint(doc=doc, files=files, record=record, concepts=dict(compiled.concepts),
-                          index_line=compiled.index_line, entities=dict(compiled.entities))
-    warnings = [*task.notes, *conv.warnings]
+                          index_line=compiled.index_line, entities=dict(compiled.entities), usage=usage)
+    warnings = [*task.notes, *conv.warnings, *compile_warnings]
     if out is not None:
         write_staged(out, footprint, warnings)
     return footprint, warnings
+
+
+def _converted(task: Task, src: Path, data: bytes, shaping: Shaping, limits: Limits | None):
+    """(the converted file, its source path in the KB); raises ConversionError."""
+    # The converter sees the name only for its suffix and a fallback title: give it the readable one.
+    conv = convert_file(src.with_name(readable(src.name)), task.doc, pageindex_threshold=shaping.pageindex_threshold,
+                        data=data, limits=limits)
+    return conv, next((p for p in sorted(conv.files) if p.startswith(f"wiki/sources/{task.doc}.")), "")
+
+
+def model_question(task: Task, src: Path, data: bytes, shaping: Shaping, limits: Limits | None):
+    """A function asking the model what build_footprint will ask it for this file (the file
+    converted here, at once; the call when the function runs, in any thread): (usage, None),
+    or ({}, why) when it fails. Raises ConversionError for the conversion."""
+    conv, source = _converted(task, src, data, shaping, limits)
+
+    def question():
+        try:
+            _compiled, _warnings, usage = compile_with_llm(
+                task.doc, title=conv.title, text=conv.text, headings=conv.headings, doc_type=conv.doc_type,
+                source_path=source, pages=conv.pages, settings=shaping.llm, k=shaping.concepts_per_doc)
+        except ConversionError as exc:
+            return {}, str(exc)
+        return usage, None
+
+    return question
 
 
 def write_staged(out: Path, footprint: Footprint, warnings: list[str]) -> None:
@@ -403,12 +475,15 @@ def add_paths(kb: KB, inputs: list[Path | str], *, jobs: int | None = None, wait
     exist and ``allow_edit_commits`` is False.
     """
     config = kb.config  # validated before anything is committed: a bad value is an error, not an edit
+    shaping = shaping_of(kb, config)  # so is the LLM compiler's endpoint (LLMSetupError)
+    if shaping.llm is not None:
+        preflight(shaping.llm)  # no key, no endpoint: one message before anything is prepared or committed
     run_id = uuid.uuid4().hex[:12]
     staging: tuple[Path, int] | None = None
     if any(is_url(str(given)) for given in inputs if isinstance(given, str)):
         staging = staging_run_dir(kb.staging_dir, run_id)  # URLs are fetched into it, before any lock
     try:
-        return _add(kb, inputs, config, run_id, staging, jobs=jobs, wait=wait, allow_edit_commits=allow_edit_commits,
+        return _add(kb, inputs, config, shaping, run_id, staging, jobs=jobs, wait=wait, allow_edit_commits=allow_edit_commits,
                     verify=verify, on_result=on_result, on_progress=on_progress)
     finally:
         if staging is not None:
@@ -449,7 +524,7 @@ def fetch_urls(inputs: list[Path | str], run_dir: Path, settings: FetchSettings)
     return out, failed
 
 
-def _add(kb: KB, inputs: list[Path | str], config, run_id: str, staging: tuple[Path, int] | None, *,
+def _add(kb: KB, inputs: list[Path | str], config, shaping: Shaping, run_id: str, staging: tuple[Path, int] | None, *,
          jobs: int | None, wait: float, allow_edit_commits: bool, verify: bool,
          on_result: Callable[[FileResult], None] | None,
          on_progress: Callable[[int, int, str], None] | None) -> AddReport:
@@ -491,8 +566,9 @@ def _add(kb: KB, inputs: list[Path | str], config, run_id: str, staging: tuple[P
         emit(result)
     if not tasks:
         return report
-
-    shaping = Shaping(config.pageindex_threshold, config.concepts_per_doc)
+    if shaping.llm is not None:
+        report.llm = {"model": shaping.llm.model, "requests": 0, "cached": 0, "prompt_tokens": 0,
+                      "completion_tokens": 0}
     limits = Limits.from_config(config)  # max_file_mb, max_expanded_mb, max_pages, max_worker_memory_mb...
     jobs = config.workers(jobs)  # --jobs as given; the config's `jobs` at most one per CPU
     own_staging = staging is None
@@ -508,13 +584,25 @@ def _add(kb: KB, inputs: list[Path | str], config, run_id: str, staging: tuple[P
         signal.signal(sig, on_signal)
     tried: set[int] = set()
     last = ""  # the file the run stopped at
+    in_flight = _Counter() if shaping.llm is not None else None
+
+    def doing(what: str) -> str:  # the progress line's text: the file, and the model's calls
+        if in_flight is None:
+            return what
+        tokens = report.llm["prompt_tokens"] + report.llm["completion_tokens"]
+        return f"{what} · model: {in_flight.value} in flight, {report.llm['requests']} calls, {tokens:,} tokens"
+
     try:
         try:
             for done, (task, prepared) in enumerate(_prepared_in_order(tasks, str(run_dir), shaping, limits,
-                                                                         known, jobs, interrupted), start=1):
+                                                                         known, jobs, interrupted, in_flight),
+                                                    start=1):
                 if interrupted["flag"]:
                     break
-                progress(done - 1, len(tasks), task.display)
+                for key, value in prepared.usage.items():
+                    if key in report.llm:
+                        report.llm[key] += value
+                progress(done - 1, len(tasks), doing(task.display))
                 tried.add(task.n)
                 if prepared.no_space and jobs > 1:
                     # Prepared in parallel while another file was filling the disk (its partial
@@ -538,7 +626,7 @@ def _add(kb: KB, inputs: list[Path | str], config, run_id: str, staging: tuple[P
                 if result.status == ADDED and result.commit and auto_gc.committed():
                     with writer.locked():
                         collect(kb, lock=writer.lock)  # keeps a long ingest from piling up loose objects
-                progress(done, len(tasks), task.display)
+                progress(done, len(tasks), doing(task.display))
         except BrokenPipeError:  # our reader has gone (`openkb add … | head`): stop as before
             raise
         except Exception as exc:  # preparation or housekeeping failed as a whole: stop, listing what is left
@@ -598,8 +686,10 @@ def _commit_guarded(kb: KB, writer: Writer, task: Task, prepared: Prepared, shap
 
 
 def _prepared_in_order(tasks: list[Task], run_dir: str, shaping: Shaping, limits: Limits, known: frozenset[str],
-                       jobs: int, interrupted: dict) -> Iterator[tuple[Task, Prepared]]:
-    """Prepared results in scan order; at most a few tasks ahead of the committer per worker."""
+                       jobs: int, interrupted: dict, in_flight=None) -> Iterator[tuple[Task, Prepared]]:
+    """Prepared results in scan order; at most a few tasks ahead of the committer per worker.
+    With the LLM compiler, at most `compile_concurrency` model calls run at once over all
+    workers; ``in_flight`` counts them."""
     from ..convert.text import TEXT_SUFFIXES
 
     if len(tasks) == 1 and os.path.splitext(tasks[0].src)[1].lower() in TEXT_SUFFIXES:
@@ -608,6 +698,7 @@ def _prepared_in_order(tasks: list[Task], run_dir: str, shaping: Shaping, limits
         # Office) keep their worker: a crash or runaway memory there fails the file, not the add.
         jobs = 1
     if jobs == 1:
+        share_slots(None, in_flight)
         for task in tasks:
             if interrupted["flag"]:
                 return
@@ -625,7 +716,8 @@ def _prepared_in_order(tasks: list[Task], run_dir: str, shaping: Shaping, limits
     _preload_converters(tasks)
     # Workers are forked by this (the main) thread on the first submit, so their parent-death
     # signal fires when this process ends, however it ends.
-    initargs = (known, os.getpid(), tuple(interrupted.get("fds", ())))
+    slots = multiprocessing.BoundedSemaphore(shaping.llm.concurrency) if shaping.llm is not None else None
+    initargs = (known, os.getpid(), tuple(interrupted.get("fds", ())), slots, in_flight)
     with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=initargs) as pool:
         pending: dict[int, Future] = {}
         next_submit = 0
@@ -738,7 +830,7 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
             data = footprint.files[footprint.record["raw_path"]]
             try:
                 footprint, warnings = build_footprint(replace(task, doc=doc, twin=""),
-                                                      Path(task.src), data, prepared.sha256, shaping, None,
+                                                      Path(task.src), data, prepared.sha256, shaping.locked(), None,
                                                       Limits.unlimited())  # within the limits: it was converted
             except ConversionError as exc:
                 return FileResult(task.display, FAILED, reason=str(exc))
@@ -774,7 +866,8 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
                                 changes=hand.edits)
         mutation = Mutation(
             op="add", subject=f"{verb}: {readable(Path(task.src).name)}", changes=changes,
-            trailers={"OpenKB-Doc": doc, "OpenKB-Source": task.key, "OpenKB-Source-Sha256": prepared.sha256},
+            trailers={"OpenKB-Doc": doc, "OpenKB-Source": task.key, "OpenKB-Source-Sha256": prepared.sha256,
+                      **record_trailers(footprint.record)},
             then=then,
         )
         checkpoint("add:commit")

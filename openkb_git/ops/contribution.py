@@ -45,6 +45,7 @@ class Footprint:
     concepts: dict[str, Contribution] = field(default_factory=dict)
     index_line: str = ""
     entities: dict[str, Contribution] = field(default_factory=dict)
+    usage: dict = field(default_factory=dict)  # the LLM compiler's requests and tokens (not stored)
 
     def contributions(self, kind: str) -> dict[str, Contribution]:
         return self.concepts if kind == "concepts" else self.entities

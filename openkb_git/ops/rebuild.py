@@ -82,7 +82,7 @@ class _Recompiler:
 
     def _compile(self, doc: str) -> dict[str, dict[str, Contribution]] | None:
         from ..convert import ConversionError, Limits
-        from .add import Shaping, Task, build_footprint
+        from .add import Task, build_footprint, stored_shaping
 
         record = self.records[doc]
         raw = self.kb.objects.read_path(self.tree, str(record.get("raw_path", "")))
@@ -96,7 +96,7 @@ class _Recompiler:
         named = record.get("concepts") if isinstance(record.get("concepts"), list) else []
         # as many concepts as it was added with (`concepts_per_doc` may have changed since: it
         # applies to documents added from then on); the compiler takes its top keyphrases
-        shaping = Shaping(config.pageindex_threshold, max(len(named), 1))
+        shaping = stored_shaping(self.kb, config, record, max(len(named), 1))
         try:
             footprint, _warnings = build_footprint(Task(0, str(src), name, key, doc), src, raw, sha, shaping,
                                                    None, Limits.unlimited())

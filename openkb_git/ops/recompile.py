@@ -25,7 +25,8 @@ from ..kb import CONFIG_PATH, KB, parse_config
 from ..paths import UnsafePathError
 from ..protocol.commit import CommittedButIncomplete, Mutation, commit_mutation
 from ..registry import RegistryView
-from .add import Shaping, Task, build_footprint
+from ..compiler.llm import record_trailers
+from .add import Shaping, Task, build_footprint, model_question, shaping_of, stored_shaping
 from .compiled import (RECOMPILE_ALL, SKIPPED_TRAILER, HandPaths, compiles, compiling_entries, conflict_rows,
                        edit_body, edit_subject, merge_hand_edits)
 from .contribution import document_changes
@@ -60,6 +61,7 @@ class RecompileReport:
     commit: str | None = None  # --all: the one recompile commit
     edit_commit: str | None = None  # --all: the edit keeping hand edits, if any
     edit_commits: list[str] = field(default_factory=list)  # hand edits committed before it started
+    llm: dict = field(default_factory=dict)  # compiler: llm: {model, requests, cached, prompt_tokens, completion_tokens}
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -71,6 +73,7 @@ class RecompileReport:
     def to_json(self) -> dict:
         return {"dry_run": self.dry_run, "all": self.all_docs, "commit": self.commit, "edit_commit": self.edit_commit,
                 "edit_commits": self.edit_commits,
+                **({"llm": self.llm} if self.llm else {}),
                 **{key: self.count(status) for key, status in (("recompiled", RECOMPILED), ("unchanged", UNCHANGED),
                                                                ("failed", FAILED), ("would_change", WOULD_CHANGE))},
                 "documents": [asdict(r) for r in self.results]}
@@ -97,6 +100,18 @@ class Overlay:
 
 def compile_stored(kb: KB, tree: bytes | None, record: dict, doc: str, shaping: Shaping, limits: Limits):
     """The footprint of ``doc`` compiled again from its raw copy in ``tree``, as `openkb add` made it."""
+    task, name, data, sha = _stored(kb, tree, record, doc)
+    footprint, _warnings = build_footprint(task, Path(name), data, sha, shaping, None, limits)
+    return footprint
+
+
+def stored_question(kb: KB, tree: bytes | None, record: dict, doc: str, shaping: Shaping, limits: Limits):
+    """compile_stored's model call, as a function to run in a thread (add.model_question)."""
+    task, name, data, _sha = _stored(kb, tree, record, doc)
+    return model_question(task, Path(name), data, shaping, limits)
+
+
+def _stored(kb: KB, tree: bytes | None, record: dict, doc: str):
     raw_path = record.get("raw_path")
     data = kb.objects.read_path(tree, raw_path) if isinstance(raw_path, str) else None
     if data is None:
@@ -105,9 +120,7 @@ def compile_stored(kb: KB, tree: bytes | None, record: dict, doc: str, shaping: 
     name = record.get("name") if isinstance(record.get("name"), str) and record.get("name") else Path(raw_path).name
     key = record.get("path") if isinstance(record.get("path"), str) else raw_path
     sha = hashlib.sha256(data).hexdigest()
-    task = Task(n=0, src=name, display=name, key=key, doc=doc)
-    footprint, _warnings = build_footprint(task, Path(name), data, sha, shaping, None, limits)
-    return footprint
+    return Task(n=0, src=name, display=name, key=key, doc=doc), name, data, sha
 
 
 def last_compiles(kb: KB, docs: list[str], head: bytes | None) -> dict[str, Entry]:
@@ -138,16 +151,23 @@ def last_compiles(kb: KB, docs: list[str], head: bytes | None) -> dict[str, Entr
 
 
 def recompile(kb: KB, docs: list[str], *, all_docs: bool = False, dry_run: bool = False, wait: float = 0.0,
-              allow_edit_commits: bool = True,
+              allow_edit_commits: bool = True, model: str | None = None,
               on_progress: Callable[[int, int, str], None] | None = None) -> RecompileReport:
-    """Recompile ``docs`` (or every document with ``all_docs``); see the module docstring."""
+    """Recompile ``docs`` (or every document with ``all_docs``); see the module docstring.
+
+    ``model``: compile with the LLM compiler and this model (over the config's). The model's
+    calls are made first, in parallel and outside the lock (`ask_model`); under the lock the
+    compile reads their answers from the cache. Raises LLMSetupError (no key, no endpoint)."""
     report = RecompileReport(all_docs=all_docs, dry_run=dry_run)
     progress = on_progress or (lambda done, total, what: None)
     config = kb.config
-    shaping = Shaping(config.pageindex_threshold, config.concepts_per_doc)
+    shaping = shaping_of(kb, config, model=model)
     limits = Limits.from_config(config)
+    failed: dict[str, str] = {}
+    if shaping.llm is not None:
+        failed = ask_model(kb, docs, all_docs, shaping, limits, report, progress)
     if dry_run:
-        _run(kb, None, docs, all_docs, shaping, limits, report, progress, dry_run=True)
+        _run(kb, None, docs, all_docs, shaping, limits, report, progress, dry_run=True, failed=failed)
         return report
     writer = Writer(kb, wait)
     with writer.locked():
@@ -155,8 +175,57 @@ def recompile(kb: KB, docs: list[str], *, all_docs: bool = False, dry_run: bool 
                               allow=allow_edit_commits)
         if edited:
             report.edit_commits.append(edited.sha.decode())
-        _run(kb, writer, docs, all_docs, shaping, limits, report, progress, dry_run=False)
+        _run(kb, writer, docs, all_docs, shaping.locked(), limits, report, progress, dry_run=False, failed=failed)
     return report
+
+
+def ask_model(kb: KB, docs: list[str], all_docs: bool, shaping: Shaping, limits: Limits, report: RecompileReport,
+              progress) -> dict[str, str]:
+    """The LLM compiler's calls for the documents to recompile, as HEAD holds them, made
+    `compile_concurrency` at a time without the lock; their answers land in the cache.
+    Returns {doc: why it failed} for the documents whose call failed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..compiler.llm import preflight
+    from ..registry import Registry
+
+    tree = kb.head_tree()
+    view = Registry.of(kb).view(tree)
+    chosen = _chosen(view, docs, all_docs)
+    preflight(shaping.llm)
+    report.llm = {"model": shaping.llm.model, "requests": 0, "cached": 0, "prompt_tokens": 0, "completion_tokens": 0}
+
+    failed: dict[str, str] = {}
+    asked = 0
+
+    def count(doc: str, answer) -> None:
+        nonlocal asked
+        usage, why = answer
+        for key, value in usage.items():
+            if key in report.llm:
+                report.llm[key] += value
+        if why is not None:
+            failed[doc] = why
+        asked += 1
+        progress(asked, len(chosen), f"asking {shaping.llm.model}: {doc} ({report.llm['requests']} calls)")
+
+    # Converted here, one after the other (PyMuPDF is not thread-safe); asked in threads.
+    width = max(1, min(shaping.llm.concurrency, len(chosen) or 1))
+    with ThreadPoolExecutor(max_workers=width) as pool:
+        pending: list = []
+        for doc in chosen:
+            try:
+                question = stored_question(kb, tree, view.records[doc], doc, shaping, limits)
+            except (ConversionError, UnsafePathError, DamageError) as exc:
+                failed[doc] = str(exc)
+                continue
+            pending.append((doc, pool.submit(question)))
+            while len(pending) > 2 * width:
+                doc_done, future = pending.pop(0)
+                count(doc_done, future.result())
+        for doc_done, future in pending:
+            count(doc_done, future.result())
+    return failed
 
 
 def _chosen(view: RegistryView, docs: list[str], all_docs: bool) -> list[str]:
@@ -172,7 +241,7 @@ def _chosen(view: RegistryView, docs: list[str], all_docs: bool) -> list[str]:
 
 
 def _run(kb: KB, writer: Writer | None, docs: list[str], all_docs: bool, shaping: Shaping, limits: Limits,
-         report: RecompileReport, progress, *, dry_run: bool) -> None:
+         report: RecompileReport, progress, *, dry_run: bool, failed: dict[str, str] | None = None) -> None:
     from ..registry import Registry
 
     registry = writer.registry if writer else Registry.of(kb)
@@ -195,6 +264,10 @@ def _run(kb: KB, writer: Writer | None, docs: list[str], all_docs: bool, shaping
             hand_paths = HandPaths(kb, head)
         result = DocResult(doc, UNCHANGED)
         report.results.append(result)
+        if failed and doc in failed:  # its model call failed (ask_model): the reason, not the cache's miss
+            result.status, result.reason = FAILED, failed[doc]
+            skipped.append(doc)
+            continue
         try:
             footprint = compile_stored(kb, tree, view.records[doc], doc, shaping, limits)
             changes_pure = document_changes(pure, tree, view, doc, footprint)
@@ -236,7 +309,8 @@ def _run(kb: KB, writer: Writer | None, docs: list[str], all_docs: bool, shaping
                                 changes=hand.edits)
             mutation = Mutation(op="recompile", subject=f"recompile: {record.get('name', doc)}", changes=changes_pure,
                                 trailers={"OpenKB-Doc": doc, "OpenKB-Source": str(record.get("path", "")),
-                                          "OpenKB-Source-Sha256": str(footprint.record.get("sha256", ""))},
+                                          "OpenKB-Source-Sha256": str(footprint.record.get("sha256", "")),
+                                          **record_trailers(footprint.record)},
                                 then=then)
             _commit(kb, writer, head, mutation, result, report)
     progress(len(chosen), len(chosen), "")
@@ -246,7 +320,7 @@ def _run(kb: KB, writer: Writer | None, docs: list[str], all_docs: bool, shaping
     if not changed:
         return
     edits = {path: data for path, data in merged.changes.items() if pure.read_path(None, path) != data}
-    trailers = {RECOMPILE_ALL: "all"}
+    trailers = {RECOMPILE_ALL: "all", **(shaping.llm.trailers() if shaping.llm else {})}
     if skipped:
         trailers[SKIPPED_TRAILER] = json.dumps(sorted(skipped), ensure_ascii=False)
     then = None
@@ -304,8 +378,7 @@ def rebased_revert(kb: KB, entry: Entry, doc: str, head: bytes | None) -> tuple[
     if before is not None:
         config = parse_config(kb.objects.read_path(base_tree, CONFIG_PATH) or b"")
         try:
-            footprint = compile_stored(kb, parent_tree, before, doc,
-                                       Shaping(config.pageindex_threshold, config.concepts_per_doc),
+            footprint = compile_stored(kb, parent_tree, before, doc, stored_shaping(kb, config, before),
                                        Limits.unlimited())  # within the limits: it was converted before
         except ConversionError:
             return None
@@ -338,14 +411,14 @@ def superseded_in_recompile(kb: KB, entry: Entry, head: bytes | None) -> tuple[s
     registry = Registry.of(kb)
     ours_view, theirs_view = registry.view(base_tree), registry.view(theirs_tree)
     config = parse_config(kb.objects.read_path(base_tree, CONFIG_PATH) or b"")
-    shaping = Shaping(config.pageindex_threshold, config.concepts_per_doc)
     changes: ChangeSet = {}
     reader = Overlay(kb.objects, theirs_tree)
     for doc in sorted(later_docs):
         if doc not in ours_view.records or doc not in theirs_view.records or not compiles(kb, entry, doc):
             continue
         try:
-            footprint = compile_stored(kb, base_tree, ours_view.records[doc], doc, shaping, Limits.unlimited())
+            footprint = compile_stored(kb, base_tree, ours_view.records[doc], doc,
+                                       stored_shaping(kb, config, ours_view.records[doc]), Limits.unlimited())
         except ConversionError:
             continue
         doc_changes = document_changes(reader, theirs_tree, theirs_view, doc, footprint)

@@ -394,6 +394,7 @@ class BlameLine:
     doc: str | None
     op: str
     text: str
+    model: str = ""  # the LLM that wrote it (the commit's OpenKB-Model trailer), if one did
 
 
 SMALL_PIECE = 64  # lines (both sides together) below which a piece goes straight to difflib
@@ -544,7 +545,8 @@ def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
                 hand_on(parent, carried)
         for k in origins:
             owners[k] = entry
-    return [BlameLine(i + 1, (o.sha if o else ""), (o.doc if o else None), (o.op if o else ""), text)
+    return [BlameLine(i + 1, (o.sha if o else ""), (o.doc if o else None), (o.op if o else ""), text,
+                      (o.trailers.get("OpenKB-Model", "") if o else ""))
             for i, (o, text) in enumerate(zip(owners, lines))]
 
 

@@ -314,7 +314,7 @@ def _replay_add(kb: KB, registry: Registry, entry: Entry, tree: bytes) -> Plan |
 def _converted_again(kb: KB, op_tree: bytes, record: dict, doc: str) -> Footprint | None:
     """The footprint of the document ``record`` describes, converted again under the name
     ``doc`` from its raw file (as `openkb add` does when the name it reserved was taken)."""
-    from .add import Shaping, Task, build_footprint
+    from .add import Task, build_footprint, stored_shaping
 
     raw = kb.objects.read_path(op_tree, str(record.get("raw_path", "")))
     if raw is None or hashlib.sha256(raw).hexdigest() != record["sha256"]:
@@ -325,8 +325,7 @@ def _converted_again(kb: KB, op_tree: bytes, record: dict, doc: str) -> Footprin
     config = kb.config
     try:
         footprint, _warnings = build_footprint(Task(0, str(src), name, key, doc), src, raw, record["sha256"],
-                                               Shaping(config.pageindex_threshold, config.concepts_per_doc),
-                                               None, Limits.unlimited())
+                                               stored_shaping(kb, config, record), None, Limits.unlimited())
     except (ConversionError, ValueError):
         return None
     return footprint
