@@ -147,3 +147,33 @@ fi
 echo "OK: OpenKB's lint counts 0 in all $sections structural sections on $count documents" \
      "($(ls "$kb/wiki/concepts" | wc -l) concept pages, $(ls "$kb/wiki/entities" 2>/dev/null | wc -l) entity pages);" \
      "list, status and visualize work; after OpenKB's remove of $victim and our next add: $after documents, fsck clean"
+
+# 6. The LLM compiler (docs/llm.md, issue #17): ../shared/corpus/pdf and 100 tldr pages compiled
+#    by a model — the local OpenAI-compatible server of the tests (tests/llm_server.py) — one
+#    commit per file, and OpenKB's lint must count 0 in every structural section.
+echo "== compiler: llm (tests/llm_server.py on 127.0.0.1): corpus/pdf + 100 tldr pages, then OpenKB's lint"
+llm_kb="$work/llm-kb"
+mkdir -p "$work/llm-docs/tldr"
+find "$corpus/md/tldr/common" -name '*.md' | LC_ALL=C sort | sed -n '1,100p' | xargs -I{} cp {} "$work/llm-docs/tldr/"
+py="$here/.venv/bin/python"; [ -x "$py" ] || py="${PYTHON:-python3}"
+"$py" "$here/tests/llm_server.py" --port 0 > "$work/llm-server.url" &
+server_pid=$!
+trap 'kill $server_pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 50); do [ -s "$work/llm-server.url" ] && break; sleep 0.1; done
+url="$(head -1 "$work/llm-server.url")"
+ours init "$llm_kb" >/dev/null
+printf 'compiler: llm\nmodel: openai/compat-model\nbase_url: %s\napi_key_env: null\n' "$url" >> "$llm_kb/.openkb/config.yaml"
+git -C "$llm_kb" commit -qam "config: compiler llm"
+ours --kb-dir "$llm_kb" add -q "$work/docs/pdf" "$work/llm-docs/tldr" || true
+added="$(git -C "$llm_kb" log --format=%B | grep -c '^OpenKB-Model: openai/compat-model$' || true)"
+docs="$(ours --kb-dir "$llm_kb" list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+[ "$added" -eq "$docs" ] || { echo "FAIL: $docs documents but $added commits compiled by the model"; exit 1; }
+(cd "$llm_kb" && env -u PYTHONPATH -u LLM_API_KEY -u OPENAI_API_KEY "$venv/bin/openkb" lint) > "$work/llm-lint.txt" 2>&1 || { cat "$work/llm-lint.txt"; exit 1; }
+sections="$(grep -c '^### .* ([0-9]*)$' "$work/llm-lint.txt" || true)"
+nonzero="$(grep '^### .* ([0-9]*)$' "$work/llm-lint.txt" | grep -v '(0)$' || true)"
+if [ "$sections" -ne 6 ] || [ -n "$nonzero" ]; then
+    echo "FAIL: OpenKB's lint of the LLM-compiled KB:"; echo "$nonzero"; grep '^- ' "$work/llm-lint.txt" | sed -n '1,20p'; exit 1
+fi
+ours --kb-dir "$llm_kb" fsck
+echo "OK: compiler llm: $docs documents, one model-compiled commit each, OpenKB's lint counts 0 in all 6 sections," \
+     "$(curl -s "${url%/v1}/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["chat_requests"])') requests"
