@@ -34,6 +34,8 @@ ALLOWED = {
         "`openkb hooks install` copies a sample hook the user asked for: not KB data, no journal"),
     ("protocol/recovery.py", "staging_run_dir"): (("os.open(write)",),
         "creates the empty flock owner file of a staging run (the folder is made through fsutil)"),
+    ("compiler/llm.py", "_cache_write"): ((".mkdir()", ".write_text()", "os.replace"),
+        "`.openkb/openkb-git/llm-cache/`: the model's answers, checked again when read; a lost entry costs a call"),
     ("cli/main.py", "OpenKBGroup.invoke"): (("os.open(write)",), "opens /dev/null for stdout once the reader has gone"),
 }
 

@@ -99,9 +99,11 @@ def record_trailers(record: dict) -> dict[str, str]:
 
 
 def settings_for(root: Path, config, *, model: str | None = None, environ=None,
-                 user_config: dict | None = None) -> LLMSettings | None:
+                 user_config=None, user_config_where: str = "~/.config/openkb/global.yaml") -> LLMSettings | None:
     """The LLM settings of the KB at ``root`` (None when it compiles offline and no ``model``
-    is asked for). Raises LLMSetupError for a model, endpoint or key variable that cannot be used."""
+    is asked for); ``user_config``: the user's global config, or a function reading it (read
+    only when an endpoint needs approval). Raises LLMSetupError for a model, endpoint or key
+    variable that cannot be used."""
     environ = os.environ if environ is None else environ
     if config.compiler != "llm" and model is None:
         return None
@@ -111,12 +113,10 @@ def settings_for(root: Path, config, *, model: str | None = None, environ=None,
                             "endpoint knows (e.g. gpt-5.4, openai/llama3.1)")
     base_url, from_kb = _endpoint(config, environ)
     if from_kb and not _approved(base_url, user_config):
-        from ..kb import user_config_path
-
         raise LLMSetupError(
             f".openkb/config.yaml sends your documents (and the API key) to {base_url}, an endpoint this machine "
             "has not approved: the config arrives through Git, so a clone or a sync may have set it. If you "
-            f"trust it, list it under {TRUSTED_KEY} in {user_config_path()}, or set {ENDPOINT_ENV} to it")
+            f"trust it, list it under {TRUSTED_KEY} in {user_config_where}, or set {ENDPOINT_ENV} to it")
     key_env = config.api_key_env
     return LLMSettings(model=chosen.strip(), base_url=base_url, api_key_env=key_env,
                        concurrency=config.compile_concurrency, timeout=float(config.llm_timeout),
@@ -153,16 +153,14 @@ def _loopback(url: str) -> bool:
         return False
 
 
-def _approved(url: str, user_config: dict | None) -> bool:
+def _approved(url: str, user_config) -> bool:
     """Whether this machine's user approved sending documents and a key to ``url``: an endpoint
     on this machine (loopback), or one listed in the user's global config."""
     if _loopback(url):
         return True
-    if user_config is None:
-        from ..kb import read_user_config
-
-        user_config = read_user_config()
-    listed = user_config.get(TRUSTED_KEY) or []
+    if callable(user_config):
+        user_config = user_config()
+    listed = (user_config or {}).get(TRUSTED_KEY) or []
     if isinstance(listed, str):
         listed = [listed]
     return any(isinstance(u, str) and u.rstrip("/") == url for u in listed)

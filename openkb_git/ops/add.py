@@ -287,7 +287,11 @@ def shaping_of(kb: KB, config: Config, *, model: str | None = None) -> Shaping:
     """The settings `add` and `recompile` compile with: the config's, the LLM compiler's among
     them (``model`` overriding the config's). Raises LLMSetupError (an endpoint not approved, a
     bad model name)."""
-    return Shaping(config.pageindex_threshold, config.concepts_per_doc, settings_for(kb.root, config, model=model))
+    from ..kb import read_user_config, user_config_path
+
+    return Shaping(config.pageindex_threshold, config.concepts_per_doc,
+                   settings_for(kb.root, config, model=model, user_config=read_user_config,
+                                user_config_where=str(user_config_path())))
 
 
 def stored_shaping(kb: KB, config: Config, record: dict, concepts: int | None = None) -> Shaping:
