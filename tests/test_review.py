@@ -92,6 +92,49 @@ def test_blame_attributes_lines_to_ingests(history):
     assert all(t.split()[0] == line["commit"][:7] for t, line in zip(text, lines))
 
 
+def test_blame_reads_only_the_commits_that_changed_the_page(history, tmp_path, monkeypatch):
+    """Where Git is installed, blame reads the commits Git's pathspec-limited walk names
+    (`git rev-list --full-history -- path`), not every commit since the page was written;
+    its answer is the one the walk of every commit gives (no Git on PATH), and Git's."""
+    from openkb_git.history import entry_of
+    from openkb_git.kb import KB
+    from openkb_git.ops import review
+
+    # More ingests after git-commit's: its summary is not touched by them (HEAD does not
+    # change it), the index by all of them.
+    run_openkb("add", "--jobs", "1", copy_tldr(tmp_path / "more", ["git-log.md", "git-diff.md", "git-push.md"]),
+               cwd=history, check=True)
+    read: list[str] = []
+
+    def counting(kb, sha):
+        read.append(sha.decode())
+        return entry_of(kb, sha)
+
+    monkeypatch.setattr(review, "entry_of", counting)
+    for page in ("wiki/summaries/git-commit.md", "wiki/index.md", "raw/git-add.md"):
+        read.clear()
+        kb = KB(history)
+        try:
+            lines = review.blame(kb, page)
+        finally:
+            kb.close()
+        changed = set(git(history, "rev-list", "--full-history", "HEAD", "--", page).split())
+        head = git(history, "rev-parse", "HEAD").strip()
+        assert set(read) <= changed | {head}, page
+        assert changed <= set(read) or page != "wiki/index.md", page
+        ours = json.loads(run_openkb("blame", "--json", page, cwd=history, check=True).stdout)
+        assert [line["commit"] for line in ours] == [line.commit for line in lines], page
+        alone = run_openkb("blame", "--json", page, cwd=history, env={"PATH": str(tmp_path / "no-git-here")},
+                           check=True)
+        assert json.loads(alone.stdout) == ours, page
+        porcelain = git(history, "blame", "--line-porcelain", page).splitlines()
+        theirs = [line.split()[0] for line in porcelain if re.match(r"[0-9a-f]{40} \d+ \d+", line)]
+        assert [n for n, (a, b) in enumerate(zip([line["commit"] for line in ours], theirs))
+                if a != b and ours[n]["text"].strip()] == [], page
+    # the summary's lines come from git-commit's add alone: three later commits were never read
+    assert len(read) <= 2
+
+
 def test_bad_selector_is_a_clear_error(history):
     proc = run_openkb("show", "no-such-doc", cwd=history)
     assert proc.returncode == 1 and "names no operation" in proc.stderr

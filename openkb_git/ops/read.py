@@ -6,6 +6,7 @@ active (`at_rest`): a writer's in-flight changes are never reported as hand edit
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, TypeVar
@@ -112,9 +113,32 @@ def _path_filter(kb: KB, path: str, head: bytes | None = None):
 def git_changed(kb: KB, path: str, head: bytes | None) -> set[str] | None:
     """The commits reachable from ``head`` that differ from one of their parents (a root:
     holds it) at ``path``, by Git's walk; None without Git, or when it fails (the caller looks
-    every commit up itself). The path is literal (no pattern) and Git is kept to the objects
-    as stored: no replacement refs, no grafts (a clone's could rewrite the history Git walks,
-    not the one openkb reads)."""
+    every commit up itself)."""
+    out = _git_path_walk(kb, path, head)
+    return None if out is None else {line.split(" ", 1)[0] for line in out}
+
+
+def git_path_graph(kb: KB, path: str, head: bytes | None) -> dict[str, list[str]] | None:
+    """The history of ``path`` as Git simplifies it (`git rev-list --full-history --parents
+    <head> -- path`): every commit reachable from ``head`` that differs from its parent at the
+    path, and every merge, each with its parents rewritten to their nearest such ancestors
+    (none: no ancestor on that side held the path; a parent two rewrite to is named once).
+    Every commit left out has its parent's version of the path. None without Git, or when it
+    fails."""
+    out = _git_path_walk(kb, path, head, "--parents")
+    if out is None:
+        return None
+    graph: dict[str, list[str]] = {}
+    for line in out:
+        sha, *parents = line.split(" ")
+        graph[sha] = parents
+    return graph
+
+
+def _git_path_walk(kb: KB, path: str, head: bytes | None, *options: str) -> list[str] | None:
+    """The lines of `git rev-list --full-history [options] <head> -- <path>`. The path is
+    literal (no pattern) and Git is kept to the objects as stored: no replacement refs, no
+    grafts (a clone's could rewrite the history Git walks, not the one openkb reads)."""
     import os
     import shutil
     import subprocess
@@ -127,13 +151,16 @@ def git_changed(kb: KB, path: str, head: bytes | None) -> set[str] | None:
     for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES"):
         env.pop(name, None)
     try:
-        proc = subprocess.run([git, f"--git-dir={kb.git_dir}", "rev-list", "--full-history", head.decode(), "--", path],
-                              capture_output=True, env=env, timeout=300)
+        proc = subprocess.run([git, f"--git-dir={kb.git_dir}", "rev-list", "--full-history", *options, head.decode(),
+                               "--", path], capture_output=True, env=env, timeout=300)
     except (OSError, subprocess.SubprocessError):
         return None
     if proc.returncode != 0:
         return None
-    return set(proc.stdout.decode("ascii", "replace").split())
+    lines = proc.stdout.decode("ascii", "replace").splitlines()
+    if not all(re.fullmatch(r"[0-9a-f]{40}( [0-9a-f]{40})*", line) for line in lines):
+        return None  # not what rev-list prints (a SHA-256 repository, say): walk it ourselves
+    return lines
 
 
 T = TypeVar("T")

@@ -21,7 +21,7 @@ from ..frontmatter import load_yaml, split as split_frontmatter
 from ..git.objects import PathFollower, common_prefix, common_suffix
 from ..history import Entry, entry_of, tree_of
 from ..kb import KB
-from .read import git_changed
+from .read import git_path_graph
 from .select import BadSelectorError, resolve
 
 DIFF_CONTEXT = 3
@@ -502,10 +502,17 @@ def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
     entries: dict[str, Entry] = {start.sha: start}
     queue = [(-start.time, 0, start.sha)]
     count = 1
-    # The commits of one parent that changed the path, by Git's own walk where it is installed
-    # (ops/read.py `git_changed`): any other such commit has its parent's version, so its lines
-    # pass on without a lookup of the path in either tree.
-    changed = git_changed(kb, path, start.sha.encode())
+    # The path's history as Git's own walk simplifies it, where Git is installed (ops/read.py
+    # `git_path_graph`): the commits that changed it and the merges, each with its parents
+    # rewritten to the nearest such ancestors; every commit left out has its parent's version,
+    # so the lines go straight to the nearest one and the commits between are never read.
+    graph = git_path_graph(kb, path, start.sha.encode())
+    if graph is not None and start.sha not in graph:
+        # HEAD did not change the path (nor is it a merge): its version is that of the one listed
+        # commit no other listed commit has as a parent (the nearest changed ancestor).
+        named = {parent for parents in graph.values() for parent in parents}
+        tips = [sha for sha in graph if sha not in named]
+        graph = {**graph, start.sha: tips} if len(tips) == 1 else None
 
     def hand_on(parent: str, carried: tuple[list[int], list[int]]) -> None:
         nonlocal count
@@ -524,11 +531,8 @@ def blame(kb: KB, path: str, at: Entry | None = None) -> list[BlameLine]:
             continue
         heres, origins = pending.pop(sha)
         entry = entries[sha]
-        if changed is not None and len(entry.parents) == 1 and sha not in changed:
-            hand_on(entry.parents[0], (heres, origins))
-            continue
         current_sha = version(sha)
-        parents = list(entry.parents)
+        parents = list(graph[sha] if graph is not None and sha in graph else entry.parents)
         same = next((p for p in parents if version(p) == current_sha), None)
         if same is not None:
             parents = [same]  # that parent had this version: every line comes from it
