@@ -163,7 +163,7 @@ for _ in $(seq 50); do [ -s "$work/llm-server.url" ] && break; sleep 0.1; done
 url="$(head -1 "$work/llm-server.url")"
 ours init "$llm_kb" >/dev/null
 printf 'compiler: llm\nmodel: openai/compat-model\nbase_url: %s\napi_key_env: null\n' "$url" >> "$llm_kb/.openkb/config.yaml"
-git -C "$llm_kb" commit -qam "config: compiler llm"
+git -C "$llm_kb" -c user.name=compat -c user.email=compat@example.invalid commit -qam "config: compiler llm"  # HOME is the work folder: no identity of the user
 ours --kb-dir "$llm_kb" add -q "$work/docs/pdf" "$work/llm-docs/tldr" || true
 added="$(git -C "$llm_kb" log --format=%B | grep -c '^OpenKB-Model: openai/compat-model$' || true)"
 docs="$(ours --kb-dir "$llm_kb" list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
