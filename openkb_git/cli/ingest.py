@@ -15,7 +15,7 @@ from ..ops.edits import edit_commit_line
 from ..ops.fetch import looks_like_url
 from ..ops.init import init_kb
 from ..ops.session import Writer
-from .main import cli, echo_json, open_kb
+from .main import cli, echo_json, open_kb, shown as _shown
 
 
 @cli.command()
@@ -154,11 +154,6 @@ def add(ctx: click.Context, paths: tuple[str, ...], jobs: int | None, wait: floa
         ctx.exit(report.stop_code)
     if report.failed:
         ctx.exit(EXIT_FAILED)
-
-
-def _shown(path: str) -> str:
-    """A path printable on one line: control characters (a newline in a file name) escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
 
 
 def _result_line(result: FileResult) -> str:

@@ -120,6 +120,11 @@ def echo_json(data) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
+def shown(path: str) -> str:
+    """A path printable on one line: control characters (a newline in a file name) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None, _default=None) -> None:
     """A warning class with ``user_note = True`` (e.g. ops/select.py's ambiguous selector) is a
     note for the user: one line on stderr, `openkb: warning: ...`; others as Python shows them."""

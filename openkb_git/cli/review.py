@@ -11,8 +11,7 @@ from ..history import Entry
 from ..ops.read import entry_json, position_of
 from ..ops.review import Change, FileChange, blame as kb_blame, compare, diff_points, kb_path, show as kb_show
 from ..ops.select import resolve
-from .ingest import _shown
-from .main import cli, echo_json, open_kb
+from .main import cli, echo_json, open_kb, shown as _shown
 
 
 def _color_enabled(ctx_color: bool | None) -> bool:
