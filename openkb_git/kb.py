@@ -23,6 +23,8 @@ DEFAULT_CONFIG = {
     "jobs": None,
     "concepts_per_doc": 5,
     "gc_auto_commits": 1000,
+    "commit_group_files": None,
+    "commit_group_seconds": 1,
     "max_fetch_mb": 100,
     "fetch_timeout": 30,
     "compile_concurrency": 5,
@@ -68,6 +70,10 @@ CONFIG_KEYS = {
     "jobs": (_INT, 1, 1024),  # null: one per CPU; at most one per CPU unless --jobs says more
     "concepts_per_doc": (_INT, 0, 100),  # concept pages one document contributes to, at most
     "gc_auto_commits": (_INT, 0, 1_000_000_000),
+    # Group commit of `add` (docs/protocol.md): files per group at most (null: 32 with parallel
+    # preparation, 1 with --jobs 1), and the seconds a group waits for its next file at most.
+    "commit_group_files": (_INT, 1, 10_000),
+    "commit_group_seconds": (_NUMBER, 0, 3600),
     "max_fetch_mb": (_NUMBER, 0, 10_240),  # `add URL`: a larger answer is refused while it arrives; 0: no limit
     "fetch_timeout": (_NUMBER, 0.1, 3600),  # `add URL`: seconds to connect, and to wait for each part of the answer
     # compiler: llm (compiler/llm.py, docs/llm.md); `model` is OpenKB's own key, read there.
@@ -94,6 +100,8 @@ class Config:
     jobs: int | None = None
     concepts_per_doc: int = 5
     gc_auto_commits: int = 1000
+    commit_group_files: int | None = None
+    commit_group_seconds: float = 1
     max_fetch_mb: float = 100
     fetch_timeout: float = 30
     compile_concurrency: int = 5

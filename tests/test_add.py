@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -216,3 +217,30 @@ def test_a_copied_kb_gets_its_index_refreshed_and_same_size_edits_still_count(kb
     assert "GREP" in git(copy, "show", "HEAD~1:wiki/summaries/grep.md")
     assert stale(copy) == []
     assert_consistent(copy)
+
+
+def test_a_parallel_add_commits_the_prepared_files_in_groups(kb, tmp_path):
+    """With parallel preparation, the files already prepared when one is committed go with it:
+    one chain of commits, one journal, the branch moved once (group commit, docs/protocol.md),
+    each file still its own commit with the tree a one-at-a-time add makes — and duplicates,
+    failures and a document given twice handled inside a group as alone."""
+    from conftest import TLDR
+
+    names = sorted(p.name for p in (TLDR / "common").glob("s*.md"))[:30]
+    src = copy_tldr(tmp_path / "src", names)
+    shutil.copy(src / names[0], src / "zz-duplicate.md")  # the same content again: a duplicate
+    (src / "zz-broken.pdf").write_bytes(b"%PDF-1.4 not really")  # fails to convert
+    reference = tmp_path / "reference"
+    run_openkb("init", reference, check=True)
+    alone = run_openkb("add", "--jobs", "1", src, cwd=reference)  # one file, one commit, at a time
+    grouped = run_openkb("add", "--jobs", "2", src, cwd=kb)
+    assert grouped.returncode == alone.returncode == 1, grouped.stdout + grouped.stderr
+    assert grouped.stdout.splitlines()[-1] == alone.stdout.splitlines()[-1] == "30 added, 1 skipped, 1 failed"
+    assert git(kb, "log", "--format=%T").split()[:-1] == git(reference, "log", "--format=%T").split()[:-1]
+    assert git(kb, "log", "--format=%s").split("\n") == git(reference, "log", "--format=%s").split("\n")
+    journals = git(kb, "log", "-30", "--format=%(trailers:key=OpenKB-Journal,valueonly)").split()
+    groups = [len(list(run)) for _key, run in itertools.groupby(journals)]
+    assert sum(groups) == 30 and max(groups) > 1, groups
+    moves = [line for line in git(kb, "reflog", "main").splitlines() if "openkb add:" in line]
+    assert len(moves) == len(groups)
+    assert_consistent(kb)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -159,9 +160,11 @@ def trace_ops(template: Path, work: Path, args: list) -> list[str]:
 
 
 def run_matrix(name: str, template: Path, work: Path, args: list, *, must_keep_docs: bool = True,
-               hand_edits: dict[str, bytes] | None = None, kept: dict[str, bytes] | None = None) -> int:
+               hand_edits: dict[str, bytes] | None = None, kept: dict[str, bytes] | None = None,
+               after=None) -> int:
     """The matrix of ``args`` on copies of ``template``: every point (OPENKB_SLOW=1) or the
-    rotating sample."""
+    rotating sample. ``after(kb, fault, proc, again)`` checks more, after recovery (``again``:
+    False; ``proc``: the run with the fault) and after the operation was run again (True)."""
     total = len(trace_ops(template, work, args))
     before = (git(template, "rev-parse", "HEAD").strip(), docs_of(template))
     checked = 0
@@ -177,7 +180,7 @@ def run_matrix(name: str, template: Path, work: Path, args: list, *, must_keep_d
             # the time: +2 operations per commit at most), so the last few may not exist in this run.
             if check_point(template, work / f"{mode}-{n}", args, fault, {"OPENKB_FAULT_AT": str(n)}, before,
                            must_keep_docs, hand_edits, kept, may_not_exist=n > total - 8,
-                           run_again=not SLOW or n % 5 == 0):
+                           run_again=not SLOW or n % 5 == 0, after=after):
                 checked += 1
                 counts[fault] = counts.get(fault, 0) + 1
     line = (f"{name}: {total} durable operations; {checked} crash points checked ("
@@ -189,7 +192,7 @@ def run_matrix(name: str, template: Path, work: Path, args: list, *, must_keep_d
 
 def check_point(template: Path, kb: Path, args: list, fault: str, where: dict[str, str], before: tuple,
                 must_keep_docs: bool = True, hand_edits=None, kept=None, *, may_not_exist: bool = False,
-                run_again: bool = True) -> bool:
+                run_again: bool = True, after=None) -> bool:
     """Run ``args`` on a copy of ``template`` with ``fault`` at the point ``where`` names; check
     the failure, then recovery (`check_recovered`); if the operation did not happen, that it
     now succeeds (with ``run_again``). False when the point did not exist in this run."""
@@ -205,10 +208,14 @@ def check_point(template: Path, kb: Path, args: list, fault: str, where: dict[st
         assert "I/O error" in proc.stdout + proc.stderr, (where, proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr, (where, proc.stderr)
     check_recovered(kb, before[0], before[1], must_keep_docs, hand_edits, kept)
+    if after is not None:
+        after(kb, fault, proc, False)
     # The KB stays usable: if the operation did not happen, it now succeeds.
     if git(kb, "rev-parse", "HEAD").strip() == before[0] and run_again:
         again = openkb(kb, *args)
         assert again.returncode == 0, (fault, where, again.stdout, again.stderr)
+        if after is not None:
+            after(kb, fault, again, True)
     shutil.rmtree(kb)
     return True
 
@@ -233,6 +240,78 @@ def test_crash_matrix_add_with_long_pdf(base_kb, tmp_path):
     shutil.copy(CORPUS / "pdf" / "2.pdf", src / "long.pdf")  # 47 pages: a long document
     shutil.copy(TLDR / "common" / "tar.md", src / "tar.md")
     assert run_matrix("add", kb, tmp_path, ["add", "--jobs", "1", src]) > 0
+
+
+GROUP = ["tar.md", "grep.md", "ls.md"]
+
+
+@pytest.fixture(scope="module")
+def group_kb(tmp_path_factory) -> Path:
+    """A KB whose config makes `add --jobs 1` commit its files in groups of three (group commit,
+    docs/protocol.md: one journal, objects made durable together, the branch moved once), the
+    group preparing its next file for up to 600 s: the same groups in every run."""
+    work = tmp_path_factory.mktemp("group")
+    kb = work / "kb"
+    subprocess.run([sys.executable, "-m", "openkb_git", "init", str(kb)], check=True, capture_output=True)
+    config = kb / ".openkb" / "config.yaml"
+    config.write_text(config.read_text() + "commit_group_files: 3\ncommit_group_seconds: 600\n")
+    src = work / "first"
+    src.mkdir()
+    shutil.copy(TLDR / "common" / "git-commit.md", src / "git-commit.md")
+    assert openkb(kb, "add", "--jobs", "1", src).returncode == 0  # commits the config edit, then the file
+    return kb
+
+
+def _journals(kb: Path, count: int) -> list[str]:
+    """The OpenKB-Journal trailer of each of the last ``count`` commits, newest first."""
+    return git(kb, "log", f"-{count}", "--format=%(trailers:key=OpenKB-Journal,valueonly)").split()
+
+
+def test_group_commit_makes_one_commit_per_file_and_moves_the_branch_once(group_kb, tmp_path):
+    kb = tmp_path / "kb"
+    shutil.copytree(group_kb, kb, symlinks=True)
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in GROUP:
+        shutil.copy(TLDR / "common" / name, src / name)
+    reflog = len(git(kb, "reflog", "main").splitlines())
+    proc = openkb(kb, "add", "--jobs", "1", src)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    subjects = git(kb, "log", "-3", "--format=%s").splitlines()
+    assert subjects == [f"add: {name}" for name in sorted(GROUP, reverse=True)]  # scan order: by name
+    assert len(set(_journals(kb, 3))) == 1 and _journals(kb, 4)[3] != _journals(kb, 3)[0]
+    assert len(git(kb, "reflog", "main").splitlines()) == reflog + 1  # one move of the branch
+    # Each commit is the one an add of its file alone makes: the same tree.
+    alone = tmp_path / "alone"
+    shutil.copytree(group_kb, alone, symlinks=True)
+    for name in sorted(GROUP):
+        assert openkb(alone, "add", "--jobs", "1", src / name).returncode == 0
+    assert git(alone, "log", "-3", "--format=%T").split() == git(kb, "log", "-3", "--format=%T").split()
+    assert len(set(_journals(alone, 3))) == 3
+    check_recovered(kb, git(group_kb, "rev-parse", "HEAD").strip(), docs_of(group_kb), True)
+
+
+def test_crash_matrix_group_commit(group_kb, tmp_path):
+    """No part of a group is ever visible: after a crash at any point, recovery leaves all of its
+    files committed or none; an add run again commits the ones that are not."""
+    src = tmp_path / "new"
+    src.mkdir()
+    for name in GROUP:
+        shutil.copy(TLDR / "common" / name, src / name)
+    before = docs_of(group_kb)
+    new = {name[:-3] for name in GROUP}
+
+    def whole_group(kb: Path, fault: str, proc, again: bool) -> None:
+        added = docs_of(kb) - before
+        if again:
+            assert added == new, added
+        elif fault in ("kill", "power"):
+            assert added in (set(), new), added
+        else:  # an I/O error: a file whose preparation failed is out; the others, committed, are said
+            said = set(re.findall(r"^(?:added|updated) +.* -> (\S+) \(", proc.stdout, re.M))
+            assert added == said, (added, proc.stdout)
+
+    assert run_matrix("group commit", group_kb, tmp_path, ["add", "--jobs", "1", src], after=whole_group) > 0
 
 
 def test_crash_matrix_revert(base_kb, tmp_path):

@@ -95,6 +95,28 @@ class ObjectStore:
         self._encoded: OrderedDict[bytes, tuple[list[bytes], list[bytes]]] = OrderedDict()
         # For trees built here: the tree they were edited from and the names edited.
         self._derived: OrderedDict[bytes, tuple[bytes | None, frozenset[bytes]]] = OrderedDict()
+        # Objects built but not written yet (a group of commits made in memory, then written
+        # together: ops/add.py): readable through every read below, never counted as stored.
+        self._staged: dict[bytes, object] = {}
+
+    # -- objects built, not yet written ----------------------------------------
+    def stage(self, objects: list) -> None:
+        """Make ``objects`` (RawObject or dulwich ShaFile) readable before they are written, so
+        the next commit of a group can be built on a tree the group's last one made. They do
+        not count as stored (``write_durably`` writes them); ``unstage`` forgets them."""
+        for obj in objects:
+            self._staged[obj.id] = obj
+
+    def unstage(self) -> None:
+        self._staged.clear()
+
+    def _staged_raw(self, sha: bytes) -> tuple[int, bytes] | None:
+        obj = self._staged.get(sha)
+        if obj is None:
+            return None
+        if isinstance(obj, RawObject):
+            return packs.PACK_TYPES[obj.type_name], obj.raw
+        return obj.type_num, obj.as_raw_string()
 
     # -- reading -----------------------------------------------------------
     def _stored(self, read):
@@ -144,6 +166,12 @@ class ObjectStore:
     def get(self, sha: bytes) -> ShaFile:
         """The object ``sha``; raises MissingObjectError or ObjectDamageError (DamageError, with
         what to do) instead of the store's KeyError, zlib.error, checksum errors..."""
+        if self._staged:
+            staged = self._staged.get(sha)
+            if staged is not None:
+                if isinstance(staged, RawObject):
+                    return ShaFile.from_raw_string(packs.PACK_TYPES[staged.type_name], staged.raw, sha)
+                return staged
         try:
             return self._stored(lambda: self.store[sha])
         except KeyError:
@@ -161,8 +189,9 @@ class ObjectStore:
     def raw_object(self, sha: bytes, type_name: bytes) -> bytes:
         """The content of the object ``sha``, which must be a ``type_name`` (b"commit"...),
         as stored (not parsed: a reader of many commits parses only what it needs)."""
+        staged = self._staged_raw(sha) if self._staged else None
         try:
-            type_num, raw = self._stored(lambda: self.store.get_raw(sha))
+            type_num, raw = staged or self._stored(lambda: self.store.get_raw(sha))
         except KeyError:
             raise MissingObjectError(sha, "is missing", self.objects_dir) from None
         except CORRUPT as exc:
@@ -266,6 +295,8 @@ class ObjectStore:
                 if old_mid.get(name) != new_mid.get(name)}
 
     def _raw_tree(self, sha: bytes) -> bytes:
+        if self._staged and sha in self._staged:
+            return self.raw_object(sha, b"tree")
         hexsha = sha.decode("ascii")
         try:  # a loose object: inflate it here (dulwich would parse the whole tree first)
             with open(self.objects_dir / hexsha[:2] / hexsha[2:], "rb") as fh:
@@ -470,7 +501,7 @@ class ObjectStore:
     def pack_dir(self) -> Path:
         return self.objects_dir / "pack"
 
-    def write_durably(self, objects: list, *, pending: bool = False) -> "Written":
+    def write_durably(self, objects: list, *, pending: bool = False, one_pack: bool = False) -> "Written":
         """Write ``objects`` (RawObject or dulwich ShaFile) durably: the small ones as one pack
         (see packs.py), the large ones (LOOSE_BYTES and over: big folders' trees, big files)
         as loose objects, which no pack merge ever has to copy again. Blobs already present
@@ -480,11 +511,12 @@ class ObjectStore:
         `git repack -a -d` (or `git gc`) deletes every pack it listed whose objects the refs do
         not reach, so the pack gets a `.keep` file until `secure` is called after the ref
         moved; and while a `git gc` runs (`gc.pid`), whose `git prune` deletes unreachable loose
-        objects, the large objects go into that pack too.
+        objects, the large objects go into that pack too. ``one_pack``: the large ones too (a
+        group of commits written together: one file to make durable, not one per object).
         """
         entries: dict[bytes, bytes] = {}
         loose, seen, unique = [], set(), []
-        in_pack = pending and (self.objects_dir.parent / "gc.pid").exists()
+        in_pack = one_pack or (pending and (self.objects_dir.parent / "gc.pid").exists())
         for obj in objects:
             if obj.id in seen:
                 continue

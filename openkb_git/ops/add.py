@@ -596,41 +596,64 @@ def _add(kb: KB, inputs: list[Path | str], config, shaping: Shaping, run_id: str
         tokens = report.llm["prompt_tokens"] + report.llm["completion_tokens"]
         return f"{what} · model: {in_flight.value} in flight, {report.llm['requests']} calls, {tokens:,} tokens"
 
+    # Files already prepared when one is committed go with it: a group of commits, made durable
+    # together and the branch moved once (docs/protocol.md, "Group commit").
+    group_files = config.commit_group_files or (GROUP_FILES if jobs > 1 else 1)
+    if verify and _ingest_hooks(kb):
+        group_files = 1
+    probe = {"wait": lambda seconds: False}
+    done = 0
     try:
         try:
-            for done, (task, prepared) in enumerate(_prepared_in_order(tasks, str(run_dir), shaping, limits,
-                                                                         known, jobs, interrupted, in_flight),
-                                                    start=1):
+            stream = _prepared_in_order(tasks, str(run_dir), shaping, limits, known, jobs, interrupted, in_flight,
+                                        probe)
+            for task, prepared in stream:
+                batch = [(task, prepared)]
+                deadline = time.monotonic() + config.commit_group_seconds
+                while (len(batch) < group_files and not interrupted["flag"]
+                       and probe["wait"](deadline - time.monotonic())):
+                    following = next(stream, None)
+                    if following is None:
+                        break
+                    batch.append(following)
                 if interrupted["flag"]:
                     break
-                for key, value in prepared.usage.items():
-                    if key in report.llm:
-                        report.llm[key] += value
-                progress(done - 1, len(tasks), doing(task.display))
-                tried.add(task.n)
-                if prepared.no_space and jobs > 1:
-                    # Prepared in parallel while another file was filling the disk (its partial
-                    # staging is gone now): once more, here, so disk full fails only that file.
-                    _rmtree(Path(run_dir) / str(task.n))
-                    try:
-                        prepared = prepare(task, str(run_dir), shaping, limits, known)
-                    except Exception as exc:
-                        prepared = Prepared(task.n, FAILED, reason=f"preparation crashed: {type(exc).__name__}: {exc}")
+                for n, (task, prepared) in enumerate(batch):
+                    for key, value in prepared.usage.items():
+                        if key in report.llm:
+                            report.llm[key] += value
+                    if prepared.no_space and jobs > 1:
+                        # Prepared in parallel while another file was filling the disk (its partial
+                        # staging is gone now): once more, here, so disk full fails only that file.
+                        _rmtree(Path(run_dir) / str(task.n))
+                        try:
+                            prepared = prepare(task, str(run_dir), shaping, limits, known)
+                        except Exception as exc:
+                            prepared = Prepared(task.n, FAILED,
+                                                reason=f"preparation crashed: {type(exc).__name__}: {exc}")
+                        batch[n] = (task, prepared)
+                progress(done, len(tasks), doing(batch[0][0].display))
                 try:
-                    result, stop = _commit_guarded(kb, writer, task, prepared, shaping, allow_edit_commits,
-                                                   report, verify)
+                    outcomes = _commit_batch(kb, writer, batch, shaping, allow_edit_commits, report, verify)
                 finally:
-                    _rmtree(Path(run_dir) / str(task.n))  # also a failed or crashed preparation's leftovers
-                report.results.append(result)
-                emit(result)
+                    for task, _prepared in batch:  # also a failed or crashed preparation's leftovers
+                        _rmtree(Path(run_dir) / str(task.n))
+                stop = None
+                for task, result, stop in outcomes:
+                    done += 1
+                    tried.add(task.n)
+                    report.results.append(result)
+                    emit(result)
+                    if stop:
+                        report.stopped, report.stop_code = stop
+                        last = task.display
+                        break
+                    if result.status == ADDED and result.commit and auto_gc.committed():
+                        with writer.locked():
+                            collect(kb, lock=writer.lock)  # keeps a long ingest from piling up loose objects
+                    progress(done, len(tasks), doing(task.display))
                 if stop:
-                    report.stopped, report.stop_code = stop
-                    last = task.display
                     break
-                if result.status == ADDED and result.commit and auto_gc.committed():
-                    with writer.locked():
-                        collect(kb, lock=writer.lock)  # keeps a long ingest from piling up loose objects
-                progress(done, len(tasks), doing(task.display))
         except BrokenPipeError:  # our reader has gone (`openkb add … | head`): stop as before
             raise
         except Exception as exc:  # preparation or housekeeping failed as a whole: stop, listing what is left
@@ -672,7 +695,14 @@ def _commit_guarded(kb: KB, writer: Writer, task: Task, prepared: Prepared, shap
         report.unfinished.append(exc.sha)
         return FileResult(task.display, FAILED, doc=task.doc,
                           reason=f"not committed: your hand edits were committed first ({exc.warning()})"), None
-    except OSError as exc:
+    except Exception as exc:
+        return _failed_commit(task, exc)
+
+
+def _failed_commit(task: Task, exc: Exception) -> tuple[FileResult, tuple[str, int] | None]:
+    """The result of a file whose commit raised ``exc`` (nothing of it committed), and, when the
+    run cannot go on, (why it stopped, exit code)."""
+    if isinstance(exc, OSError):
         reason = f"I/O error while committing: {_os_error(exc)}"
         if exc.errno == errno.ENAMETOOLONG:  # this file's names, not the disk
             return FileResult(task.display, FAILED, doc=task.doc, reason=reason), None
@@ -680,20 +710,23 @@ def _commit_guarded(kb: KB, writer: Writer, task: Task, prepared: Prepared, shap
         return (FileResult(task.display, FAILED, doc=task.doc, reason=reason),
                 (f"stopped after an I/O error on {task.display} ({_os_error(exc)}); the files after it were not "
                  "tried; fix the cause, then add them again (the next openkb command cleans up)", EXIT_FAILED))
-    except (LockBusyError, RefusedStateError, DamageError) as exc:  # the KB as a whole, not this file
+    if isinstance(exc, (LockBusyError, RefusedStateError, DamageError)):  # the KB as a whole, not this file
         return FileResult(task.display, FAILED, doc=task.doc, reason=str(exc)), (f"stopped: {exc}", exc.exit_code)
-    except OpenKBError as exc:
+    if isinstance(exc, OpenKBError):
         return FileResult(task.display, FAILED, doc=task.doc, reason=str(exc)), None
-    except Exception as exc:  # a bug: report it for this file and go on (recovery makes the KB whole)
-        return FileResult(task.display, FAILED, doc=task.doc,
-                          reason=f"internal error while committing: {type(exc).__name__}: {exc}"), None
+    # a bug: report it for this file and go on (recovery makes the KB whole)
+    return FileResult(task.display, FAILED, doc=task.doc,
+                      reason=f"internal error while committing: {type(exc).__name__}: {exc}"), None
 
 
 def _prepared_in_order(tasks: list[Task], run_dir: str, shaping: Shaping, limits: Limits, known: frozenset[str],
-                       jobs: int, interrupted: dict, in_flight=None) -> Iterator[tuple[Task, Prepared]]:
+                       jobs: int, interrupted: dict, in_flight=None, probe: dict | None = None
+                       ) -> Iterator[tuple[Task, Prepared]]:
     """Prepared results in scan order; at most a few tasks ahead of the committer per worker.
     With the LLM compiler, at most `compile_concurrency` model calls run at once over all
-    workers; ``in_flight`` counts them."""
+    workers; ``in_flight`` counts them. With each result, ``probe["wait"](seconds left)`` becomes
+    a call telling whether to take the next one into the group: in parallel, whether it is
+    prepared already (taking it does not wait); serially, whether there is one and time left."""
     from ..convert.text import TEXT_SUFFIXES
 
     if len(tasks) == 1 and os.path.splitext(tasks[0].src)[1].lower() in TEXT_SUFFIXES:
@@ -706,6 +739,9 @@ def _prepared_in_order(tasks: list[Task], run_dir: str, shaping: Shaping, limits
         for task in tasks:
             if interrupted["flag"]:
                 return
+            if probe is not None:  # the next file is prepared here, when it is asked for
+                more = task.n + 1 < len(tasks)
+                probe["wait"] = lambda seconds, more=more: more and seconds > 0
             try:
                 prepared = prepare(task, run_dir, shaping, limits, known)
             except Exception as exc:  # a converter bug must not stop the other files
@@ -741,6 +777,8 @@ def _prepared_in_order(tasks: list[Task], run_dir: str, shaping: Shaping, limits
                     except Exception as exc:  # a worker died (e.g. a converter crashed the process)
                         prepared = Prepared(task.n, FAILED, reason=f"preparation crashed: {type(exc).__name__}: {exc}")
                     break
+                if probe is not None:
+                    probe["wait"] = _waiter(pending.get(task.n + 1))
                 yield task, prepared
                 if interrupted["flag"]:
                     return
@@ -752,6 +790,12 @@ def _prepared_in_order(tasks: list[Task], run_dir: str, shaping: Shaping, limits
             else:
                 for future in pending.values():
                     future.cancel()
+
+
+def _waiter(future: Future | None) -> Callable[[float], bool]:
+    """Whether the next file's preparation (``future``) is done. It is not waited for: while the
+    committer would wait, the files it holds could be committed (the workers go on meanwhile)."""
+    return lambda seconds: future is not None and seconds > 0 and future.done()
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
@@ -813,31 +857,10 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
         head = kb.head()
         tree = kb.head_tree(head)
         view = writer.registry.view(tree)
-        owner = view.by_sha.get(prepared.sha256)
-        if owner is not None or prepared.status == SKIPPED:
-            return FileResult(task.display, SKIPPED, doc=owner, reason=f"duplicate of {owner}" if owner else "duplicate")
-        if task.twin:
-            return FileResult(task.display, FAILED, reason=(
-                f"same source path '{task.key}' as {task.twin}, given in this run, with other content (a source "
-                "path is the file's path from the folder given on, or its folder's name and its own when given "
-                "by itself, and names one document); add their common folder instead, so that their paths differ"))
-        try:
-            footprint, warnings = read_staged(Path(prepared.dir))
-        except (OSError, ValueError, KeyError, TypeError) as exc:  # staging changed under us (e.g. by a hook)
-            reason = _os_error(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
-            return FileResult(task.display, FAILED, doc=task.doc,
-                              reason=f"its prepared files could not be read back ({reason}); add it again")
-        doc = _final_name(view, task)
-        if doc != footprint.doc:
-            # Another process took the reserved name since the scan, or a file of this run reserved a
-            # name and turned out a duplicate: convert again under the final name.
-            data = footprint.files[footprint.record["raw_path"]]
-            try:
-                footprint, warnings = build_footprint(replace(task, doc=doc, twin=""),
-                                                      Path(task.src), data, prepared.sha256, shaping.locked(), None,
-                                                      Limits.unlimited())  # within the limits: it was converted
-            except ConversionError as exc:
-                return FileResult(task.display, FAILED, reason=str(exc))
+        planned = _plan(view, task, prepared, shaping)
+        if isinstance(planned, FileResult):
+            return planned
+        doc, footprint, warnings = planned
         try:
             changes = document_changes(kb.objects, tree, view, doc, footprint)
         except UnsafePathError as exc:  # the old record of this doc is unsafe: this file is out, not the run
@@ -886,6 +909,176 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
     kept = committed.chain[1].decode() if len(committed.chain) > 1 else None
     return FileResult(task.display, ADDED, doc=doc, commit=committed.chain[0].decode(), warnings=warnings,
                       updated=replacing, edit_commit=kept)
+
+
+def _plan(view: RegistryView, task: Task, prepared: Prepared,
+          shaping: Shaping) -> FileResult | tuple[str, Footprint, list[str]]:
+    """What a prepared file becomes against ``view`` (under the lock): its result when it is a
+    duplicate or cannot be committed, else (its final name, its footprint, warnings)."""
+    owner = view.by_sha.get(prepared.sha256)
+    if owner is not None or prepared.status == SKIPPED:
+        return FileResult(task.display, SKIPPED, doc=owner, reason=f"duplicate of {owner}" if owner else "duplicate")
+    if task.twin:
+        return FileResult(task.display, FAILED, reason=(
+            f"same source path '{task.key}' as {task.twin}, given in this run, with other content (a source "
+            "path is the file's path from the folder given on, or its folder's name and its own when given "
+            "by itself, and names one document); add their common folder instead, so that their paths differ"))
+    try:
+        footprint, warnings = read_staged(Path(prepared.dir))
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # staging changed under us (e.g. by a hook)
+        reason = _os_error(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+        return FileResult(task.display, FAILED, doc=task.doc,
+                          reason=f"its prepared files could not be read back ({reason}); add it again")
+    doc = _final_name(view, task)
+    if doc != footprint.doc:
+        # Another process took the reserved name since the scan, or a file of this run reserved a
+        # name and turned out a duplicate: convert again under the final name.
+        data = footprint.files[footprint.record["raw_path"]]
+        try:
+            footprint, warnings = build_footprint(replace(task, doc=doc, twin=""),
+                                                  Path(task.src), data, prepared.sha256, shaping.locked(), None,
+                                                  Limits.unlimited())  # within the limits: it was converted
+        except ConversionError as exc:
+            return FileResult(task.display, FAILED, reason=str(exc))
+    return doc, footprint, warnings
+
+
+# Group commit (docs/protocol.md): with parallel preparation, at most this many files go in one
+# chain of commits, those already prepared when the group starts (config `commit_group_files`).
+# With --jobs 1, a group (when the config asks for one) prepares its next file while
+# `commit_group_seconds` since its first have not passed. The lock is never held meanwhile.
+GROUP_FILES = 32
+
+
+def _ingest_hooks(kb: KB) -> bool:
+    """Whether a pre- or post-ingest hook is there (each such hook sees its file's own commit
+    made alone, as before groups: files are then committed one at a time)."""
+    return any(os.path.lexists(kb.hooks_dir / event) for event in ("pre-ingest", "post-ingest"))
+
+
+Outcome = tuple[Task, FileResult, "tuple[str, int] | None"]
+
+
+def _commit_batch(kb: KB, writer: Writer, batch: list[tuple[Task, Prepared]], shaping: Shaping,
+                  allow_edit_commits: bool, report: AddReport, verify: bool) -> list[Outcome]:
+    """Commit the files of ``batch`` in order: runs of new documents as groups, any other (one
+    that updates a document, or meets hand edits) alone. Stops at a file whose failure stops the
+    run (the files after it are not tried). Never raises."""
+    outcomes: list[Outcome] = []
+    at = 0
+    while at < len(batch):
+        if len(batch) - at > 1:
+            grouped, at_next = _commit_group(kb, writer, batch, at, shaping, report)
+            outcomes += grouped
+            if any(stop for _task, _result, stop in grouped):
+                return outcomes
+            if at_next > at:
+                at = at_next
+                continue
+        task, prepared = batch[at]
+        result, stop = _commit_guarded(kb, writer, task, prepared, shaping, allow_edit_commits, report, verify)
+        outcomes.append((task, result, stop))
+        if stop:
+            return outcomes
+        at += 1
+    return outcomes
+
+
+def _commit_group(kb: KB, writer: Writer, batch: list[tuple[Task, Prepared]], start: int, shaping: Shaping,
+                  report: AddReport) -> tuple[list[Outcome], int]:
+    """Commit new documents from ``batch[start:]`` as one chain of `add` commits under one lock:
+    each computed against the tree the one before made (built in memory, not yet written),
+    then all made durable together, one journal, the branch moved once (commit_mutation). Stops
+    before the first file that is not a new document without hand edits in its way (it goes
+    alone). Returns the outcomes, in order, and the index of the first file not handled."""
+    outcomes: list[tuple[Task, FileResult | None]] = []
+    members: list[tuple[Task, str, list[str], Mutation]] = []
+    at = start
+    try:
+        with writer.locked():
+            head = kb.head()
+            base_tree = tree = kb.head_tree(head)
+            view = writer.registry.view(tree)
+            try:
+                while at < len(batch):
+                    task, prepared = batch[at]
+                    if prepared.status == FAILED:
+                        outcomes.append((task, FileResult(task.display, FAILED, doc=None, reason=prepared.reason)))
+                        at += 1
+                        continue
+                    planned = _plan(view, task, prepared, shaping)
+                    if isinstance(planned, FileResult):
+                        outcomes.append((task, planned))
+                        at += 1
+                        continue
+                    doc, footprint, warnings = planned
+                    if doc in view.records:
+                        break  # an update: its hand edits are merged, alone
+                    try:
+                        changes = document_changes(kb.objects, tree, view, doc, footprint)
+                        # The working tree holds the base: an edit is a difference from it.
+                        edits = find_edits(kb, base_tree, sorted(changes), refresh=True)
+                        if any(data is None or data != changes.get(path) or kb.objects.lookup(base_tree, path)
+                               for path, data in edits.items()):
+                            break  # hand edits in the way: committed first, alone
+                        built = kb.objects.build_tree(tree, changes)
+                    except (LockBusyError, RefusedStateError, DamageError):
+                        raise  # the KB as a whole: the group fails, the run stops
+                    except Exception as exc:  # this file's own (its names, a bug): it is out, not the group
+                        result, stop = _failed_commit(task, exc)
+                        if stop:
+                            raise
+                        outcomes.append((task, result))
+                        at += 1
+                        continue
+                    kb.objects.stage(built[1])
+                    tree, view = built[0], writer.registry.view(built[0])
+                    mutation = Mutation(
+                        op="add", subject=f"add: {readable(Path(task.src).name)}", changes=changes,
+                        trailers={"OpenKB-Doc": doc, "OpenKB-Source": task.key,
+                                  "OpenKB-Source-Sha256": prepared.sha256, **record_trailers(footprint.record)},
+                        built=built)
+                    if members:
+                        members[-1][3].then = mutation
+                    members.append((task, doc, warnings, mutation))
+                    outcomes.append((task, None))
+                    at += 1
+                if not members:
+                    return [(task, result, None) for task, result in outcomes], at
+                checkpoint("add:commit")
+                committed = commit_mutation(kb, writer.registry, head, members[0][3], one_pack=len(members) > 1)
+            finally:
+                kb.objects.unstage()
+    except CommittedButIncomplete as exc:  # the files ARE added; recovery finishes the working tree
+        report.unfinished.append(exc.sha)
+        shas = _chain_back(kb, exc.sha.encode(), len(members))
+        added = iter(FileResult(task.display, ADDED, doc=doc, commit=sha, warnings=[*warnings, exc.warning()])
+                     for (task, doc, warnings, _mutation), sha in zip(members, shas))
+        return [(task, result or next(added), None) for task, result in outcomes], at
+    except Exception as exc:  # nothing of the group was committed: each of its files says why
+        if not outcomes:  # the lock or recovery failed before any file was looked at
+            task = batch[start][0]
+            return [(task, *_failed_commit(task, exc))], start + 1
+        done: list[Outcome] = [(task, result or _failed_commit(task, exc)[0], None) for task, result in outcomes]
+        # What stops the run (the disk failing, the KB refused) is said once, by the group's last file.
+        done[-1] = (*done[-1][:2], _failed_commit(done[-1][0], exc)[1])
+        return done, at
+    # Each member adds a new record (`.openkb/registry/<doc>.json`), so each is a commit of the chain.
+    shas = iter(sha.decode() for sha in (committed.chain if committed is not None else ()))
+    added = iter(FileResult(task.display, ADDED, doc=doc, commit=next(shas, None), warnings=warnings)
+                 for task, doc, warnings, _mutation in members)
+    return [(task, result or next(added), None) for task, result in outcomes], at
+
+
+def _chain_back(kb: KB, last: bytes, count: int) -> list[str]:
+    """The ``count`` commits ending at ``last`` (first parents), oldest first."""
+    shas: list[str] = []
+    sha: bytes | None = last
+    while sha is not None and len(shas) < count:
+        shas.append(sha.decode())
+        parents = kb.objects.get(sha).parents
+        sha = parents[0] if parents else None
+    return shas[::-1]
 
 
 def _final_name(view: RegistryView, task: Task) -> str:

@@ -47,6 +47,10 @@ class Mutation:
     # commits the compiler's output as such, then the hand edits merged back as an `edit`
     # (docs/revert.md, "Recompile and hand edits"); several documents OpenKB added, one `add` each.
     then: "Mutation | None" = None
+    # The tree this commit makes, built on the one before it in the chain (or on the base) by the
+    # caller, which needed it anyway: (tree id, its new objects, {path: blob id}) as build_tree
+    # returns them. None: built here.
+    built: tuple | None = None
 
     def message(self, journal_id: str) -> str:
         trailers = {"OpenKB-Op": self.op, **self.trailers, "OpenKB-Journal": journal_id}
@@ -105,8 +109,11 @@ def effective_changes(kb: KB, base_tree: bytes | None, changes: ChangeSet) -> Ch
     return out
 
 
-def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mutation) -> Committed | None:
-    """Commit ``mutation`` on top of ``base``; returns None when it changes nothing.
+def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mutation, *,
+                    one_pack: bool = False) -> Committed | None:
+    """Commit ``mutation`` on top of ``base``; returns None when it changes nothing. A chain
+    (``Mutation.then``) is made durable together and the branch moved once, to its last
+    commit; ``one_pack`` writes all its objects as one pack (a group of ingests: ops/add.py).
 
     Raises RefMovedError (nothing changed) if the branch is no longer at ``base``, and
     CommittedButIncomplete when a step after the commit point fails (the commit stands).
@@ -121,7 +128,10 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
     journal_id = new_journal_id()
 
     checkpoint("objects:start")
-    tree, objects, blob_ids = kb.objects.build_tree(base_tree, changes)
+    if mutation.built is not None:
+        tree, objects, blob_ids = mutation.built[0], list(mutation.built[1]), dict(mutation.built[2])
+    else:
+        tree, objects, blob_ids = kb.objects.build_tree(base_tree, changes)
     identity = kb.identity().as_bytes()
     now = int(time.time())
     message = mutation.message(journal_id)
@@ -134,7 +144,11 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
         # the working tree gets the last one's content.
         final = effective_changes(kb, base_tree, {**changes, **follow.changes})
         if final != changes:
-            tree2, objects2, blob_ids2 = kb.objects.build_tree(base_tree, final)
+            if follow.built is not None:  # on the tree of the commit before it, which is the chain's last
+                tree2, objects2, built_ids = follow.built
+                blob_ids2 = {**blob_ids, **built_ids}
+            else:
+                tree2, objects2, blob_ids2 = kb.objects.build_tree(base_tree, final)
             commit = make_commit(tree2, commit.id, follow.message(journal_id), identity, now, local_tz_offset(now))
             objects += objects2 + [commit]
             chain += (commit.id,)
@@ -143,7 +157,7 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
             for path in paths:
                 check_worktree_path(kb.root, path, where="a change to commit")
         follow = follow.then
-    written = kb.objects.write_durably(objects, pending=True)
+    written = kb.objects.write_durably(objects, pending=True, one_pack=one_pack)
     checkpoint("objects:durable")
 
     # A mutation whose content the working tree already holds (an `edit`, an adopted add) is
