@@ -35,7 +35,7 @@ def test_spliced_trees_equal_full_encoding_and_pass_fsck(tmp_path):
             if obj.type_name == b"tree":
                 assert obj.raw == serialize_tree(store.tree_entries(obj.id))
         commit = make_commit(tree, base, f"c{i}\n", b"T <t@example.com>", int(time.time()), 0)
-        store.write_durably([*objects, commit])
+        store.write_durably([*objects, commit], one_pack=one_pack)
         compare_and_swap(tmp_path / ".git", base, commit.id, identity=b"T <t@example.com>", message=f"c{i}")
         base = commit.id
         if i % 3 == 1:  # as a new process: the stored trees are spliced, not the cached encodings
@@ -230,9 +230,11 @@ def test_index_patched_in_place_equals_index_rewritten_from_all_entries(tmp_path
         assert (tmp_path / ".git" / "index").read_bytes() == data  # refused without writing
 
 
-def test_large_trees_deflated_in_reused_pieces_are_valid_loose_objects(tmp_path):
+@pytest.mark.parametrize("one_pack", [False, True], ids=["loose", "in-a-group-pack"])
+def test_large_trees_deflated_in_reused_pieces_are_valid_loose_objects(tmp_path, one_pack):
     """Trees over CHUNKED_TREE_BYTES are compressed piece by piece (pieces reused between
-    commits): git must read every version, and fsck must accept them."""
+    commits), as loose objects and as the entries of a group commit's pack: git must read
+    every version, and fsck must accept them."""
     from openkb_git.git.objects import CHUNKED_TREE_BYTES, _pieces
 
     subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
@@ -247,10 +249,12 @@ def test_large_trees_deflated_in_reused_pieces_are_valid_loose_objects(tmp_path)
         tree, objects, _ids = store.build_tree(tree, changes)
         big += [o.id for o in objects if o.type_name == b"tree" and len(o.raw) >= CHUNKED_TREE_BYTES]
         commit = make_commit(tree, base, f"c{i}\n", b"T <t@example.com>", int(time.time()), 0)
-        store.write_durably([*objects, commit])
+        store.write_durably([*objects, commit], one_pack=one_pack)
         compare_and_swap(tmp_path / ".git", base, commit.id, identity=b"T <t@example.com>", message=f"c{i}")
         base = commit.id
     assert len(big) == 6 and _pieces
+    loose = [sha for sha in big if (tmp_path / ".git" / "objects" / sha[:2].decode() / sha[2:].decode()).exists()]
+    assert len(loose) == (0 if one_pack else 6)
     fsck = subprocess.run(["git", "-C", str(tmp_path), "fsck", "--strict"], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stderr
     for sha in big:

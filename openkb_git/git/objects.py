@@ -655,7 +655,11 @@ class Written:
 
 
 def _pack_entry(obj, raw: bytes) -> bytes:
-    return packs.entry_header(packs.PACK_TYPES[obj.type_name], len(raw)) + zlib.compress(raw, 1)
+    if obj.type_name == b"tree" and len(raw) >= CHUNKED_TREE_BYTES:  # a big folder, as a loose one is
+        data = b"".join(_deflate_in_pieces(b"", raw))
+    else:
+        data = zlib.compress(raw, 1)
+    return packs.entry_header(packs.PACK_TYPES[obj.type_name], len(raw)) + data
 
 _FORBIDDEN_NAMES = (b"", b".", b"..", b".git", b".GIT", b".Git")
 
@@ -819,10 +823,12 @@ def _deflated_piece(piece: bytes) -> bytes:
 
 
 def _deflate_in_pieces(header: bytes, raw: bytes):
-    """The zlib stream of ``header + raw``, built from deflated pieces of ``raw``."""
+    """The zlib stream of ``header + raw``, built from deflated pieces of ``raw`` (``header``
+    empty: a pack entry's data)."""
     yield b"\x78\x01"  # zlib header: deflate, 32 KB window, fastest level
-    compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
-    yield compressor.compress(header) + compressor.flush(zlib.Z_FULL_FLUSH)
+    if header:
+        compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
+        yield compressor.compress(header) + compressor.flush(zlib.Z_FULL_FLUSH)
     start, find = 0, raw.find
     while start < len(raw):
         cut = find(b"\0\0", start + _MIN_PIECE)
