@@ -35,7 +35,7 @@ def test_spliced_trees_equal_full_encoding_and_pass_fsck(tmp_path):
             if obj.type_name == b"tree":
                 assert obj.raw == serialize_tree(store.tree_entries(obj.id))
         commit = make_commit(tree, base, f"c{i}\n", b"T <t@example.com>", int(time.time()), 0)
-        store.write_durably([*objects, commit], one_pack=one_pack)
+        store.write_durably([*objects, commit])
         compare_and_swap(tmp_path / ".git", base, commit.id, identity=b"T <t@example.com>", message=f"c{i}")
         base = commit.id
         if i % 3 == 1:  # as a new process: the stored trees are spliced, not the cached encodings

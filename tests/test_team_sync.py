@@ -66,6 +66,14 @@ def trailers(kb: Path, key: str) -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
+def operations(kb: Path) -> list[tuple[str, str]]:
+    """Each commit's (OpenKB-Journal, OpenKB-Doc): an operation's identity (the commits of one
+    group commit share a journal, docs/protocol.md)."""
+    out = git(kb, "log", "--format=%(trailers:key=OpenKB-Journal,valueonly,separator=)%x09"
+                         "%(trailers:key=OpenKB-Doc,valueonly,separator=)")
+    return [tuple(line.split("\t", 1)) for line in out.splitlines() if line.strip()]
+
+
 def assert_clean(kb: Path) -> None:
     assert_consistent(kb)
     fsck = run_openkb("--kb-dir", kb, "fsck")
@@ -101,7 +109,7 @@ def test_two_clones_converge_to_one_kb_doing_both_sides_in_merged_order(tmp_path
     a_in, b_in = copy_tldr(tmp_path / "in-a", ALICE), copy_tldr(tmp_path / "in-b", BOB)
     add(alice, *[a_in / n for n in ALICE])
     add(bob, *[b_in / n for n in BOB])
-    bob_journals = trailers(bob, "OpenKB-Journal")
+    bob_ops = operations(bob)
 
     first = sync(alice)
     assert first["pushed"] and not first["replayed"]
@@ -119,8 +127,8 @@ def test_two_clones_converge_to_one_kb_doing_both_sides_in_merged_order(tmp_path
     # every operation landed exactly once, with its author, message and trailers
     docs = trailers(alice, "OpenKB-Doc")
     assert sorted(docs) == sorted(n[:-3] for n in ALICE + BOB)
-    journals = trailers(alice, "OpenKB-Journal")
-    assert len(journals) == len(set(journals)) and set(bob_journals) <= set(journals)
+    ops = operations(alice)
+    assert len(ops) == len(set(ops)) and set(bob_ops) <= set(ops)
     for kb in (alice, bob):
         assert_clean(kb)
         log = run_openkb("--kb-dir", kb, "log", check=True).stdout
