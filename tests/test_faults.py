@@ -291,6 +291,27 @@ def test_group_commit_makes_one_commit_per_file_and_moves_the_branch_once(group_
     check_recovered(kb, git(group_kb, "rev-parse", "HEAD").strip(), docs_of(group_kb), True)
 
 
+def test_a_group_ends_at_its_bound_in_bytes(group_kb, tmp_path, monkeypatch):
+    """A group also ends once the objects it built in memory reach GROUP_BYTES (at 50,000
+    documents one commit's trees are ~20 MB): here 1 byte, so every file is a group of its own."""
+    from openkb_git.ops import add
+
+    kb = tmp_path / "kb"
+    shutil.copytree(group_kb, kb, symlinks=True)
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in GROUP:
+        shutil.copy(TLDR / "common" / name, src / name)
+    monkeypatch.setattr(add, "GROUP_BYTES", 1)
+    handle = KB(kb)
+    try:
+        report = add.add_paths(handle, [src], jobs=1)
+    finally:
+        handle.close()
+    assert [r.status for r in report.results] == ["added"] * 3
+    assert len(set(_journals(kb, 3))) == 3
+
+
 def test_crash_matrix_group_commit(group_kb, tmp_path):
     """No part of a group is ever visible: after a crash at any point, recovery leaves all of its
     files committed or none; an add run again commits the ones that are not."""

@@ -865,10 +865,7 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
             changes = document_changes(kb.objects, tree, view, doc, footprint)
         except UnsafePathError as exc:  # the old record of this doc is unsafe: this file is out, not the run
             return FileResult(task.display, FAILED, doc=doc, reason=str(exc))
-        edits = find_edits(kb, tree, sorted(changes), refresh=True)
-        for path in [p for p, data in edits.items() if data is not None and data == changes.get(p)]:
-            if kb.objects.lookup(tree, path) is None:  # a file dropped into raw/ and added from there:
-                del edits[path]                        # the add's own input, not a hand edit
+        edits = _edits_in_the_way(kb, tree, changes)
         if edits:
             edited = commit_edits(kb, writer.registry, edits, allow=allow_edit_commits)
             report.edit_commits.append(edited.sha.decode())
@@ -891,12 +888,7 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
             if hand.edits:
                 then = Mutation(op="edit", subject=edit_subject(doc, hand.edits), body=edit_body(hand.edits),
                                 changes=hand.edits)
-        mutation = Mutation(
-            op="add", subject=f"{verb}: {readable(Path(task.src).name)}", changes=changes,
-            trailers={"OpenKB-Doc": doc, "OpenKB-Source": task.key, "OpenKB-Source-Sha256": prepared.sha256,
-                      **record_trailers(footprint.record)},
-            then=then,
-        )
+        mutation = _ingest(task, prepared, doc, footprint, changes, verb=verb, then=then)
         checkpoint("add:commit")
         try:
             committed = commit_mutation(kb, writer.registry, head, mutation)
@@ -909,6 +901,25 @@ def _commit_locked(kb: KB, writer: Writer, task: Task, prepared: Prepared, shapi
     kept = committed.chain[1].decode() if len(committed.chain) > 1 else None
     return FileResult(task.display, ADDED, doc=doc, commit=committed.chain[0].decode(), warnings=warnings,
                       updated=replacing, edit_commit=kept)
+
+
+def _ingest(task: Task, prepared: Prepared, doc: str, footprint: Footprint, changes: dict, *, verb: str = "add",
+            then: Mutation | None = None, built: tuple | None = None) -> Mutation:
+    """The `add` commit of one file (its subject says `update:` over an existing document)."""
+    return Mutation(op="add", subject=f"{verb}: {readable(Path(task.src).name)}", changes=changes,
+                    trailers={"OpenKB-Doc": doc, "OpenKB-Source": task.key, "OpenKB-Source-Sha256": prepared.sha256,
+                              **record_trailers(footprint.record)},
+                    then=then, built=built)
+
+
+def _edits_in_the_way(kb: KB, tree: bytes | None, changes: dict) -> dict[str, bytes | None]:
+    """The hand edits (working tree against ``tree``) of the paths ``changes`` writes — not a
+    file dropped into raw/ and added from there, which is the add's own input."""
+    edits = find_edits(kb, tree, sorted(changes), refresh=True)
+    for path in [p for p, data in edits.items() if data is not None and data == changes.get(p)]:
+        if kb.objects.lookup(tree, path) is None:
+            del edits[path]
+    return edits
 
 
 def _plan(view: RegistryView, task: Task, prepared: Prepared,
@@ -948,6 +959,7 @@ def _plan(view: RegistryView, task: Task, prepared: Prepared,
 # With --jobs 1, a group (when the config asks for one) prepares its next file while
 # `commit_group_seconds` since its first have not passed. The lock is never held meanwhile.
 GROUP_FILES = 32
+GROUP_BYTES = 256 * 1024 * 1024  # a group also ends once its objects built in memory reach this
 
 
 def _ingest_hooks(kb: KB) -> bool:
@@ -994,6 +1006,7 @@ def _commit_group(kb: KB, writer: Writer, batch: list[tuple[Task, Prepared]], st
     outcomes: list[tuple[Task, FileResult | None]] = []
     members: list[tuple[Task, str, list[str], Mutation]] = []
     at = start
+    held = 0  # bytes of the objects built in memory for the group
     try:
         with writer.locked():
             head = kb.head()
@@ -1017,9 +1030,7 @@ def _commit_group(kb: KB, writer: Writer, batch: list[tuple[Task, Prepared]], st
                     try:
                         changes = document_changes(kb.objects, tree, view, doc, footprint)
                         # The working tree holds the base: an edit is a difference from it.
-                        edits = find_edits(kb, base_tree, sorted(changes), refresh=True)
-                        if any(data is None or data != changes.get(path) or kb.objects.lookup(base_tree, path)
-                               for path, data in edits.items()):
+                        if _edits_in_the_way(kb, base_tree, changes):
                             break  # hand edits in the way: committed first, alone
                         built = kb.objects.build_tree(tree, changes)
                     except (LockBusyError, RefusedStateError, DamageError):
@@ -1033,16 +1044,15 @@ def _commit_group(kb: KB, writer: Writer, batch: list[tuple[Task, Prepared]], st
                         continue
                     kb.objects.stage(built[1])
                     tree, view = built[0], writer.registry.view(built[0])
-                    mutation = Mutation(
-                        op="add", subject=f"add: {readable(Path(task.src).name)}", changes=changes,
-                        trailers={"OpenKB-Doc": doc, "OpenKB-Source": task.key,
-                                  "OpenKB-Source-Sha256": prepared.sha256, **record_trailers(footprint.record)},
-                        built=built)
+                    mutation = _ingest(task, prepared, doc, footprint, changes, built=built)
                     if members:
                         members[-1][3].then = mutation
                     members.append((task, doc, warnings, mutation))
                     outcomes.append((task, None))
                     at += 1
+                    held += sum(len(obj.raw) for obj in built[1])
+                    if held >= GROUP_BYTES:
+                        break  # the rest in the next group (at 50,000 documents a commit's trees are ~20 MB)
                 if not members:
                     return [(task, result, None) for task, result in outcomes], at
                 checkpoint("add:commit")
@@ -1051,34 +1061,23 @@ def _commit_group(kb: KB, writer: Writer, batch: list[tuple[Task, Prepared]], st
                 kb.objects.unstage()
     except CommittedButIncomplete as exc:  # the files ARE added; recovery finishes the working tree
         report.unfinished.append(exc.sha)
-        shas = _chain_back(kb, exc.sha.encode(), len(members))
         added = iter(FileResult(task.display, ADDED, doc=doc, commit=sha, warnings=[*warnings, exc.warning()])
-                     for (task, doc, warnings, _mutation), sha in zip(members, shas))
+                     for (task, doc, warnings, _mutation), sha in zip(members, exc.chain))
         return [(task, result or next(added), None) for task, result in outcomes], at
     except Exception as exc:  # nothing of the group was committed: each of its files says why
         if not outcomes:  # the lock or recovery failed before any file was looked at
             task = batch[start][0]
             return [(task, *_failed_commit(task, exc))], start + 1
         done: list[Outcome] = [(task, result or _failed_commit(task, exc)[0], None) for task, result in outcomes]
-        # What stops the run (the disk failing, the KB refused) is said once, by the group's last file.
-        done[-1] = (*done[-1][:2], _failed_commit(done[-1][0], exc)[1])
+        # What stops the run (the disk failing, the KB refused), if it does, is said by the last file.
+        last, result, _stop = done[-1]
+        done[-1] = (last, result, _failed_commit(last, exc)[1])
         return done, at
     # Each member adds a new record (`.openkb/registry/<doc>.json`), so each is a commit of the chain.
     shas = iter(sha.decode() for sha in (committed.chain if committed is not None else ()))
     added = iter(FileResult(task.display, ADDED, doc=doc, commit=next(shas, None), warnings=warnings)
                  for task, doc, warnings, _mutation in members)
     return [(task, result or next(added), None) for task, result in outcomes], at
-
-
-def _chain_back(kb: KB, last: bytes, count: int) -> list[str]:
-    """The ``count`` commits ending at ``last`` (first parents), oldest first."""
-    shas: list[str] = []
-    sha: bytes | None = last
-    while sha is not None and len(shas) < count:
-        shas.append(sha.decode())
-        parents = kb.objects.get(sha).parents
-        sha = parents[0] if parents else None
-    return shas[::-1]
 
 
 def _final_name(view: RegistryView, task: Task) -> str:

@@ -135,6 +135,9 @@ def git_path_graph(kb: KB, path: str, head: bytes | None) -> dict[str, list[str]
     return graph
 
 
+_REV_LIST_LINE = re.compile(r"[0-9a-f]{40}( [0-9a-f]{40})*")  # a commit id, and with --parents its parents
+
+
 def _git_path_walk(kb: KB, path: str, head: bytes | None, *options: str) -> list[str] | None:
     """The lines of `git rev-list --full-history [options] <head> -- <path>`. The path is
     literal (no pattern) and Git is kept to the objects as stored: no replacement refs, no
@@ -158,7 +161,7 @@ def _git_path_walk(kb: KB, path: str, head: bytes | None, *options: str) -> list
     if proc.returncode != 0:
         return None
     lines = proc.stdout.decode("ascii", "replace").splitlines()
-    if not all(re.fullmatch(r"[0-9a-f]{40}( [0-9a-f]{40})*", line) for line in lines):
+    if not all(map(_REV_LIST_LINE.fullmatch, lines)):
         return None  # not what rev-list prints (a SHA-256 repository, say): walk it ourselves
     return lines
 

@@ -66,8 +66,9 @@ class CommittedButIncomplete(OpenKBError):
     (projection, views, fsync) failed: the operation IS committed; the journal it leaves
     lets the next writer (or `openkb recover`) finish the working tree, index and views."""
 
-    def __init__(self, sha: str, subject: str, paths: list[str], reason: str):
+    def __init__(self, sha: str, subject: str, paths: list[str], reason: str, chain: tuple[str, ...] = ()):
         self.sha = sha
+        self.chain = chain or (sha,)  # every commit made, oldest first (a chain: Mutation.then)
         self.subject = subject
         self.paths = paths  # what recovery will bring to the commit
         self.reason = reason
@@ -140,9 +141,11 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
     chain = (commit.id,)
     follow, op = mutation.then, mutation.op
     while follow is not None:
-        # Every tree is built from the base (the first is not readable before it is written);
-        # the working tree gets the last one's content.
-        final = effective_changes(kb, base_tree, {**changes, **follow.changes})
+        # A tree not built by the caller (``built``) is built from the base (the one before is not
+        # readable until written); the working tree gets the last one's content. Only the follow's
+        # own paths are looked up and checked here: the others were, for the commits before it.
+        final = {path: data for path, data in changes.items() if path not in follow.changes}
+        final.update(effective_changes(kb, base_tree, follow.changes))
         if final != changes:
             if follow.built is not None:  # on the tree of the commit before it, which is the chain's last
                 tree2, objects2, built_ids = follow.built
@@ -154,7 +157,7 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
             chain += (commit.id,)
             changes, blob_ids, op = final, blob_ids2, follow.op
             paths = sorted(final)  # what the first commit alone changed is as in the base
-            for path in paths:
+            for path in follow.changes:
                 check_worktree_path(kb.root, path, where="a change to commit")
         follow = follow.then
     written = kb.objects.write_durably(objects, pending=True, one_pack=one_pack)
@@ -179,7 +182,8 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
         if not isinstance(exc, Exception):
             raise
         # Past the commit point (e.g. syncing the ref's folder failed): recovery finishes it.
-        raise CommittedButIncomplete(commit.id.decode(), mutation.subject, paths, failure_reason(exc)) from exc
+        raise CommittedButIncomplete(commit.id.decode(), mutation.subject, paths, failure_reason(exc),
+                                     tuple(sha.decode() for sha in chain)) from exc
     kb.trust_head(commit.id)  # just written and durable: head() need not read it back to check it
     checkpoint("ref:moved")
 
@@ -193,7 +197,8 @@ def commit_mutation(kb: KB, registry: Registry, base: bytes | None, mutation: Mu
         checkpoint("durable")  # everything the journal vouches for is on disk; only now may it go
         remove_journal(journal_path)
     except Exception as exc:  # the operation is committed: say so, and what is left (the journal)
-        raise CommittedButIncomplete(commit.id.decode(), mutation.subject, paths, failure_reason(exc)) from exc
+        raise CommittedButIncomplete(commit.id.decode(), mutation.subject, paths, failure_reason(exc),
+                                     tuple(sha.decode() for sha in chain)) from exc
     checkpoint("journal:removed")
     return Committed(sha=commit.id, base=base, paths=paths, chain=chain, op=op)
 
