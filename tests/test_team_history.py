@@ -104,7 +104,9 @@ def test_log_lists_every_operation_of_both_sides(team):
     assert {e["doc"] for e in incoming} == {d[:-3] for d in ALICE_DOCS}
     no_git = {"PATH": str(bob.parent / "no-git-here")}  # `log --path` then walks every commit itself
     for path in ("wiki/summaries/git-merge.md", "wiki/concepts/branch.md", "wiki/index.md", "wiki/concepts"):
-        expected = git(bob, "log", "--format=%H", "--", path).split()  # git's default history simplification
+        # git's default history simplification, in the log's order (the default walk differs
+        # when commits share a second: the test below)
+        expected = git(bob, "log", "--date-order", "--format=%H", "--", path).split()
         assert [e["commit"] for e in _openkb_json(bob, "log", "--path", path)] == expected, path
         alone = json.loads(run_openkb("--kb-dir", bob, "log", "--path", path, "--json", env=no_git, check=True).stdout)
         assert [e["commit"] for e in alone] == expected, path
@@ -272,7 +274,7 @@ def _commit(kb: Path, tree: str, parents: list[str], when: int, message: str) ->
 
 @pytest.mark.parametrize("seed", range(6))
 def test_walk_is_gits_date_order_over_any_graph(kb, seed):
-    """Random histories of merges, forks and clock skew (a child older than its parent): the
+    """Random histories of merges, forks, ties and clock skew (a child older than its parent): the
     walk yields each commit once, in `git rev-list --date-order` order, from a fresh process
     (memo written) and again from the memo; `cut` is True exactly where every commit left is
     an ancestor of the one just yielded."""
@@ -287,7 +289,7 @@ def test_walk_is_gits_date_order_over_any_graph(kb, seed):
     tips, made = [root], [root]
     when = 1_800_000_000
     for n in range(40):
-        when += rng.randint(1, 100)
+        when += rng.choice([0, 0, 1]) if rng.random() < 0.3 else rng.randint(1, 100)  # ties too
         stamp = when - rng.randint(0, 5000) if rng.random() < 0.15 else when  # skew now and then
         if len(tips) > 1 and rng.random() < 0.3:
             parents = rng.sample(tips, min(len(tips), rng.choice([2, 2, 3])))
@@ -319,6 +321,50 @@ def test_walk_is_gits_date_order_over_any_graph(kb, seed):
         below = set(git(kb, "rev-list", sha).split())
         assert cuts[at] == set(expected[at:]).issubset(below), at
     assert [e["commit"] for e in _openkb_json(kb, "log")] == expected
+
+
+def _tree_with(kb: Path, base: str, files: dict[str, str]) -> str:
+    """The tree of ``base`` with ``files`` (path: text) written in, made with a scratch index."""
+    env = {**os.environ, "GIT_INDEX_FILE": str(kb.parent / "scratch-index")}
+    run = lambda *argv, **kw: subprocess.run(["git", "-C", str(kb), *argv], env=env, capture_output=True,
+                                             text=True, check=True, **kw).stdout.strip()
+    run("read-tree", base)
+    for path, text in files.items():
+        blob = run("hash-object", "-w", "--stdin", input=text)
+        run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
+    return run("write-tree")
+
+
+def test_log_and_log_path_keep_gits_date_order_when_every_commit_shares_a_second(kb):
+    """A group commit's ingests share one commit time, and on a fast machine `init` and the
+    first ingests fall in one second too. Git's default walk then shows a commit before one of
+    its children (init, which got in line first, before Alice's first ingest); the log's order
+    is `git log --date-order`'s, with and without Git for `--path` (the team test once
+    compared with the default walk, and failed when its commits fell in seconds this way)."""
+    root = git(kb, "rev-parse", "HEAD").strip()
+    when = int(git(kb, "log", "-1", "--format=%ct", "HEAD").strip())  # the same second as init
+    made = {}
+
+    def commit(name, parent_names, files, later=0):
+        parents = [made[p] if p in made else root for p in parent_names]
+        made[name] = _commit(kb, _tree_with(kb, parents[0], files), parents, when + later, name)
+
+    commit("a1", ["init"], {"wiki/shared.md": "a1\n", "wiki/alice.md": "a1\n"})
+    commit("a2", ["a1"], {"wiki/shared.md": "a2\n"})
+    commit("b1", ["init"], {"wiki/shared.md": "b1\n"}, later=1)  # Bob's, a second later
+    commit("b2", ["b1"], {"wiki/shared.md": "b2\n", "wiki/bob.md": "b2\n"}, later=1)
+    commit("m", ["b2", "a2"], {"wiki/shared.md": "merged\n", "wiki/alice.md": "a1\n"}, later=1)
+    git(kb, "update-ref", "refs/heads/main", made["m"])
+    date_order = git(kb, "rev-list", "--date-order", "HEAD").split()
+    assert git(kb, "rev-list", "HEAD").split() != date_order  # the case: Git's default differs
+    assert [e["commit"] for e in _openkb_json(kb, "log")] == date_order
+    no_git = {"PATH": str(kb.parent / "no-git-here")}
+    for path in ("wiki/shared.md", "wiki/alice.md", "wiki/bob.md", "wiki"):
+        expected = git(kb, "log", "--date-order", "--format=%H", "--", path).split()
+        assert expected, path
+        assert [e["commit"] for e in _openkb_json(kb, "log", "--path", path)] == expected, path
+        alone = json.loads(run_openkb("--kb-dir", kb, "log", "--path", path, "--json", env=no_git, check=True).stdout)
+        assert [e["commit"] for e in alone] == expected, path
 
 
 def test_revert_of_a_merge_under_a_later_ingest(team, _built_team, tmp_path):
