@@ -370,7 +370,7 @@ def test_git_gc_dies_with_openkb_gc(kb, tmp_path, signum):
     bindir = tmp_path / "bin"
     bindir.mkdir()
     real_git = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True).stdout.strip()
-    (bindir / "git").write_text(f'#!/bin/sh\nif [ "$3" = gc ]; then sleep 60; fi\nexec {real_git} "$@"\n')
+    (bindir / "git").write_text(f'#!/bin/sh\ncase " $* " in *" gc "*) sleep 60;; esac\nexec {real_git} "$@"\n')
     (bindir / "git").chmod(0o755)
     env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
     proc = subprocess.Popen([sys.executable, "-m", "openkb_git", "gc"], cwd=kb, env=env,

@@ -364,15 +364,21 @@ def fsck(ctx: click.Context, repair: bool, wait: float, as_json: bool) -> None:
               help="Unreachable objects younger than this many seconds are kept.")
 @click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Seconds to wait for the KB lock.")
+@click.option("--reuse-deltas", is_flag=True,
+              help="Keep the deltas packs already have and look only for new ones (faster; what the "
+                   "automatic gc does): versions a group commit stored in one pack then stay whole.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
-def gc(ctx: click.Context, prune_grace: int, wait: float, as_json: bool) -> None:
+def gc(ctx: click.Context, prune_grace: int, wait: float, reuse_deltas: bool, as_json: bool) -> None:
     """Repack all objects into one pack (with deltas) and prune unreachable ones.
 
     Each commit writes its small objects as one small pack and its large ones (big
     folders' trees, big files) as loose objects; small packs are merged as they pile
-    up, but only gc finds deltas. Takes the KB lock and recovers first, so objects of
-    an in-flight mutation are never touched. Also removes a pack left without its index
+    up, but only gc finds all deltas: it finds every one again, as `git gc
+    --aggressive` does (with a window of 50), since Git never tries a delta between two
+    objects stored whole in one pack, as a group commit stores the versions of index.md
+    it makes. Takes the KB lock and recovers first, so objects of an in-flight mutation
+    are never touched. Also removes a pack left without its index
     by a crash, once older than --prune-grace, and drops from .openkb/records.cache the
     registry records no longer at HEAD. Runs by itself every `gc_auto_commits` commits
     during `add` (config, default 1000; 0 turns it off).
@@ -381,7 +387,7 @@ def gc(ctx: click.Context, prune_grace: int, wait: float, as_json: bool) -> None
 
     kb = open_kb(ctx)
     try:
-        result = kb_gc(kb, grace=prune_grace, wait=wait)
+        result = kb_gc(kb, grace=prune_grace, wait=wait, recompute=not reuse_deltas)
     finally:
         kb.close()
     if as_json:

@@ -56,16 +56,28 @@ def git_dir_size(kb: KB) -> int:
     return total
 
 
-def collect(kb: KB, *, grace: int = DEFAULT_GRACE, lock: KBLock | None = None) -> GCResult:
+# `openkb gc` finds every delta again (`git gc --aggressive`'s --no-reuse-delta), with a smaller
+# window than --aggressive's 250: Git never tries to delta two objects stored whole in one pack
+# (it takes them for a pair an earlier repack rejected), and a group commit stores up to 32
+# versions of index.md and of each big folder's tree whole in its one pack, so a gc that reuses
+# deltas kept them whole (2,000 tldr pages: 17 MB of pack instead of 5). Window 50: 1.09x the
+# pack --aggressive makes, in a third of its time (docs/performance.md).
+RECOMPUTE = ("-c", "gc.aggressiveWindow=50", "-c", "gc.aggressiveDepth=50")
+
+
+def collect(kb: KB, *, grace: int = DEFAULT_GRACE, lock: KBLock | None = None, recompute: bool = False) -> GCResult:
     """Pack and prune; the caller holds the KB lock (and so has recovered), ``lock``.
+    ``recompute``: find every delta again (`openkb gc`), not only those of objects stored in
+    different packs (the automatic gc of a long `add`, which must stay cheap).
 
     `git gc` runs tethered (see tether.py): it dies with openkb, even on SIGKILL, and the
     watchdog that kills it holds the KB lock (``lock``'s descriptor) until it is dead."""
     before = git_dir_size(kb)
     if shutil.which("git"):
         fd = lock.fileno() if lock is not None else None
-        proc = run_tethered(["git", "-C", str(kb.root), "gc", "--quiet", f"--prune={grace}.seconds.ago"],
-                            what="git gc", pass_fds=(fd,) if fd is not None else ())
+        argv = ["git", "-C", str(kb.root), *(RECOMPUTE if recompute else ()), "gc", "--quiet",
+                *(("--aggressive",) if recompute else ()), f"--prune={grace}.seconds.ago"]
+        proc = run_tethered(argv, what="git gc", pass_fds=(fd,) if fd is not None else ())
         if proc.returncode != 0:
             raise GCError(f"git gc failed: {proc.stderr.strip()}")
         tool = "git gc"
@@ -94,11 +106,11 @@ def compact_record_memo(kb: KB) -> int:
     return RecordMemo(path).keep_only(live)
 
 
-def gc(kb: KB, *, grace: int = DEFAULT_GRACE, wait: float = 0.0) -> GCResult:
+def gc(kb: KB, *, grace: int = DEFAULT_GRACE, wait: float = 0.0, recompute: bool = True) -> GCResult:
     """`openkb gc`: take the lock (recovering first), then collect."""
     writer = Writer(kb, wait)
     with writer.locked():
-        return collect(kb, grace=grace, lock=writer.lock)
+        return collect(kb, grace=grace, lock=writer.lock, recompute=recompute)
 
 
 class AutoGC:
