@@ -375,7 +375,7 @@ def gc(ctx: click.Context, prune_grace: int, wait: float, reuse_deltas: bool, as
     Each commit writes its small objects as one small pack and its large ones (big
     folders' trees, big files) as loose objects; small packs are merged as they pile
     up, but only gc finds all deltas: it finds every one again, as `git gc
-    --aggressive` does (with a window of 50), since Git never tries a delta between two
+    --aggressive` does (window 50, depth 250), since Git never tries a delta between two
     objects stored whole in one pack, as a group commit stores the versions of index.md
     it makes. Takes the KB lock and recovers first, so objects of an in-flight mutation
     are never touched. Also removes a pack left without its index
