@@ -14,9 +14,9 @@ The walk follows every parent (merges from `git pull`, `git merge` of a branch):
 once, newest first by commit date, a commit never before one of its children (`git log
 --date-order`); ties go to the commit that became ready first, first parents before second
 ones, so the order is deterministic. (Git's default walk, without `--date-order`, can show a
-parent before a child when their times tie, as a group commit's and a fast `init`'s do.) A linear stretch is walked commit by commit, as a
-first-parent walk would; below the first merge the rest of the history is read once to know
-how many children each commit has.
+parent before a child when their times tie, as a group commit's and a fast `init`'s do.) A
+linear stretch is walked commit by commit, as a first-parent walk would; below the first
+merge the rest of the history is read once to know how many children each commit has.
 """
 
 from __future__ import annotations

@@ -25,8 +25,9 @@ def log(ctx: click.Context, doc: str | None, op: str | None, path: str | None, m
     Columns: position (`openkb show N` names that line), short commit id, date,
     operation, document. Operations brought in by merges (`git pull`, `git merge`
     of a branch) are listed too, newest first, never before one they build on (the
-    order of `git log --date-order`); a merge commit itself is an operation `merge` with its parents. Give DOC to see
-    only that document's operations (a name no operation has is an error, exit 2).
+    order of `git log --date-order`); a merge commit itself is an operation `merge`
+    with its parents. Give DOC to see only that document's operations (a name no
+    operation has is an error, exit 2).
 
     A range A..B lists the operations on B that A does not have, as `git log A..B`:
     `openkb log main..try-papers` reviews a branch before merging it, `openkb log
