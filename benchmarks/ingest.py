@@ -36,18 +36,38 @@ def tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def peak_rss_of(argv: list[str]) -> tuple[subprocess.CompletedProcess, float, float]:
-    """Run ``argv``; its wall time and the peak RSS (MB) of it and of its children."""
+def peak_rss_of(argv: list[str]) -> tuple[subprocess.CompletedProcess, float, dict]:
+    """Run ``argv``; its wall time and its memory in MB: ``largest``, the peak RSS of the
+    largest of it and its children (Git's pack-objects too); ``own``, the process's own peak
+    RSS (VmHWM, read every 0.2 s until it exits); ``anon``, the largest anonymous part seen
+    (RssAnon: the rest of its RSS is file-backed, pages of the packs it maps)."""
     code = ("import json, resource, subprocess, sys, time\n"
+            "def status(pid):\n"
+            "    try:\n"
+            "        with open(f'/proc/{pid}/status') as fh:\n"
+            "            return {k: int(v.split()[0]) for k, _, v in (l.partition(':') for l in fh) if k in ('VmHWM', 'RssAnon')}\n"
+            "    except (OSError, ValueError):\n"
+            "        return {}\n"
             "t = time.perf_counter()\n"
-            "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+            "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)\n"
+            "own = anon = 0\n"
+            "import threading\n"
+            "out = {}\n"
+            "reader = threading.Thread(target=lambda: out.update(zip(('stdout', 'stderr'), p.communicate())))\n"
+            "reader.start()\n"
+            "while reader.is_alive():\n"
+            "    seen = status(p.pid)\n"
+            "    own, anon = max(own, seen.get('VmHWM', 0)), max(anon, seen.get('RssAnon', 0))\n"
+            "    reader.join(0.2)\n"
             "wall = time.perf_counter() - t\n"
             "r = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-            "print(json.dumps({'rc': p.returncode, 'wall': wall, 'rss_kb': r, 'tail': p.stdout[-400:], 'err': p.stderr[-2000:]}))\n")
+            "print(json.dumps({'rc': p.returncode, 'wall': wall, 'rss_kb': r, 'own_kb': own, 'anon_kb': anon, "
+            "'tail': out['stdout'][-400:], 'err': out['stderr'][-2000:]}))\n")
     out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True)
     data = json.loads(out.stdout)
     proc = subprocess.CompletedProcess(argv, data["rc"], data["tail"], data["err"])
-    return proc, data["wall"], data["rss_kb"] / 1024
+    return proc, data["wall"], {"largest": data["rss_kb"] / 1024, "own": data["own_kb"] / 1024,
+                                "anon": data["anon_kb"] / 1024}
 
 
 def tldr_add(jobs: int, workdir: Path) -> dict:
@@ -66,7 +86,7 @@ def tldr_add(jobs: int, workdir: Path) -> dict:
     gc_time = time.perf_counter() - t0
     after = tree_size(kb / ".git")
     content = tree_size(kb / "raw") + tree_size(kb / "wiki")
-    return {"jobs": jobs, "kb": str(kb), "wall": wall, "rss_mb": rss, "commits": commits, "git_before": before,
+    return {"jobs": jobs, "kb": str(kb), "wall": wall, "rss": rss, "commits": commits, "git_before": before,
             "git_after": after, "content": content, "gc_time": gc_time, "summary": proc.stdout.strip().splitlines()[-1]}
 
 
@@ -175,12 +195,16 @@ def main() -> None:
     if not args.skip_tldr:
         rows = [tldr_add(int(j), args.workdir) for j in args.tldr_jobs.split(",")]
         print(f"\nopenkb add of {CORPUS / 'md' / 'tldr'} (one commit per file)")
-        print(f"{'jobs':>5} {'wall':>9} {'commits':>8} {'peak RSS':>9} {'.git before gc':>15} {'after gc':>9} "
-              f"{'raw+wiki':>9} {'after/content':>14} {'gc time':>8}")
+        print(f"{'jobs':>5} {'wall':>9} {'commits':>8} {'peak RSS':>9} {'openkb':>7} {'anon':>7} {'.git before gc':>15} "
+              f"{'after gc':>9} {'raw+wiki':>9} {'after/content':>14} {'gc time':>8}")
         for r in rows:
-            print(f"{r['jobs']:>5} {r['wall']:8.0f}s {r['commits']:>8} {r['rss_mb']:7.0f}MB {r['git_before'] / 1e6:13.0f}MB "
-                  f"{r['git_after'] / 1e6:7.1f}MB {r['content'] / 1e6:7.1f}MB {r['git_after'] / r['content']:13.2f}x {r['gc_time']:7.0f}s")
+            rss = r["rss"]
+            print(f"{r['jobs']:>5} {r['wall']:8.0f}s {r['commits']:>8} {rss['largest']:7.0f}MB {rss['own']:5.0f}MB "
+                  f"{rss['anon']:5.0f}MB {r['git_before'] / 1e6:13.0f}MB {r['git_after'] / 1e6:7.1f}MB "
+                  f"{r['content'] / 1e6:7.1f}MB {r['git_after'] / r['content']:13.2f}x {r['gc_time']:7.0f}s")
             print(f"       {r['summary']}")
+        print("peak RSS: the largest process (Git's pack-objects too); openkb: the adding process's own "
+              "peak (VmHWM); anon: its largest anonymous part seen (the rest maps packs)")
         if len(rows) == 2:
             print(f"speed-up --jobs {rows[1]['jobs']} over --jobs {rows[0]['jobs']}: {rows[0]['wall'] / rows[1]['wall']:.2f}x")
 

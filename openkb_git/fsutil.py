@@ -46,18 +46,24 @@ def write_bytes(path: Path, data: bytes, *, mode: int = 0o644, sync: bool = Fals
     _write(path, data, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC), mode, sync)
 
 
+def write_chunks(path: Path, chunks: list[bytes], *, mode: int = 0o644, sync: bool = False) -> None:
+    """`write_bytes` of ``b"".join(chunks)``, without joining them in memory."""
+    _write(path, chunks, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode, sync)
+
+
 def append_bytes(path: Path, data: bytes, *, sync: bool) -> None:
     """Append ``data`` to ``path`` (created if missing)."""
     _write(path, data, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644, sync)
 
 
-def _write(path: Path, data: bytes, flags: int, mode: int, sync: bool) -> None:
+def _write(path: Path, data: bytes | list[bytes], flags: int, mode: int, sync: bool) -> None:
     faults.op("write", path)
     fd = os.open(path, flags, mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        for chunk in data if isinstance(data, list) else [data]:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
         faults.wrote(path)
         if sync:
             faults.op("fsync", path)

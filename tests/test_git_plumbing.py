@@ -263,6 +263,26 @@ def test_large_trees_deflated_in_reused_pieces_are_valid_loose_objects(tmp_path,
         assert len(listed) == len(store.tree_entries(sha)) >= 2500
 
 
+def test_parsed_trees_kept_are_bounded_in_entries_not_only_in_count(tmp_path, monkeypatch):
+    """A group of commits makes five big trees per commit: the cache of parsed trees, bounded
+    only by count (256), held 77 MB of tables at 7,425 documents. It is bounded in entries too,
+    and keeps the latest versions (each commit edits the one before)."""
+    from openkb_git.git import objects
+
+    monkeypatch.setattr(objects, "TREE_CACHE_ENTRIES", 5_000)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
+    store = ObjectStore(Repo(str(tmp_path)).object_store)
+    tree, _objects, _ids = store.build_tree(None, {f"wiki/sources/d{j}.md": b"%d" % j for j in range(1_000)})
+    trees = [tree]
+    for i in range(20):
+        tree, _objects, _ids = store.build_tree(tree, {f"wiki/sources/n{i}.md": b"new"})
+        trees.append(tree)
+    assert sum(len(entries) for entries in store._trees.values()) <= 5_000
+    sources = store.lookup(tree, "wiki/sources")[1]
+    assert sources in store._trees and len(store._trees[sources]) == 1_020  # the latest is kept
+    assert len(store._trees) >= 3
+
+
 def test_path_follower_agrees_with_lookup_along_a_history(tmp_path):
     """blame's PathFollower carries a path's entry from tree to parent tree without decoding the
     folder when the bytes around it are shared: it must answer exactly what lookup answers."""

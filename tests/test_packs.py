@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import shutil
@@ -127,6 +128,47 @@ def test_read_entries_refuses_deltas_and_damage(tmp_path):
     delta = [(b"\x07" * 20, bytes([0x75]) + b"\x00" * 20 + zlib.compress(b"x"))]  # a ref-delta entry
     pack, index, _name = packs.encode_pack(delta)
     assert packs.read_entries(pack, index) is None
+
+
+def test_a_pack_is_written_from_its_parts_as_encode_pack_makes_it(tmp_path):
+    """A group's pack (up to GROUP_BYTES of entries) is written part by part, never joined in
+    memory: the file holds exactly the joined bytes, and Git verifies it."""
+    subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
+    blobs = [b"blob %d %s\n" % (i, os.urandom(i * 97)) for i in range(40)]
+    entries = sorted((hashlib.sha1(b"blob %d\0" % len(blob) + blob).digest(),
+                      packs.entry_header(3, len(blob)) + zlib.compress(blob)) for blob in blobs)
+    pack_dir = tmp_path / ".git" / "objects" / "pack"
+    name = packs.write_pack(pack_dir, entries)
+    joined, index, joined_name = packs.encode_pack(entries)
+    assert name == joined_name
+    assert (pack_dir / f"{name}.pack").read_bytes() == joined
+    assert (pack_dir / f"{name}.idx").read_bytes() == index
+    git(tmp_path, "verify-pack", str(pack_dir / f"{name}.idx"))
+    shown = subprocess.run(["git", "-C", str(tmp_path), "cat-file", "blob", entries[0][0].hex()],
+                           capture_output=True, check=True).stdout
+    assert shown in blobs
+
+
+def _mapped_packs() -> set[str]:
+    with open("/proc/self/maps") as maps:
+        return {line.split()[-1] for line in maps if line.rstrip().endswith(".pack")}
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc/self/maps (Linux)")
+def test_a_group_pack_write_closes_the_packs_read_before(tmp_path):
+    """dulwich maps each pack it reads from whole, and a page read maps its neighbours (large
+    folios): the packs of a long group-committed run, each read once, stayed mapped in the
+    adding process (392 MB of its RSS at 7,425 tldr pages). Writing a group's pack closes them."""
+    subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
+    store, written = _commit_many(tmp_path, 8, random.Random(3))
+    for sha in written:  # read from every pack
+        store.get(sha.encode())
+    before = {path for path in _mapped_packs() if path.startswith(str(tmp_path))}
+    assert len(before) >= 2, before
+    tree, objects, _ids = store.build_tree(None, {"wiki/x.md": b"x\n"})
+    store.write_durably([*objects, make_commit(tree, None, "x\n", IDENTITY, 0, 0)], one_pack=True)
+    assert not {path for path in _mapped_packs() if path.startswith(str(tmp_path))}
+    assert all(sha.encode() in store for sha in written)  # reopened when read again
 
 
 def test_index_with_large_offsets_reads_back(tmp_path):

@@ -26,6 +26,9 @@ from . import packs
 
 FILE_MODE = 0o100644
 TREE_CACHE = 256  # parsed trees kept (LRU)
+# ... and at most this many entries in all: two versions of the big folders at 50,000 documents
+# (a group of commits makes five big trees a commit; 256 of 7,425 entries held 77 MB of tables).
+TREE_CACHE_ENTRIES = 600_000
 LOOSE_BYTES = 32 * 1024  # objects this large are written loose, not into a commit's small pack
 _FANOUT_TRIES = 50  # renames of a loose object into a fan-out folder `git prune-packed` keeps removing
 LOOSE_TMP_PREFIX = "openkb_obj_"  # temporaries of loose objects, in objects/ (git prunes `tmp_*` there)
@@ -92,6 +95,7 @@ class ObjectStore:
         self.objects_dir = Path(store.path)
         # Small LRU caches: only the latest versions of the big folders are worth keeping.
         self._trees: OrderedDict[bytes, dict[bytes, tuple[int, bytes]]] = OrderedDict()
+        self._tree_entries = 0  # in all the trees of ``_trees``
         self._encoded: OrderedDict[bytes, tuple[list[bytes], list[bytes]]] = OrderedDict()
         # For trees built here: the tree they were edited from and the names edited.
         self._derived: OrderedDict[bytes, tuple[bytes | None, frozenset[bytes]]] = OrderedDict()
@@ -330,9 +334,11 @@ class ObjectStore:
         return self._derived.get(sha)
 
     def _remember_tree(self, sha: bytes, entries: dict) -> None:
+        old = self._trees.pop(sha, None)
+        self._tree_entries += len(entries) - (len(old) if old is not None else 0)
         self._trees[sha] = entries
-        while len(self._trees) > TREE_CACHE:
-            self._trees.popitem(last=False)
+        while len(self._trees) > 1 and (len(self._trees) > TREE_CACHE or self._tree_entries > TREE_CACHE_ENTRIES):
+            self._tree_entries -= len(self._trees.popitem(last=False)[1])
 
     def lookup(self, tree_sha: bytes | None, path: str) -> tuple[int, bytes] | None:
         """(mode, sha) of ``path`` inside ``tree_sha``, or None when absent."""
@@ -539,9 +545,21 @@ class ObjectStore:
         makedirs(self.pack_dir, sync=True)
         written.pack = packs.write_pack(self.pack_dir, list(entries.items()), keep=pending)
         written.kept = pending
+        del entries  # a group's entries are up to GROUP_BYTES: not kept while the merge runs
         # A kept pack is never merged: this merges only packs the branch already reaches.
         self._forget_packs(packs.merge_small_packs(self.pack_dir))
+        if one_pack:
+            self.release_maps()
         return written
+
+    def release_maps(self) -> None:
+        """Close every pack dulwich has open; the next read reopens what it needs (an index of
+        a few KB, the pack mapped again). dulwich maps each pack it reads from whole, and the
+        kernel maps a file's cached pages in large folios, so a page read maps its neighbours
+        too: the packs a long run wrote, each read from once, stayed mapped and resident in the
+        process (file-backed, but counted in its RSS: 392 MB by the end of the 7,425 tldr
+        pages). Called after each group's pack (docs/performance.md)."""
+        self.store.close()
 
     def _forget_packs(self, bases: list[str]) -> None:
         """Drop the removed packs ``bases`` from dulwich's cache, closing their files and maps.
@@ -801,7 +819,7 @@ class RawObject:
 # boundary with an empty window, which makes the pieces concatenable into one valid stream.
 CHUNKED_TREE_BYTES = 32 * 1024
 _MIN_PIECE = 2048
-_PIECE_CACHE_BYTES = 64 * 1024 * 1024
+_PIECE_CACHE_BYTES = 32 * 1024 * 1024  # pieces and their deflated bytes: twice the big trees of 50,000 documents
 _pieces: OrderedDict[bytes, bytes] = OrderedDict()
 _pieces_size = 0
 

@@ -30,7 +30,7 @@ import zlib
 from pathlib import Path
 
 from .. import faults
-from ..fsutil import TMP_SUFFIX, fsync_dir, fsync_file, remove_file, replace, write_bytes
+from ..fsutil import TMP_SUFFIX, fsync_dir, fsync_file, remove_file, replace, write_bytes, write_chunks
 
 PACK_TYPES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 MERGE_AT = 12  # merge small packs when there are this many packs we can merge
@@ -52,20 +52,31 @@ def entry_header(type_num: int, size: int) -> bytes:
     return bytes(out)
 
 
-def encode_pack(entries: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, str]:
-    """(pack bytes, index bytes, name) for ``entries`` [(binary sha, entry bytes)], shas unique.
+def pack_parts(entries: list[tuple[bytes, bytes]]) -> tuple[list[bytes], bytes, str]:
+    """(the pack's parts, its index bytes, its name) for ``entries`` [(binary sha, entry bytes)],
+    shas unique: the parts are the header, the entries' own bytes (not copied) and the checksum,
+    so a pack of a group of commits (up to hundreds of MB) is never joined in memory.
 
     The name is `pack-<hex of the pack's checksum>`, as current Git names them."""
-    parts = [b"PACK", struct.pack(">LL", 2, len(entries))]
+    header = b"PACK" + struct.pack(">LL", 2, len(entries))
+    digest = hashlib.sha1(header)
+    parts = [header]
     offsets: dict[bytes, tuple[int, int]] = {}
-    offset = 12
+    offset = len(header)
     for sha, data in entries:
         offsets[sha] = (offset, zlib.crc32(data))
+        digest.update(data)
         parts.append(data)
         offset += len(data)
-    body = b"".join(parts)
-    checksum = hashlib.sha1(body).digest()
-    return body + checksum, encode_index(offsets, checksum), f"pack-{checksum.hex()}"
+    checksum = digest.digest()
+    parts.append(checksum)
+    return parts, encode_index(offsets, checksum), f"pack-{checksum.hex()}"
+
+
+def encode_pack(entries: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, str]:
+    """(pack bytes, index bytes, name) for ``entries``: `pack_parts` joined."""
+    parts, index, name = pack_parts(entries)
+    return b"".join(parts), index, name
 
 
 def encode_index(offsets: dict[bytes, tuple[int, int]], pack_checksum: bytes) -> bytes:
@@ -145,9 +156,9 @@ def write_pack(pack_dir: Path, entries: list[tuple[bytes, bytes]], *, keep: bool
     repack lists the packs to delete by reading the folder for `*.pack` names and only then
     looking for each one's `.keep`, so a `.pack` seen for a moment without its `.keep` was
     deleted by a repack whose walk of the refs came before our ref moved (the commit lost)."""
-    pack, index, name = encode_pack(entries)
+    parts, index, name = pack_parts(entries)
     tmp_pack, tmp_idx = temporary_names(pack_dir)
-    write_bytes(tmp_pack, pack, mode=0o444, sync=True)
+    write_chunks(tmp_pack, parts, mode=0o444, sync=True)
     write_bytes(tmp_idx, index, mode=0o444, sync=True)
     if keep:
         write_bytes(pack_dir / f"{name}.keep", PENDING_KEEP)
