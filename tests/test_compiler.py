@@ -168,6 +168,19 @@ def test_index_spliced_in_place_equals_the_line_by_line_rendering(page, canonica
         fast = _update_index_in_place(existing, docs_update, concepts_update)
         if fast is not None:
             assert fast == _render_index(existing, index_updates(docs_update, concepts_update))
+    # A run chains them: each update starts from the text the one before returned (which the
+    # splice remembers, with its sections' bullets, to spare splitting them again).
+    text = existing
+    for docs_update, concepts_update in (
+            ({k: (index_line(k, v) if v is not None else None) for k, v in docs.items()}, concepts),
+            ({"a": None, "b": "- [[summaries/b]] — new"}, {"a": False, "c": True}),
+            ({"b": "- [[summaries/b]] — newer"}, {"d": True}), ({"a": "- [[summaries/a]] — A"}, None),
+            ({"a": None, "c": "- [[summaries/c]] — new"}, None), (None, {"a": False, "b": True})):
+        slow = _render_index(text, index_updates(docs_update, concepts_update))
+        fast = _update_index_in_place(text, docs_update, concepts_update)
+        if fast is not None:
+            assert fast == slow
+        text = slow
     if canonical and any(v is not None for v in docs.values()) and any(concepts.values()):
         assert _update_index_in_place(existing, {k: (index_line(k, v) if v is not None else None) for k, v in docs.items()},
                                       concepts) is not None

@@ -673,8 +673,8 @@ class Written:
 
 
 def _pack_entry(obj, raw: bytes) -> bytes:
-    if obj.type_name == b"tree" and len(raw) >= CHUNKED_TREE_BYTES:  # a big folder, as a loose one is
-        data = b"".join(_deflate_in_pieces(b"", raw))
+    if _in_pieces(obj.type_name, raw):  # a big folder or page, as a loose one is
+        data = b"".join(_deflate_in_pieces(b"", raw, obj.type_name))
     else:
         data = zlib.compress(raw, 1)
     return packs.entry_header(packs.PACK_TYPES[obj.type_name], len(raw)) + data
@@ -803,8 +803,8 @@ class RawObject:
         return b"%s %d\0" % (self.type_name, len(self.raw))
 
     def as_legacy_object_chunks(self):
-        if self.type_name == b"tree" and len(self.raw) >= CHUNKED_TREE_BYTES:
-            yield from _deflate_in_pieces(self._header(), self.raw)
+        if _in_pieces(self.type_name, self.raw):
+            yield from _deflate_in_pieces(self._header(), self.raw, self.type_name)
             return
         compressor = zlib.compressobj(1)
         yield compressor.compress(self._header())
@@ -813,11 +813,25 @@ class RawObject:
 
 
 # Large trees (a folder of one file per document) are rewritten by every commit with one or
-# two entries changed. Their zlib stream is made of independently deflated pieces, cut where
-# the content says (after each pair of NUL bytes), so each commit compresses only the piece
-# that changed and reuses the others' deflated bytes: a full flush ends every piece on a byte
-# boundary with an empty window, which makes the pieces concatenable into one valid stream.
+# two entries changed, and so are large text files (wiki/index.md, one line a document, and
+# wiki/log.md). Their zlib stream is made of independently deflated pieces, cut where the
+# content says, so each commit compresses only the pieces that changed and reuses the others'
+# deflated bytes: a full flush ends every piece on a byte boundary with an empty window, which
+# makes the pieces concatenable into one valid stream. A tree is cut after a pair of NUL bytes
+# (in the binary ids: random); a text at the end of a line whose last bytes fall in given
+# classes (`_CUT_CLASSES`), so a line inserted moves only the cuts near it: at 2,000 tldr pages,
+# 1.8 % of index.md's bytes are deflated again per version (22 % when cut at the first line end
+# past a minimum size, whose cuts all shift after an insertion). index.md at 7,425 pages: 18 ms
+# of zlib per version, 3 ms cut and looked up.
 CHUNKED_TREE_BYTES = 32 * 1024
+CHUNKED_TEXT_BYTES = 32 * 1024
+_CHUNKED_TEXT_MAX = 16 * 1024 * 1024  # larger texts are not rewritten line by line (a book's source)
+_TEXT_SNIFF = 8192  # a blob with a NUL byte in its start is not text: deflated whole
+# Each byte's class: 1 for about half of the bytes (the low bit of its CRC-32: fixed, so pieces
+# cut the same way in every process), 0 for the others and for ".", a line's usual last byte;
+# "\n" stays itself.
+_CUT_CLASSES = bytes(10 if b == 10 else 0 if b == 46 else zlib.crc32(bytes([b])) & 1 for b in range(256))
+_TEXT_CUT = b"\x01\x01\x00\n"  # about one line end in four (those ending in ".")
 _MIN_PIECE = 2048
 _PIECE_CACHE_BYTES = 32 * 1024 * 1024  # pieces and their deflated bytes: twice the big trees of 50,000 documents
 _pieces: OrderedDict[bytes, bytes] = OrderedDict()
@@ -840,17 +854,29 @@ def _deflated_piece(piece: bytes) -> bytes:
     return out
 
 
-def _deflate_in_pieces(header: bytes, raw: bytes):
+def _in_pieces(type_name: bytes, raw: bytes) -> bool:
+    """Whether an object is deflated from reused pieces: a big tree, or a big text blob."""
+    if type_name == b"tree":
+        return len(raw) >= CHUNKED_TREE_BYTES
+    return (type_name == b"blob" and CHUNKED_TEXT_BYTES <= len(raw) <= _CHUNKED_TEXT_MAX
+            and raw.find(b"\0", 0, _TEXT_SNIFF) < 0)
+
+
+def _deflate_in_pieces(header: bytes, raw: bytes, type_name: bytes = b"tree"):
     """The zlib stream of ``header + raw``, built from deflated pieces of ``raw`` (``header``
     empty: a pack entry's data)."""
     yield b"\x78\x01"  # zlib header: deflate, 32 KB window, fastest level
     if header:
         compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
         yield compressor.compress(header) + compressor.flush(zlib.Z_FULL_FLUSH)
-    start, find = 0, raw.find
+    if type_name == b"tree":
+        find, mark = raw.find, b"\0\0"
+    else:
+        find, mark = raw.translate(_CUT_CLASSES).find, _TEXT_CUT
+    start = 0
     while start < len(raw):
-        cut = find(b"\0\0", start + _MIN_PIECE)
-        end = len(raw) if cut < 0 else cut + 2
+        cut = find(mark, start + _MIN_PIECE)
+        end = len(raw) if cut < 0 else cut + len(mark)
         yield _deflated_piece(raw[start:end])
         start = end
     yield zlib.compressobj(1, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)  # the final, empty block
