@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import time
 from collections import OrderedDict
@@ -328,6 +329,58 @@ def test_large_texts_deflated_in_reused_pieces_are_read_back_by_git(tmp_path, mo
     shown = subprocess.run(["git", "-C", str(tmp_path), "cat-file", "blob", ids["raw/blob.bin"].decode()],
                            capture_output=True, check=True).stdout
     assert shown == b"\0" + binary
+
+
+def test_a_group_pack_stores_each_version_of_a_big_file_as_a_delta_git_reads(tmp_path):
+    """A group of commits writes up to 32 versions of index.md and of the big folders' trees
+    into one pack; stored whole, Git never tried a delta between them (same pack), so merges and
+    the automatic gc kept them whole. Each version is a REF_DELTA against the one before it in
+    the pack (chains at most MAX_GROUP_DELTA_DEPTH): Git and dulwich read every version."""
+    from openkb_git.git.objects import MAX_GROUP_DELTA_DEPTH
+
+    subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
+    store = ObjectStore(Repo(str(tmp_path)).object_store)
+    rng = random.Random(9)
+    lines = [f"- [[summaries/doc-{i:05d}]] — page {rng.random()}.\n" for i in range(2_000)]
+    sources = {f"wiki/sources/doc-{i:05d}.md": b"%d" % i for i in range(2_000)}
+    tree = base = None
+    made, versions = [], []
+    for i in range(24):
+        lines.insert(rng.randrange(len(lines)), f"- [[summaries/new-{i}]] — inserted {i}.\n")
+        text = "".join(lines).encode("utf-8")
+        changes = {"wiki/index.md": text, f"wiki/sources/new-{i}.md": b"new %d" % i, **(sources if i == 0 else {})}
+        tree, objects_, _ids = store.build_tree(tree, changes)
+        store.stage(objects_)
+        commit = make_commit(tree, base, f"c{i}\n", b"T <t@example.com>", 1_700_000_000 + i, 0)
+        made += [*objects_, commit]
+        versions.append((commit.id.decode(), text))
+        base = commit.id
+    written = store.write_durably(made, one_pack=True)
+    store.unstage()
+    compare_and_swap(tmp_path / ".git", None, base, identity=b"T <t@example.com>", message="group")
+    pack = tmp_path / ".git" / "objects" / "pack" / f"{written.pack}.idx"
+    fsck = subprocess.run(["git", "-C", str(tmp_path), "fsck", "--strict", "--full"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+    verify = subprocess.run(["git", "-C", str(tmp_path), "verify-pack", "-v", str(pack)], capture_output=True,
+                            text=True, check=True).stdout
+    chains = {int(n): int(count) for n, count in re.findall(r"chain length = (\d+): (\d+) objects?", verify)}
+    assert sum(chains.values()) >= 30  # most of index.md's versions and of the sources folder's trees
+    assert max(chains) <= MAX_GROUP_DELTA_DEPTH
+    # A version of the sources folder adds one entry: its delta costs about that entry, not the
+    # piece around it (13 KB of object ids: they do not compress).
+    tree_deltas = [int(size) for kind, size in re.findall(r"^[0-9a-f]{40} (tree) +\d+ (\d+) \d+ \d+ [0-9a-f]{40}$",
+                                                           verify, re.M)]
+    assert len(tree_deltas) >= 15 and max(tree_deltas) < 400, tree_deltas
+    whole = sum(len(text) for _sha, text in versions)
+    assert pack.with_suffix(".pack").stat().st_size < whole / 4  # whole, the pack is above 1.5x that
+    fresh = ObjectStore(Repo(str(tmp_path)).object_store)
+    for i, (sha, text) in enumerate(versions):
+        shown = subprocess.run(["git", "-C", str(tmp_path), "show", f"{sha}:wiki/index.md"], capture_output=True,
+                               check=True).stdout
+        assert shown == text
+        tree_sha = fresh.get(sha.encode()).tree
+        assert fresh.read_path(tree_sha, "wiki/index.md") == text
+        assert len(fresh.list_dir(tree_sha, "wiki/sources")) == 2_000 + i + 1
 
 
 def test_path_follower_agrees_with_lookup_along_a_history(tmp_path):

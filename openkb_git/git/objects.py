@@ -518,11 +518,13 @@ class ObjectStore:
         not reach, so the pack gets a `.keep` file until `secure` is called after the ref
         moved; and while a `git gc` runs (`gc.pid`), whose `git prune` deletes unreachable loose
         objects, the large objects go into that pack too. ``one_pack``: the large ones too (a
-        group of commits written together: one file to make durable, not one per object).
+        group of commits written together: one file to make durable, not one per object), and
+        each version of a big tree or text stored as a delta of the one before it (`_Deltas`).
         """
         entries: dict[bytes, bytes] = {}
         loose, seen, unique = [], set(), []
         in_pack = one_pack or (pending and (self.objects_dir.parent / "gc.pid").exists())
+        deltas = _Deltas() if one_pack else None
         for obj in objects:
             if obj.id in seen:
                 continue
@@ -537,7 +539,9 @@ class ObjectStore:
             if len(raw) >= LOOSE_BYTES and not in_pack:
                 loose.append(obj)
             else:
-                entries[binascii.unhexlify(obj.id)] = _pack_entry(obj, raw)
+                binsha = binascii.unhexlify(obj.id)
+                delta = deltas.entry(obj.type_name, raw, binsha) if deltas is not None else None
+                entries[binsha] = delta if delta is not None else _pack_entry(obj, raw)
         self._write_loose(loose)
         written = Written(objects=unique, loose=[obj.id for obj in loose])
         if not entries:
@@ -862,13 +866,8 @@ def _in_pieces(type_name: bytes, raw: bytes) -> bool:
             and raw.find(b"\0", 0, _TEXT_SNIFF) < 0)
 
 
-def _deflate_in_pieces(header: bytes, raw: bytes, type_name: bytes = b"tree"):
-    """The zlib stream of ``header + raw``, built from deflated pieces of ``raw`` (``header``
-    empty: a pack entry's data)."""
-    yield b"\x78\x01"  # zlib header: deflate, 32 KB window, fastest level
-    if header:
-        compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
-        yield compressor.compress(header) + compressor.flush(zlib.Z_FULL_FLUSH)
+def _piece_ends(raw: bytes, type_name: bytes):
+    """The end of each piece of ``raw`` (a big tree, or a big text): where the content says."""
     if type_name == b"tree":
         find, mark = raw.find, b"\0\0"
     else:
@@ -876,11 +875,136 @@ def _deflate_in_pieces(header: bytes, raw: bytes, type_name: bytes = b"tree"):
     start = 0
     while start < len(raw):
         cut = find(mark, start + _MIN_PIECE)
-        end = len(raw) if cut < 0 else cut + len(mark)
+        start = len(raw) if cut < 0 else cut + len(mark)
+        yield start
+
+
+def _deflate_in_pieces(header: bytes, raw: bytes, type_name: bytes = b"tree"):
+    """The zlib stream of ``header + raw``, built from deflated pieces of ``raw`` (``header``
+    empty: a pack entry's data)."""
+    yield b"\x78\x01"  # zlib header: deflate, 32 KB window, fastest level
+    if header:
+        compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
+        yield compressor.compress(header) + compressor.flush(zlib.Z_FULL_FLUSH)
+    start = 0
+    for end in _piece_ends(raw, type_name):
         yield _deflated_piece(raw[start:end])
         start = end
     yield zlib.compressobj(1, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)  # the final, empty block
     yield struct.pack(">L", zlib.adler32(raw, zlib.adler32(header)))
+
+
+# A group of commits (ops/add.py) writes up to 32 versions of index.md and of each big folder's
+# tree into one pack. Stored whole, they made the packs 5x their delta'd size, and Git never
+# tries a delta between two objects stored whole in one pack: the merges of small packs, and
+# the automatic gc (deltas reused), kept them whole. So each such version is stored as a
+# REF_DELTA against the version before it in the same pack (Git requires a local pack's delta
+# bases in the pack itself), found from the content-cut pieces: a piece of the base is copied,
+# others inserted. Chains stop at MAX_GROUP_DELTA_DEPTH (a read applies at most that many).
+MAX_GROUP_DELTA_DEPTH = 10
+_REF_DELTA = 7
+
+
+class _Deltas:
+    """The delta bases of one pack being written: the pieces of its big trees and texts."""
+
+    def __init__(self):
+        self._at: dict[tuple[bytes, int], tuple[bytes, bytes, int]] = {}  # (type, hash of piece) -> (raw, sha, offset)
+        self._depth: dict[bytes, int] = {}
+
+    def entry(self, type_name: bytes, raw: bytes, binsha: bytes) -> bytes | None:
+        """The pack entry of ``raw`` as a delta of an earlier object of this pack, or None (to be
+        stored whole); either way its pieces become bases for the objects after it."""
+        if not _in_pieces(type_name, raw):
+            return None
+        spans, start = [], 0
+        for end in _piece_ends(raw, type_name):
+            spans.append((start, end, hash(raw[start:end])))
+            start = end
+        base = next((found for found in (self._at.get((type_name, h)) for _s, _e, h in spans)
+                     if found is not None and self._depth[found[1]] < MAX_GROUP_DELTA_DEPTH), None)
+        ops: list[bytes] = []
+        literal = 0
+        if base is not None:
+            base_raw, base_sha = base[0], base[1]
+            gap, base_at = 0, 0  # where the bytes not yet copied start, in raw and in the base
+            for start, end, h in spans:
+                found = self._at.get((type_name, h))
+                if (found is not None and found[1] == base_sha and found[2] >= base_at
+                        and base_raw.startswith(raw[start:end], found[2])):
+                    literal += _gap_ops(ops, raw, gap, start, base_raw, base_at, found[2])
+                    ops.append(_copy_ops(found[2], end - start))
+                    gap, base_at = end, found[2] + end - start
+            literal += _gap_ops(ops, raw, gap, len(raw), base_raw, base_at, len(base_raw))
+        for start, end, h in spans:
+            self._at[(type_name, h)] = (raw, binsha, start)
+        if base is None or literal * 2 > len(raw):
+            self._depth[binsha] = 0
+            return None
+        self._depth[binsha] = self._depth[base[1]] + 1
+        delta = b"".join((_varint(len(base[0])), _varint(len(raw)), *ops))
+        return packs.entry_header(_REF_DELTA, len(delta)) + base[1] + zlib.compress(delta, 1)
+
+
+def _gap_ops(ops: list[bytes], raw: bytes, start: int, end: int, base: bytes, base_start: int, base_end: int) -> int:
+    """Delta instructions for ``raw[start:end]``, the bytes between two pieces copied, whose old
+    version is ``base[base_start:base_end]``: what they share at each end copied (an entry
+    inserted in a tree's piece costs its own bytes), the rest inserted; returns its length."""
+    if end <= start:
+        return 0
+    new, old = raw[start:end], base[base_start:base_end] if base_end > base_start else b""
+    head = common_prefix(new, old)
+    tail = common_suffix(new, old, head)
+    if head:
+        ops.append(_copy_ops(base_start, head))
+    if len(new) - head - tail:
+        ops.append(_insert_ops(raw, start + head, end - tail))
+    if tail:
+        ops.append(_copy_ops(base_end - tail, tail))
+    return len(new) - head - tail
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _copy_ops(offset: int, size: int) -> bytes:
+    """Git delta instructions copying ``size`` bytes of the base from ``offset``."""
+    out = bytearray()
+    while size:
+        step = min(size, 0xFFFFFF)
+        cmd, args = 0x80, bytearray()
+        for i in range(4):
+            byte = (offset >> (8 * i)) & 0xFF
+            if byte:
+                cmd |= 1 << i
+                args.append(byte)
+        for i in range(3):
+            byte = (step >> (8 * i)) & 0xFF
+            if byte:
+                cmd |= 0x10 << i
+                args.append(byte)
+        out.append(cmd)
+        out += args
+        offset += step
+        size -= step
+    return bytes(out)
+
+
+def _insert_ops(raw: bytes, start: int, end: int) -> bytes:
+    """Git delta instructions inserting ``raw[start:end]`` (at most 127 bytes an instruction)."""
+    out = bytearray()
+    while start < end:
+        step = min(end - start, 0x7F)
+        out.append(step)
+        out += raw[start:start + step]
+        start += step
+    return bytes(out)
 
 
 class TreeFormatError(ValueError):
