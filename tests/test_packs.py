@@ -118,6 +118,48 @@ def test_merges_keep_every_object_and_leave_kept_packs_alone(tmp_path, monkeypat
         assert stored_as_delta <= 3  # only the git-made pack's own deltas
 
 
+def test_group_packs_with_deltas_are_merged_by_copying_without_git(tmp_path, monkeypatch):
+    """A group's pack stores the versions of a big file as REF_DELTAs of each other; on a
+    machine without Git the small packs are merged by copying entries, which such a pack allows
+    (its bases are named by id and travel with it), so they do not pile up, and every version
+    still reads."""
+    subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    store = ObjectStore(Repo(str(tmp_path)).object_store)
+    words = ["list", "files", "archive", "print", "network", "disk", "user", "show", "remove", "copy"]
+    rng = random.Random(4)
+    lines = [f"- [[summaries/doc-{i:04d}]] — {' '.join(rng.choices(words, k=rng.randint(2, 9)))}.\n"
+             for i in range(1_000)]
+    tree = base = None
+    versions = []
+    for group in range(packs.MERGE_AT + 2):
+        made = []
+        for i in range(3):
+            lines.insert((group * 37 + i * 101) % len(lines), f"- [[summaries/new-{group}-{i}]] — new.\n")
+            text = "".join(lines).encode("utf-8")
+            tree, objects, _ids = store.build_tree(tree, {"wiki/index.md": text})
+            store.stage(objects)
+            commit = make_commit(tree, base, f"g{group} {i}\n", IDENTITY, 1_700_000_000 + group * 3 + i, 0)
+            made += [*objects, commit]
+            versions.append((commit.id.decode(), text))
+            base = commit.id
+        store.write_durably(made, one_pack=True)
+        store.unstage()
+    monkeypatch.undo()
+    compare_and_swap(tmp_path / ".git", None, base, identity=IDENTITY, message="groups")
+    pack_dir = tmp_path / ".git" / "objects" / "pack"
+    assert len(list(pack_dir.glob("*.idx"))) < packs.MERGE_AT  # merged, deltas and all
+    fsck = subprocess.run(["git", "-C", str(tmp_path), "fsck", "--strict", "--full"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+    deltas = sum(1 for name in pack_dir.glob("*.idx") for line in git(tmp_path, "verify-pack", "-v", str(name)).splitlines()
+                 if " blob " in line and len(line.split()) >= 7)
+    assert deltas >= packs.MERGE_AT
+    for sha, text in versions:
+        shown = subprocess.run(["git", "-C", str(tmp_path), "show", f"{sha}:wiki/index.md"], capture_output=True,
+                               check=True).stdout
+        assert shown == text
+
+
 def test_read_entries_refuses_deltas_and_damage(tmp_path):
     entries = [(bytes([i]) * 20, packs.entry_header(3, 5) + zlib.compress(b"hello")) for i in range(3)]
     pack, index, _name = packs.encode_pack(entries)
@@ -125,9 +167,12 @@ def test_read_entries_refuses_deltas_and_damage(tmp_path):
     damaged = bytearray(pack)
     damaged[20] ^= 1
     assert packs.read_entries(bytes(damaged), index) is None
-    delta = [(b"\x07" * 20, bytes([0x75]) + b"\x00" * 20 + zlib.compress(b"x"))]  # a ref-delta entry
-    pack, index, _name = packs.encode_pack(delta)
+    offset_delta = [(b"\x07" * 20, bytes([0x65, 0x05]) + zlib.compress(b"x"))]  # an ofs-delta entry
+    pack, index, _name = packs.encode_pack(offset_delta)
     assert packs.read_entries(pack, index) is None
+    ref_delta = [(b"\x07" * 20, bytes([0x75]) + b"\x00" * 20 + zlib.compress(b"x"))]  # names its base by id
+    pack, index, _name = packs.encode_pack(ref_delta)
+    assert packs.read_entries(pack, index) == ref_delta
 
 
 def test_a_pack_is_written_from_its_parts_as_encode_pack_makes_it(tmp_path):

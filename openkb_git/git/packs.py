@@ -14,8 +14,9 @@ which is made durable before the old ones are removed (index first). With Git in
 `git pack-objects` writes the merged pack, with deltas: Git never tries to delta two objects
 stored whole in the same pack (it assumes an earlier repack found no delta worth it), so a
 merged pack without deltas would keep `openkb gc` from finding them (1,500 tldr pages: 6.0
-instead of 4.2 MB after gc). Without Git, entries are copied byte for byte; packs with
-deltas are then left alone. Packs with a `.keep`, `.mtimes` or `.promisor` file are never
+instead of 4.2 MB after gc). Without Git, entries are copied byte for byte: whole objects and
+REF_DELTA entries (a group's pack, git/objects.py: their base is named by its id and lives in
+the same pack, so it is copied with them); packs with offset deltas are then left alone. Packs with a `.keep`, `.mtimes` or `.promisor` file are never
 merged; a `.rev` or `.bitmap` goes with its pack.
 """
 
@@ -107,7 +108,9 @@ def encode_index(offsets: dict[bytes, tuple[int, int]], pack_checksum: bytes) ->
 
 def read_entries(pack: bytes, index: bytes) -> list[tuple[bytes, bytes]] | None:
     """[(binary sha, entry bytes)] of a pack, or None when it cannot be copied entry by entry
-    (deltas inside, a checksum that does not match, an index that is not version 2)."""
+    (offset deltas inside, a checksum that does not match, an index that is not version 2).
+    A REF_DELTA entry names its base by id, and a local pack holds its deltas' bases (Git
+    requires it), so the pack's entries copied together stay whole."""
     if pack[:4] != b"PACK" or index[:8] != _IDX_MAGIC + struct.pack(">L", 2) or index[-40:-20] != pack[-20:]:
         return None
     count = struct.unpack(">L", index[8 + 255 * 4:8 + 256 * 4])[0]
@@ -128,8 +131,8 @@ def read_entries(pack: bytes, index: bytes) -> list[tuple[bytes, bytes]] | None:
     out = []
     for i, (offset, sha) in enumerate(by_offset):
         end = by_offset[i + 1][0] if i + 1 < len(by_offset) else len(pack) - 20
-        if not 12 <= offset < end or (pack[offset] >> 4) & 7 not in (1, 2, 3, 4):
-            return None  # a delta (types 6, 7) or a bad offset: leave this pack to git
+        if not 12 <= offset < end or (pack[offset] >> 4) & 7 not in (1, 2, 3, 4, 7):
+            return None  # an offset delta (type 6) or a bad offset: leave this pack to git
         out.append((sha, pack[offset:end]))
     if hashlib.sha1(pack[:-20]).digest() != pack[-20:]:
         return None  # damaged: copying it would hide that from git fsck
