@@ -895,12 +895,13 @@ def _deflate_in_pieces(header: bytes, raw: bytes, type_name: bytes = b"tree"):
 
 
 # A group of commits (ops/add.py) writes up to 32 versions of index.md and of each big folder's
-# tree into one pack. Stored whole, they made the packs 5x their delta'd size, and Git never
-# tries a delta between two objects stored whole in one pack: the merges of small packs, and
-# the automatic gc (deltas reused), kept them whole. So each such version is stored as a
-# REF_DELTA against the version before it in the same pack (Git requires a local pack's delta
-# bases in the pack itself), found from the content-cut pieces: a piece of the base is copied,
-# others inserted. Chains stop at MAX_GROUP_DELTA_DEPTH (a read applies at most that many).
+# tree into one pack. Git never tries a delta between two objects stored whole in one pack, so
+# stored whole they stayed whole through the merges of small packs and the automatic gc (deltas
+# reused): the 7,425 tldr pages left 172 MB of `.git` before gc, 86 MB with these deltas. Each
+# such version is a REF_DELTA against the version before it in the same pack (Git requires a
+# local pack's delta bases in the pack itself), found from the content-cut pieces: the pieces
+# the base has are copied; between two, what the old and new bytes share at each end is copied
+# and the rest inserted. Chains stop at MAX_GROUP_DELTA_DEPTH (a read applies at most that many).
 MAX_GROUP_DELTA_DEPTH = 10
 _REF_DELTA = 7
 
