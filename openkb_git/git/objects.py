@@ -540,8 +540,8 @@ class ObjectStore:
                 loose.append(obj)
             else:
                 binsha = binascii.unhexlify(obj.id)
-                delta = deltas.entry(obj.type_name, raw, binsha) if deltas is not None else None
-                entries[binsha] = delta if delta is not None else _pack_entry(obj, raw)
+                entry = deltas.entry(obj.type_name, raw, binsha) if deltas is not None else None
+                entries[binsha] = entry if entry is not None else _pack_entry(obj, raw)
         self._write_loose(loose)
         written = Written(objects=unique, loose=[obj.id for obj in loose])
         if not entries:
@@ -879,15 +879,15 @@ def _piece_ends(raw: bytes, type_name: bytes):
         yield start
 
 
-def _deflate_in_pieces(header: bytes, raw: bytes, type_name: bytes = b"tree"):
+def _deflate_in_pieces(header: bytes, raw: bytes, type_name: bytes = b"tree", ends=None):
     """The zlib stream of ``header + raw``, built from deflated pieces of ``raw`` (``header``
-    empty: a pack entry's data)."""
+    empty: a pack entry's data); ``ends``: the pieces' ends when the caller has them already."""
     yield b"\x78\x01"  # zlib header: deflate, 32 KB window, fastest level
     if header:
         compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
         yield compressor.compress(header) + compressor.flush(zlib.Z_FULL_FLUSH)
     start = 0
-    for end in _piece_ends(raw, type_name):
+    for end in _piece_ends(raw, type_name) if ends is None else ends:
         yield _deflated_piece(raw[start:end])
         start = end
     yield zlib.compressobj(1, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)  # the final, empty block
@@ -914,8 +914,9 @@ class _Deltas:
         self._depth: dict[bytes, int] = {}
 
     def entry(self, type_name: bytes, raw: bytes, binsha: bytes) -> bytes | None:
-        """The pack entry of ``raw`` as a delta of an earlier object of this pack, or None (to be
-        stored whole); either way its pieces become bases for the objects after it."""
+        """The pack entry of ``raw``: a delta of an earlier object of this pack, else the object
+        whole (deflated from its pieces); either way its pieces become bases for the objects
+        after it. None for an object not cut in pieces (`_pack_entry` stores it)."""
         if not _in_pieces(type_name, raw):
             return None
         spans, start = [], 0
@@ -941,7 +942,8 @@ class _Deltas:
             self._at[(type_name, h)] = (raw, binsha, start)
         if base is None or literal * 2 > len(raw):
             self._depth[binsha] = 0
-            return None
+            data = b"".join(_deflate_in_pieces(b"", raw, type_name, [end for _start, end, _h in spans]))
+            return packs.entry_header(packs.PACK_TYPES[type_name], len(raw)) + data
         self._depth[binsha] = self._depth[base[1]] + 1
         delta = b"".join((_varint(len(base[0])), _varint(len(raw)), *ops))
         return packs.entry_header(_REF_DELTA, len(delta)) + base[1] + zlib.compress(delta, 1)

@@ -16,8 +16,9 @@ stored whole in the same pack (it assumes an earlier repack found no delta worth
 merged pack without deltas would keep `openkb gc` from finding them (1,500 tldr pages: 6.0
 instead of 4.2 MB after gc). Without Git, entries are copied byte for byte: whole objects and
 REF_DELTA entries (a group's pack, git/objects.py: their base is named by its id and lives in
-the same pack, so it is copied with them); packs with offset deltas are then left alone. Packs with a `.keep`, `.mtimes` or `.promisor` file are never
-merged; a `.rev` or `.bitmap` goes with its pack.
+the same pack, so it is copied with them); packs with offset deltas are then left alone.
+Packs with a `.keep`, `.mtimes` or `.promisor` file are never merged; a `.rev` or `.bitmap`
+goes with its pack.
 """
 
 from __future__ import annotations
