@@ -383,6 +383,73 @@ def test_a_group_pack_stores_each_version_of_a_big_file_as_a_delta_git_reads(tmp
         assert len(fresh.list_dir(tree_sha, "wiki/sources")) == 2_000 + i + 1
 
 
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6), kind=st.sampled_from([b"blob", b"tree"]), edits=st.integers(0, 4))
+def test_a_new_versions_pieces_found_from_the_old_ones_are_the_pieces_a_full_cut_finds(seed, kind, edits):
+    """A group pack's delta search cuts a new version only where it differs from the version
+    before it (the cuts in what both share at the start and at the end are the old ones), a
+    text's bytes classed a window at a time: the pieces must be exactly those `_piece_ends`
+    finds in the whole version, whatever was edited (insertions, deletions, replacements at
+    both ends, in the middle, across a window's edge), or the pieces would not be reused."""
+    from openkb_git.git.objects import _Cuts, _piece_ends, _spans_after
+
+    rng = random.Random(seed)
+    if kind == b"blob":
+        lines = [f"- [[summaries/d{rng.randrange(10**6)}]] — {'word ' * rng.randrange(12)}"
+                 f"{rng.choice(['.', '', '!', 'x.'])}\n".encode() for _ in range(rng.randrange(400, 4000))]
+    else:
+        lines = [b"100644 d%d.md\0" % rng.randrange(10**6) + rng.randbytes(20) for _ in range(rng.randrange(600, 6000))]
+    old = b"".join(lines)
+    for _ in range(edits):
+        at = rng.choice([0, len(lines) - 1, rng.randrange(len(lines))])
+        how = rng.randrange(3)
+        if how == 0:
+            lines.insert(at, lines[rng.randrange(len(lines))][::-1] if kind == b"blob" else b"40000 n\0" + rng.randbytes(20))
+        elif how == 1 and len(lines) > 1:
+            del lines[at]
+        else:
+            lines[at] = lines[at][:-3] + b"..\n" if kind == b"blob" else lines[at][:-20] + bytes(20)
+    new = b"".join(lines)
+    if edits == 4:  # one byte changed right at one of old's cuts (in or just after its mark)
+        ends = list(_piece_ends(old, kind))
+        at = min(max(0, rng.choice(ends) - rng.randrange(-2, 5)), len(new) - 1)
+        new = new[:at] + bytes([new[at] ^ rng.choice([1, 0x2E, 0x40])]) + new[at + 1:]
+    cut = _Cuts(old, kind)
+    old_spans, start = [], 0
+    while start < len(old):
+        end = cut.end_after(start)
+        old_spans.append((start, end, hash(old[start:end])))
+        start = end
+    assert [end for _s, end, _h in old_spans] == list(_piece_ends(old, kind))
+    cuts = _Cuts(new, kind)
+    spans = _spans_after(new, cuts, cuts.end_after(0), old, old_spans)
+    assert [end for _s, end, _h, _o in spans] == list(_piece_ends(new, kind))
+    for start, end, h, offset in spans:
+        assert h == hash(new[start:end])
+        assert offset < 0 or old[offset:offset + end - start] == new[start:end]
+
+
+@pytest.mark.parametrize("straddle", range(-5, 6))
+def test_text_cuts_found_a_window_at_a_time_include_a_mark_across_the_windows_edge(straddle):
+    """`_Cuts` classes a text's bytes a window at a time: a cut mark lying across the end of a
+    window is found as a search of the whole text finds it."""
+    from openkb_git.git.objects import _CUT_CLASSES, _CUT_WINDOW, _MIN_PIECE, _TEXT_CUT, _Cuts, _piece_ends
+
+    ones = [b for b in b"abcdefghijklmnopqrstuvwxyz" if _CUT_CLASSES[b] == 1]
+    filler = b"x" * 7 + b"..\n"  # "..\n": no mark (a mark's first two bytes are of class 1)
+    assert filler.translate(_CUT_CLASSES).find(_TEXT_CUT) < 0
+    mark_end = _MIN_PIECE + _CUT_WINDOW + straddle  # the first window is [_MIN_PIECE, +_CUT_WINDOW)
+    text = (filler * (mark_end // len(filler) + 1))[:mark_end - 4] + bytes([ones[0], ones[1]]) + b".\n"
+    text += filler * 5000
+    assert text[:mark_end].translate(_CUT_CLASSES).endswith(_TEXT_CUT)
+    cuts, start, ends = _Cuts(text, b"blob"), 0, []
+    while start < len(text):
+        start = cuts.end_after(start)
+        ends.append(start)
+    assert ends == list(_piece_ends(text, b"blob"))
+    assert ends[0] == mark_end
+
+
 def test_path_follower_agrees_with_lookup_along_a_history(tmp_path):
     """blame's PathFollower carries a path's entry from tree to parent tree without decoding the
     folder when the bytes around it are shared: it must answer exactly what lookup answers."""

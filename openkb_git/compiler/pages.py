@@ -535,25 +535,30 @@ def _splice_keyed(text: bytes, heading: bytes, prefix: bytes, updates: dict[byte
     if text.find(heading + b"\n") != start:
         return None  # an earlier line holds the heading text as its tail: let the slow path decide
     body = start + len(heading) + 1
-    ends = [at + 1 for at in (text.find(b"\n# ", body - 1), text.find(b"\n## ", body - 1)) if at != -1]
-    end = min(ends) if ends else len(text)
-    # Canonical: "\n" + bullets joined by "\n" + "\n" (+ "\n" before a following heading).
-    tail = b"\n" if end == len(text) else b"\n\n"
-    first, stop = body + 1, end - len(tail)
+    if any(line is not None and (b"\n" in line or not line.startswith(prefix)) for line in updates.values()):
+        return None  # not a bullet of this section: the slow path decides
+    # The text this function returned last, with the bullets of its sections known canonical
+    # (and the bytes they take): the next update of a run (the next document, or the next
+    # section of this one) starts from it, and is spared splitting and checking thousands of
+    # lines again, and searching the rest of the page for the next heading (1 MB of index.md at
+    # 7,425 documents). Compared whole (a memcmp), never trusted by identity.
+    known = _last_splice[1] if _last_splice[0] is not None and text == _last_splice[0] else {}
+    first = body + 1
+    remembered = known.get((heading, prefix))
+    if remembered is not None:
+        bullets, stop = list(remembered[0]), first + remembered[1]
+        # Canonical: "\n" + bullets joined by "\n" + "\n" (+ "\n" before a following heading).
+        tail = b"\n" if stop + 1 == len(text) else b"\n\n"
+        end = stop + len(tail)
+    else:
+        ends = [at + 1 for at in (text.find(b"\n# ", body - 1), text.find(b"\n## ", body - 1)) if at != -1]
+        end = min(ends) if ends else len(text)
+        tail = b"\n" if end == len(text) else b"\n\n"
+        stop = end - len(tail)
     if (stop <= first or text[body:first] != b"\n" or not text.startswith(tail, stop)
             or not text.startswith(prefix, first)):
         return None
-    if any(line is not None and (b"\n" in line or not line.startswith(prefix)) for line in updates.values()):
-        return None  # not a bullet of this section: the slow path decides
-    # The text this function returned last, with the bullets of its sections known canonical:
-    # the next update of a run (the next document, or the next section of this one) starts
-    # from it, and is spared splitting and checking thousands of lines again (1 MB of index.md
-    # at 7,425 documents). Compared whole (a memcmp), never trusted by identity.
-    known = _last_splice[1] if _last_splice[0] is not None and text == _last_splice[0] else {}
-    bullets = known.get((heading, prefix))
-    if bullets is not None:
-        bullets = list(bullets)
-    else:
+    if remembered is None:
         if text.count(b"\n", first, stop) != text.count(b"\n" + prefix, first, stop):
             return None
         bullets = text[first:stop].split(b"\n")
@@ -571,13 +576,15 @@ def _splice_keyed(text: bytes, heading: bytes, prefix: bytes, updates: dict[byte
             bisect.insort(bullets, line)
     if not bullets:
         return None  # an emptied section: its exact shape is the slow path's
-    out = b"".join((text[:body], b"\n", b"\n".join(bullets), tail, text[end:]))
+    joined = b"\n".join(bullets)
+    out = b"".join((text[:body], b"\n", joined, tail, text[end:]))
     # Only this section's bytes changed: the others' bullets, known in ``text``, stay known.
-    _last_splice[:] = [out, {**known, (heading, prefix): bullets}]
+    _last_splice[:] = [out, {**known, (heading, prefix): (bullets, len(joined))}]
     return out
 
 
-_last_splice: list = [None, {}]  # [the last text _splice_keyed returned, {(heading, prefix): its bullets}]
+# [the last text _splice_keyed returned, {(heading, prefix): (its bullets, their bytes joined)}]
+_last_splice: list = [None, {}]
 
 
 # -- summary pages --------------------------------------------------------------------

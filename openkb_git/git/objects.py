@@ -710,14 +710,25 @@ def common_prefix(a, b, start_a: int = 0, start_b: int = 0) -> int:
 
 def common_suffix(a, b, skip: int = 0) -> int:
     """Length of the longest common suffix of a[skip:] and b[skip:] (it never overlaps a
-    common prefix of length ``skip``)."""
-    lo, hi = 0, min(len(a), len(b)) - skip
-    while lo < hi:  # the last lo items are equal, and the suffix is at most hi long
-        mid = (lo + hi + 1) // 2
-        if a[len(a) - mid:len(a) - lo] == b[len(b) - mid:len(b) - lo]:
+    common prefix of length ``skip``): galloping from the ends, then bisection, as
+    ``common_prefix`` does, so the cost follows the suffix's length, not the sequences'."""
+    limit, na, nb = min(len(a), len(b)) - skip, len(a), len(b)
+    if limit <= 0:
+        return 0
+    lo, step = 0, 256
+    while True:  # the last lo items are equal
+        hi = min(lo + step, limit)
+        if a[na - hi:na - lo] != b[nb - hi:nb - lo]:
+            break
+        if hi == limit:
+            return limit
+        lo, step = hi, step * 2
+    while hi - lo > 1:  # the last lo items equal, not the last hi
+        mid = (lo + hi) // 2
+        if a[na - mid:na - lo] == b[nb - mid:nb - lo]:
             lo = mid
         else:
-            hi = mid - 1
+            hi = mid
     return lo
 
 
@@ -879,6 +890,43 @@ def _piece_ends(raw: bytes, type_name: bytes):
         yield start
 
 
+_CUT_WINDOW = 64 * 1024
+
+
+class _Cuts:
+    """The piece ends of ``raw`` one at a time, from any piece start, as `_piece_ends` finds
+    them; a text's bytes are put in their classes only where a cut is searched for (a window
+    at a time), not all of them: a new version of index.md is searched only where it differs."""
+
+    def __init__(self, raw: bytes, type_name: bytes):
+        self.raw, self.tree = raw, type_name == b"tree"
+        self.at, self.classes = 0, b""  # the classes of raw[at:at + len(classes)]
+
+    def end_after(self, start: int) -> int:
+        """The end of the piece starting at ``start``."""
+        raw = self.raw
+        pos = start + _MIN_PIECE
+        if self.tree:
+            cut = raw.find(b"\0\0", pos)
+            return len(raw) if cut < 0 else cut + 2
+        if pos >= len(raw):
+            return len(raw)
+        mark = _TEXT_CUT
+        if not self.at <= pos <= self.at + len(self.classes):
+            self.at, self.classes = pos, b""
+        while True:
+            cut = self.classes.find(mark, pos - self.at)
+            if cut >= 0:
+                return self.at + cut + len(mark)
+            end = self.at + len(self.classes)
+            if end >= len(raw):
+                return len(raw)
+            # Grown by a window, less what lies before ``pos`` (never searched again); the
+            # search starts at ``pos`` again, so a mark across the old end is found.
+            self.classes = self.classes[pos - self.at:] + raw[end:end + _CUT_WINDOW].translate(_CUT_CLASSES)
+            self.at = pos
+
+
 def _deflate_in_pieces(header: bytes, raw: bytes, type_name: bytes = b"tree", ends=None):
     """The zlib stream of ``header + raw``, built from deflated pieces of ``raw`` (``header``
     empty: a pack entry's data); ``ends``: the pieces' ends when the caller has them already."""
@@ -912,6 +960,7 @@ class _Deltas:
     def __init__(self):
         self._at: dict[tuple[bytes, int], tuple[bytes, bytes, int]] = {}  # (type, hash of piece) -> (raw, sha, offset)
         self._depth: dict[bytes, int] = {}
+        self._spans: dict[bytes, list[tuple[int, int, int]]] = {}  # sha -> its pieces (start, end, hash)
 
     def entry(self, type_name: bytes, raw: bytes, binsha: bytes) -> bytes | None:
         """The pack entry of ``raw``: a delta of an earlier object of this pack, else the object
@@ -919,34 +968,86 @@ class _Deltas:
         after it. None for an object not cut in pieces (`_pack_entry` stores it)."""
         if not _in_pieces(type_name, raw):
             return None
-        spans, start = [], 0
-        for end in _piece_ends(raw, type_name):
-            spans.append((start, end, hash(raw[start:end])))
-            start = end
-        base = next((found for found in (self._at.get((type_name, h)) for _s, _e, h in spans)
-                     if found is not None and self._depth[found[1]] < MAX_GROUP_DELTA_DEPTH), None)
+        cuts = _Cuts(raw, type_name)
+        first = cuts.end_after(0)
+        # The version before this one starts with the same piece, mostly: then only the bytes
+        # between what both share at their start and at their end are cut and looked up.
+        base = self._at.get((type_name, hash(raw[:first])))
+        if base is not None and base[2] == 0 and self._depth[base[1]] < MAX_GROUP_DELTA_DEPTH:
+            spans = _spans_after(raw, cuts, first, base[0], self._spans[base[1]])
+        else:
+            spans, start = [], 0
+            while start < len(raw):
+                end = cuts.end_after(start) if start else first
+                spans.append((start, end, hash(raw[start:end]), -1))
+                start = end
+            base = next((found for found in (self._at.get((type_name, h)) for _s, _e, h, _o in spans)
+                         if found is not None and self._depth[found[1]] < MAX_GROUP_DELTA_DEPTH), None)
         ops: list[bytes] = []
         literal = 0
         if base is not None:
             base_raw, base_sha = base[0], base[1]
             gap, base_at = 0, 0  # where the bytes not yet copied start, in raw and in the base
-            for start, end, h in spans:
-                found = self._at.get((type_name, h))
-                if (found is not None and found[1] == base_sha and found[2] >= base_at
-                        and base_raw.startswith(raw[start:end], found[2])):
-                    literal += _gap_ops(ops, raw, gap, start, base_raw, base_at, found[2])
-                    ops.append(_copy_ops(found[2], end - start))
-                    gap, base_at = end, found[2] + end - start
+            copy_at, copy_size = 0, 0  # the copy being extended (contiguous pieces: one instruction)
+            for start, end, h, offset in spans:
+                if offset < base_at:  # not known to be in the base after what was copied: look it up
+                    found = self._at.get((type_name, h))
+                    offset = (found[2] if found is not None and found[1] == base_sha and found[2] >= base_at
+                              and base_raw.startswith(raw[start:end], found[2]) else -1)
+                if offset < 0:
+                    continue
+                if start == gap and offset == copy_at + copy_size and copy_size:
+                    copy_size += end - start
+                else:
+                    if copy_size:
+                        ops.append(_copy_ops(copy_at, copy_size))
+                    literal += _gap_ops(ops, raw, gap, start, base_raw, base_at, offset)
+                    copy_at, copy_size = offset, end - start
+                gap, base_at = end, offset + end - start
+            if copy_size:
+                ops.append(_copy_ops(copy_at, copy_size))
             literal += _gap_ops(ops, raw, gap, len(raw), base_raw, base_at, len(base_raw))
-        for start, end, h in spans:
+        pieces = [(start, end, h) for start, end, h, _offset in spans]
+        for start, end, h in pieces:
             self._at[(type_name, h)] = (raw, binsha, start)
+        self._spans[binsha] = pieces
         if base is None or literal * 2 > len(raw):
             self._depth[binsha] = 0
-            data = b"".join(_deflate_in_pieces(b"", raw, type_name, [end for _start, end, _h in spans]))
+            data = b"".join(_deflate_in_pieces(b"", raw, type_name, [end for _start, end, _h in pieces]))
             return packs.entry_header(packs.PACK_TYPES[type_name], len(raw)) + data
         self._depth[binsha] = self._depth[base[1]] + 1
         delta = b"".join((_varint(len(base[0])), _varint(len(raw)), *ops))
         return packs.entry_header(_REF_DELTA, len(delta)) + base[1] + zlib.compress(delta, 1)
+
+
+def _spans_after(raw: bytes, cuts: _Cuts, first: int, old: bytes,
+                 old_spans: list[tuple[int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """The pieces (start, end, hash, offset of the same bytes in ``old`` or -1) of ``raw``, a
+    new version of ``old`` whose pieces are ``old_spans``. A cut depends only on the bytes
+    before it and on the cut before it: in the bytes both versions share from their start, the
+    cuts are old's; once a cut falls in the bytes they share at their end, on one of old's
+    (shifted by the change in length), the rest are old's too. Only the bytes between are cut
+    and hashed."""
+    head = common_prefix(raw, old)
+    tail = common_suffix(raw, old, head)
+    shift, shared_from = len(raw) - len(old), len(raw) - tail
+    out, start = [], 0
+    for s, e, h in old_spans:  # (a last piece ended by old's end is not a cut of raw's)
+        if e > head or e == len(old):
+            break
+        out.append((s, e, h, s))
+        start = e
+    old_starts = {s: n for n, (s, _e, _h) in enumerate(old_spans)}
+    while start < len(raw):
+        if start >= shared_from:
+            n = old_starts.get(start - shift)
+            if n is not None:
+                out.extend((s + shift, e + shift, h, s) for s, e, h in old_spans[n:])
+                return out
+        end = cuts.end_after(start) if start else first
+        out.append((start, end, hash(raw[start:end]), -1))
+        start = end
+    return out
 
 
 def _gap_ops(ops: list[bytes], raw: bytes, start: int, end: int, base: bytes, base_start: int, base_end: int) -> int:
