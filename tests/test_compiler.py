@@ -184,3 +184,51 @@ def test_index_spliced_in_place_equals_the_line_by_line_rendering(page, canonica
     if canonical and any(v is not None for v in docs.values()) and any(concepts.values()):
         assert _update_index_in_place(existing, {k: (index_line(k, v) if v is not None else None) for k, v in docs.items()},
                                       concepts) is not None
+
+
+_VALUES = st.one_of(st.text(max_size=30), st.lists(st.text(max_size=12), max_size=3), st.integers(),
+                    st.none(), st.booleans(), st.dates(), st.just("2024-01-01"), st.just("a\u2028b"),
+                    st.just("x\n---\ny"), st.just("yes"), st.just("  spaced "))
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(["concepts", "entities"]), description=_VALUES, type_=_VALUES, extra=_VALUES,
+       snippet=st.text(min_size=1, max_size=20).filter(lambda s: s.strip()), remove=st.booleans())
+def test_a_shared_pages_index_line_known_from_its_update_is_the_one_its_bytes_give(kind, description, type_, extra,
+                                                                                   snippet, remove):
+    """A document's update of a concept or entity page remembers the page's `description`
+    and `type` from the mapping it wrote, not parsing the YAML it just dumped (a popular
+    concept's page lists thousands of sources): it must be what reading the bytes gives,
+    whatever the keys held (any YAML value, line breaks of every kind, text YAML would read
+    as a date or a boolean)."""
+    from openkb_git.compiler import pages
+    from openkb_git.frontmatter import dump
+
+    fm = {"type": type_, "sources": ["summaries/old.md"], "description": description, "extra key": extra}
+    existing = (dump(fm) + "\n# Page\n\n## Mentions\n\n- [[summaries/old]]: said.\n").encode("utf-8")
+    updated = pages.update_shared_page(existing, kind, "page", "doc", None if remove else Contribution("page", snippet))
+    if updated is None:
+        return
+    remembered = pages.shared_index_line(kind, "page", updated)
+    pages._KEYS_MEMO.clear()
+    assert remembered == pages.shared_index_line(kind, "page", updated)  # parsed from the bytes
+
+
+_YAML_VALUES = st.recursive(
+    st.one_of(st.text(max_size=20), st.integers(), st.booleans(), st.none(), st.dates(),
+              st.datetimes(), st.floats(allow_nan=False), st.binary(max_size=8)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+    max_leaves=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_YAML_VALUES)
+def test_a_frontmatter_value_written_back_is_read_as_the_same_value(value):
+    """update_shared_page keeps a page's other keys as the user wrote them: whatever YAML read
+    there (a date, a time, a float, binary data, nested lists and mappings) is written on its
+    line so YAML reads the same value back (characters YAML refuses or folds included)."""
+    from openkb_git.compiler.pages import dump_frontmatter
+    from openkb_git.frontmatter import load_yaml
+
+    block = dump_frontmatter({"k": value})
+    assert load_yaml(block[len("---\n"):-len("---\n")]) == {"k": value}

@@ -156,6 +156,27 @@ def test_a_hand_note_on_a_concept_page_keeps_its_place_and_blame_credits_the_edi
     assert_consistent(root)
 
 
+def test_a_date_added_by_hand_to_a_concept_pages_frontmatter_is_kept_by_the_next_ingest(tmp_path):
+    """On main, `created: 2024-01-01` added by hand to a concept page's frontmatter failed every
+    later document sharing the concept: "internal error while committing: TypeError: Object of
+    type date is not JSON serializable", exit 1. The next ingest keeps the date, as a date."""
+    root, src = tmp_path / "kb", tmp_path / "src"
+    run_openkb("init", root, check=True)
+    copy_tldr(src, ["git-commit.md"])
+    run_openkb("--kb-dir", root, "add", src / "git-commit.md", check=True)
+    slug = json.loads((root / ".openkb/registry/git-commit.json").read_text())["concepts"][0]
+    path = root / f"wiki/concepts/{slug}.md"
+    path.write_text(path.read_text().replace("---\n", "---\ncreated: 2024-01-01\nweight: 1e+3\n", 1))
+    (src / "git-commit-2.md").write_text((src / "git-commit.md").read_text() + "\nOne more line about it.\n")
+    proc = run_openkb("--kb-dir", root, "add", src / "git-commit-2.md")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert slug in json.loads((root / ".openkb/registry/git-commit-2.json").read_text())["concepts"]
+    fm, _body = split(path.read_text())
+    assert fm["created"] == __import__("datetime").date(2024, 1, 1) and fm["weight"] == "1e+3"
+    assert "- [[summaries/git-commit-2]]" in path.read_text()
+    assert_consistent(root)
+
+
 @needs_openkb
 def test_openkbs_list_status_visualize_and_remove_then_our_writer_leaves_fsck_clean(tmp_path):
     """OpenKB's `remove` deletes the document's files and prunes the pages (it rewrote nothing on

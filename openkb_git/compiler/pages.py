@@ -22,9 +22,13 @@ A page's generated description is a function of its lines; one the user rewrote 
 
 from __future__ import annotations
 
+import base64
 import bisect
+import datetime
 import json
+import math
 import re
+from collections import OrderedDict
 
 from ..frontmatter import split as split_frontmatter
 
@@ -74,8 +78,36 @@ def clip(text: str, limit: int) -> str:
 def dump_frontmatter(data: dict) -> str:
     """The frontmatter block as OpenKB writes it: one `key: <JSON value>` line per key, in
     order (JSON is YAML; OpenKB's `remove` reads `sources:` from its one line)."""
-    return "---\n" + "".join(f"{key}: {json.dumps(value, ensure_ascii=False)}\n" for key, value in data.items()) \
-        + "---\n"
+    return "---\n" + "".join(f"{key}: {_flow_value(value)}\n" for key, value in data.items()) + "---\n"
+
+
+def _flow_value(value) -> str:
+    """``value`` (anything YAML's safe load gives: a page's frontmatter as the user wrote it) on
+    one line, as JSON where JSON can say it, and read back by YAML as the same value: a date or
+    a time as a YAML timestamp (JSON has none: `created: 2024-01-01`, added by hand to a concept
+    page, failed every later document's update of the page), a float with its point (YAML 1.1
+    reads `1e+100` as text), bytes as `!!binary`, a set as a list, a character YAML refuses or
+    reads as a line break (DEL, NEL, U+2028…) escaped."""
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, float) and not isinstance(value, bool):
+        if math.isnan(value):
+            return ".nan"
+        if math.isinf(value):
+            return ".inf" if value > 0 else "-.inf"
+        text = repr(value)
+        mantissa, e, exponent = text.partition("e")
+        return text if "." in mantissa or not e else f"{mantissa}.0e{exponent}"
+    if isinstance(value, (bytes, bytearray)):
+        return f'!!binary "{base64.b64encode(bytes(value)).decode("ascii")}"'
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return "[" + ", ".join(_flow_value(item) for item in items) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_flow_value(key)}: {_flow_value(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, str):  # JSON leaves these as they are: YAML refuses or folds them
+        return _NOT_ROUND_TRIP.sub(lambda m: f"\\u{ord(m[0]):04x}", json.dumps(value, ensure_ascii=False))
+    return json.dumps(value, ensure_ascii=False)
 
 
 # -- keyed sections -------------------------------------------------------------------
@@ -293,7 +325,55 @@ def update_shared_page(existing: bytes | None, kind: str, slug: str, doc: str, c
     frontmatter = _shared_frontmatter(frontmatter, kind, slug, sorted(sources), before, after)
     if not sources and empty != "keep" and (empty == "any" or _is_skeleton(frontmatter, lines, kind, slug)):
         return None
-    return (dump_frontmatter(frontmatter) + "\n" + "\n".join(lines) + "\n").encode("utf-8")
+    page = (dump_frontmatter(frontmatter) + "\n" + "\n".join(lines) + "\n").encode("utf-8")
+    if all(_KEY.match(key) and _plain(value) for key, value in frontmatter.items()):
+        # Read back, the page's frontmatter is this mapping (`key: <JSON string or list of
+        # strings>` lines YAML reads exactly): its index line needs no parse of it.
+        _remember_keys(page, frontmatter)
+    return page
+
+
+# What `json.dumps(ensure_ascii=False)` leaves as it is and PyYAML does not read back as
+# itself in a double-quoted scalar: the characters it refuses (not "printable"), those it reads
+# as line breaks (folded), the byte-order mark, lone surrogates.
+_NOT_ROUND_TRIP = re.compile("[^\x00-\x7E\xA0-\uD7FF\uE000-\uFEFE\uFF00-\uFFFD\U00010000-\U0010FFFF]")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _plain(value) -> bool:
+    """A string, or a list of strings, whose JSON text YAML reads back as the same value."""
+    if isinstance(value, list):
+        return all(isinstance(item, str) and _plain(item) for item in value)
+    return isinstance(value, str) and _NOT_ROUND_TRIP.search(value) is None
+
+
+# The `description` and `type` of the last pages read or written, by their bytes: a document's
+# update reads each of its concept pages' index line before and after (a popular concept's page
+# lists thousands of sources, whose YAML costs milliseconds), and the page before is the page
+# the last document wrote.
+_KEYS_MEMO: "OrderedDict[bytes, tuple]" = OrderedDict()
+_KEYS_MEMO_SIZE = 256
+
+
+def _remember_keys(page: bytes, fm: dict | None) -> tuple:
+    keys = (fm or {}).get("description"), (fm or {}).get("type")
+    _KEYS_MEMO[page] = keys
+    if len(_KEYS_MEMO) > _KEYS_MEMO_SIZE:
+        _KEYS_MEMO.popitem(last=False)
+    return keys
+
+
+def _page_keys(page: bytes) -> tuple:
+    """(description, type) of ``page``'s frontmatter, as YAML gives them (None when absent)."""
+    keys = _KEYS_MEMO.get(page)
+    if keys is not None:
+        _KEYS_MEMO.move_to_end(page)
+        return keys
+    try:
+        fm, _body = split_frontmatter(page.decode("utf-8"))
+    except UnicodeDecodeError:
+        fm = None
+    return _remember_keys(page, fm)
 
 
 def _shared_frontmatter(existing: dict, kind: str, slug: str, sources: list[str], before: dict, after: dict) -> dict:
@@ -369,22 +449,12 @@ def page_description(page: bytes | None) -> str:
     """The `description` of a page's frontmatter ("" when none)."""
     if page is None:
         return ""
-    try:
-        fm, _body = split_frontmatter(page.decode("utf-8"))
-    except UnicodeDecodeError:
-        return ""
-    value = (fm or {}).get("description")
+    value = _page_keys(page)[0]
     return one_line(value) if isinstance(value, str) else ""
 
 
 def page_type(page: bytes | None, kind: str) -> str:
-    fm = {}
-    if page is not None:
-        try:
-            fm = split_frontmatter(page.decode("utf-8"))[0] or {}
-        except UnicodeDecodeError:
-            fm = {}
-    value = fm.get("type")
+    value = _page_keys(page)[1] if page is not None else None
     return one_line(value) if isinstance(value, str) and value.strip() else KINDS[kind][1]
 
 
