@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 from conftest import assert_consistent, copy_tldr, git, run_openkb, TLDR
 
@@ -42,6 +43,42 @@ def test_auto_gc_every_n_commits(kb, tmp_path):
         listed = git(kb, "verify-pack", "-v", str(index)).splitlines()
         in_packs |= {line.split()[0] for line in listed if len(line.split()) > 2 and len(line.split()[0]) == 40}
     assert packed_then <= in_packs
+    assert git(kb, "cat-file", "--batch-check", "--batch-all-objects").count(" missing") == 0
+    assert_consistent(kb)
+
+
+def _gc_runs(trace: Path) -> list[str]:
+    """The `git gc` commands a GIT_TRACE file shows."""
+    return [line for line in trace.read_text().splitlines() if "built-in: git gc " in line] if trace.exists() else []
+
+
+def test_a_due_automatic_gc_runs_during_the_add_while_objects_are_loose_else_once_at_its_end(kb, tmp_path):
+    """The automatic gc keeps loose objects from piling up; repacking everything every
+    `gc_auto_commits` commits cost an eighth of the 7,425 tldr pages' add, whose group commits
+    write no loose object. With none loose it runs once, at the end of the command; with loose
+    objects, when due, as before."""
+    config = kb / ".openkb" / "config.yaml"
+    config.write_text(config.read_text().replace("gc_auto_commits: 1000", "gc_auto_commits: 3"))
+    git(kb, "commit", "-qam", "gc every 3 commits")
+    run_openkb("gc", cwd=kb, check=True)
+    assert not _loose_objects(kb)
+    names = sorted(p.name for p in (TLDR / "common").glob("b*.md"))[:8]
+    trace = tmp_path / "trace"
+    run_openkb("add", "--jobs", "2", copy_tldr(tmp_path / "src", names), cwd=kb, check=True,
+               env={"GIT_TRACE": str(trace)})
+    assert len(_gc_runs(trace)) == 1, _gc_runs(trace)  # 8 commits, due twice: run once, last
+    assert json.loads((kb / ".openkb" / "gc.json").read_text())["head"] == git(kb, "rev-parse", "HEAD").strip()
+    assert not _loose_objects(kb)
+    # A loose object (written by Git here): the gc runs when due, during the add.
+    (kb / "notes.txt").write_text("mine\n")
+    git(kb, "add", "notes.txt")
+    git(kb, "commit", "-qm", "a note")
+    trace.unlink()
+    names = sorted(p.name for p in (TLDR / "common").glob("c*.md"))[:5]
+    run_openkb("add", "--jobs", "1", copy_tldr(tmp_path / "src2", names), cwd=kb, check=True, env={"GIT_TRACE": str(trace)})
+    # Due at the second file (the note's commit counts): loose, so then; due again at the fifth,
+    # nothing loose any more: at the end.
+    assert len(_gc_runs(trace)) == 2, _gc_runs(trace)
     assert git(kb, "cat-file", "--batch-check", "--batch-all-objects").count(" missing") == 0
     assert_consistent(kb)
 

@@ -382,7 +382,9 @@ def gc(ctx: click.Context, prune_grace: int, wait: float, reuse_deltas: bool, as
     touched. Also removes a pack left without its index by a crash, once older than
     --prune-grace, and drops from .openkb/records.cache the registry records no longer
     at HEAD. Runs by itself every `gc_auto_commits` commits during `add` (config,
-    default 1000; 0 turns it off), reusing deltas.
+    default 1000; 0 turns it off), reusing deltas; when it comes due with no loose
+    object and few packs (an add committing in groups writes none), once at the end of
+    that add instead.
     """
     from ..ops.gc import gc as kb_gc
 

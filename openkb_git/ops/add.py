@@ -648,12 +648,16 @@ def _add(kb: KB, inputs: list[Path | str], config, shaping: Shaping, run_id: str
                         report.stopped, report.stop_code = stop
                         last = task.display
                         break
-                    if result.status == ADDED and result.commit and auto_gc.committed():
+                    if result.status == ADDED and result.commit and auto_gc.committed() and auto_gc.run_now(kb):
                         with writer.locked():
                             collect(kb, lock=writer.lock)  # keeps a long ingest from piling up loose objects
                     progress(done, len(tasks), doing(task.display))
                 if stop:
                     break
+            if auto_gc.deferred and not interrupted["flag"] and not report.stopped:
+                progress(done, len(tasks), "packing the repository (git gc)")
+                with writer.locked():
+                    collect(kb, lock=writer.lock)  # the automatic gc that came due, once, last
         except BrokenPipeError:  # our reader has gone (`openkb add … | head`): stop as before
             raise
         except Exception as exc:  # preparation or housekeeping failed as a whole: stop, listing what is left
