@@ -88,9 +88,9 @@ def _flow_value(value) -> str:
     page, failed every later document's update of the page), a float with its point (YAML 1.1
     reads `1e+100` as text), bytes as `!!binary`, a set as a list, a character YAML refuses or
     reads as a line break (DEL, NEL, U+2028…) escaped."""
-    if isinstance(value, (datetime.date, datetime.datetime)):
+    if isinstance(value, datetime.date):  # a datetime too
         return value.isoformat()
-    if isinstance(value, float) and not isinstance(value, bool):
+    if isinstance(value, float):
         if math.isnan(value):
             return ".nan"
         if math.isinf(value):

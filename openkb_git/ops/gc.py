@@ -154,7 +154,8 @@ class AutoGC:
 def _has_loose_objects(objects_dir: Path) -> bool:
     """Whether a fan-out folder holds a loose object (`git prune-packed` removes emptied ones)."""
     try:
-        folders = [entry for entry in os.scandir(objects_dir) if len(entry.name) == 2 and entry.is_dir()]
+        with os.scandir(objects_dir) as entries:
+            folders = [entry for entry in entries if len(entry.name) == 2 and entry.is_dir()]
     except FileNotFoundError:
         return False
     for folder in folders:
